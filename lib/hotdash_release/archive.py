@@ -1,0 +1,137 @@
+"""Sealing a release folder: HTML of every executed notebook, the report, a secret scan,
+and manifest.json with the sha256 of every file.
+
+Sealing runs whatever happened before (a failed gate, a crashed kernel, an abort), so
+an auditor always finds a complete folder that says where and why a release stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from .redact import Redactor, find_secret_values
+from .results import read_all_results, write_json_atomic
+
+MANIFEST = "manifest.json"
+_TOOLS = ("hotdash-release", "papermill", "nbconvert", "nbclient", "nbformat", "ipykernel", "httpx", "pandas")
+
+_exporter = None
+
+
+def html_exporter():
+    """One exporter for the whole process: building it costs far more than using it."""
+    global _exporter
+    if _exporter is None:
+        from nbconvert import HTMLExporter
+
+        _exporter = HTMLExporter()
+    return _exporter
+
+
+def export_html(notebook_path: Path) -> Path:
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    body, _ = html_exporter().from_notebook_node(notebook)
+    target = notebook_path.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def seal_release(record, redactor: Redactor) -> None:
+    """Write HTML, report and manifest; record (not raise) what went wrong while sealing."""
+    from .report import write_report
+
+    folder = record.release_dir
+    for section in record.sections:
+        notebook = folder / section.notebook
+        if notebook.is_file():
+            try:
+                export_html(notebook)
+            except Exception as exc:  # an unexportable notebook must not lose the rest of the archive
+                record.archive_problems.append(f"HTML export of {notebook.name} failed: {type(exc).__name__}")
+    write_report(record, read_all_results(folder))
+    leaks = scan_for_secrets(folder, redactor)
+    if leaks:
+        record.archive_problems.append("secret values found in " + ", ".join(leaks) + ": archive not sealed")
+        # Leave the files for investigation, but no manifest: the folder is visibly unsealed.
+        return
+    write_manifest(record)
+
+
+def scan_for_secrets(folder: Path, redactor: Redactor) -> list[str]:
+    """Files (relative names) that hold any known secret value, raw or encoded."""
+    hits = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        names = find_secret_values(path.read_bytes(), redactor)
+        if names:
+            hits.append(f"{path.relative_to(folder)} ({', '.join(sorted(names))})")
+    return hits
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(record) -> Path:
+    folder = record.release_dir
+    files = {str(p.relative_to(folder)): sha256_file(p)
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest = {
+        "release_id": record.release_id,
+        "app": record.config.environment("production").app,
+        "outcome": record.outcome,
+        "exit_code": record.exit_code,
+        "reason": record.reason,
+        "operator": record.operator,
+        "target": record.target_name,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "parameters": record.parameters,
+        "rehearsal_defects": record.options.defects,
+        "runbooks_commit": git_commit(record.config.runbooks_dir),
+        "tools": tool_versions(),
+        "sections": [{"key": s.section.key, "title": s.section.title, "outcome": s.outcome,
+                      "started_at": s.started_at, "duration_s": round(s.duration_s, 3),
+                      "budget_minutes": s.budget_minutes(record.config), "notebook": s.notebook,
+                      "error": s.error, "failures": s.failures} for s in record.sections],
+        "files": files,
+    }
+    path = folder / MANIFEST
+    write_json_atomic(path, manifest)
+    return path
+
+
+def git_commit(folder: Path) -> dict:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    # Only the runbooks and the library decide what a release does; other changes do not taint it.
+    dirty = bool(git("status", "--porcelain", "--", ".", "../lib")) if commit else None
+    return {"commit": commit or None, "dirty": dirty}
+
+
+def tool_versions() -> dict:
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))

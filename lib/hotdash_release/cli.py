@@ -1,0 +1,149 @@
+"""`runbook`: parse arguments and delegate. The release flow itself is runner.run_release."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ReleaseError, UsageError
+from .runner import (EXIT_ERROR, EXIT_USAGE, REHEARSAL_DEFECTS, DEFAULT_OUTPUTS, ReleaseOptions,
+                     parse_defects, run_release)
+
+RELEASE_HELP = f"""\
+The release flow, in plan order; each section is a notebook in runbooks/ run by papermill
+in a fresh kernel, and a failed gate stops the release:
+
+  1 preflight          pre-deployment checklist, workstream readiness   (preflight.ipynb)
+  2 verify_secrets     Step 1: the 7 required secrets on both apps       (verify_secrets.ipynb)
+  3 deploy_staging     Step 2: deploy staging, check /health             (deploy.ipynb)
+  4 staging_smoke      Step 3: staging smoke test                        (smoke_test.ipynb)
+  5 go_no_go           Go/No-Go criteria from the sections above         (go_no_go.ipynb)
+  6 deploy_production  Step 4: deploy production, check /health          (deploy.ipynb)
+  7 production_smoke   Step 5: production smoke test                     (smoke_test.ipynb)
+  8 notify             Step 6: notify the CEO                            (notify.ipynb)
+    rollback           only if 6 or 7 fail: redeploy the previous image  (rollback.ipynb)
+
+The archive goes to OUTPUTS/<production app>/<release id>/: executed notebooks, their
+HTML, report.html (go/no-go, timing planned vs actual, smoke evidence) and manifest.json.
+
+exit codes:
+  0  released (also when only the notification failed: the report says so)
+  2  usage error: bad flag or configuration; nothing was deployed
+  3  blocked: a gate stopped the release before production changed
+  4  production failed its checks and was rolled back; the previous image is healthy
+  5  rollback failed: production needs a person now
+  1  internal error (a secret found in the archive, an unexpected failure)
+  130 aborted by SIGINT/SIGTERM; the archive says where
+
+rehearsal defects for --break (local target): {", ".join(REHEARSAL_DEFECTS)}
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other usage error
+        self.exit(EXIT_USAGE, f"runbook: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="runbook", description="Run the HotDash production release as executable, "
+                     "auditable papermill runbooks. Start with: runbook release --help")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    release = commands.add_parser(
+        "release", help="run the whole deployment plan section by section and archive it",
+        description="Run the HotDash deployment plan end to end and archive every section.",
+        epilog=RELEASE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    release.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
+    release.add_argument("--target", choices=("local", "fly"),
+                         help="deployment target (default: release.default_target of the configuration)")
+    release.add_argument("--break", dest="defects", action="append", default=[], metavar="ENV:DEFECT",
+                         help="rehearsal only: ship a deliberately broken build to ENV (staging|production), "
+                              "e.g. production:wrong_api_key; repeatable")
+    release.add_argument("--operator", default="", help="who runs the release (default: $HOTDASH_OPERATOR or the OS user)")
+    release.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+    release.add_argument("--kernel", default="python3", help="Jupyter kernel for the runbooks (default: python3)")
+
+    commands.add_parser("sections", help="list the plan's sections and the notebook of each")
+
+    platform = commands.add_parser("platform", help="the local rehearsal platform: status, stop, secrets, releases")
+    platform.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
+    actions = platform.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    actions.add_parser("status", help="what runs for each app of the plan")
+    actions.add_parser("stop", help="stop every process the platform started")
+    for name, text in (("releases", "an app's releases, newest first"), ("logs", "an app's current log"),
+                       ("secrets", "an app's secret names and digests")):
+        actions.add_parser(name, help=text).add_argument("app")
+    set_secret = actions.add_parser("set-secret", help="store a secret; the value is read from standard input")
+    set_secret.add_argument("app")
+    set_secret.add_argument("name")
+    unset = actions.add_parser("unset-secret", help="remove a secret from an app")
+    unset.add_argument("app")
+    unset.add_argument("name")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "release":
+            options = ReleaseOptions(config_path=args.config, target=args.target,
+                                     defects=parse_defects(args.defects), operator=args.operator,
+                                     outputs=args.outputs.resolve(), kernel_name=args.kernel)
+            return run_release(options, progress=_progress).exit_code
+        if args.command == "sections":
+            from .runbook import describe_plan
+
+            print(describe_plan().to_string(index=False))
+            return 0
+        return _platform(args)
+    except UsageError as exc:
+        print(f"runbook: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ReleaseError as exc:
+        print(f"runbook: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def _platform(args) -> int:
+    from .config import load_config
+    from .targets import make_target
+
+    config = load_config(args.config)
+    platform = make_target(config, "local")
+    apps = [env.app for env in config.environments.values()]
+    if args.action == "status":
+        for app in apps:
+            status = platform.status(app)
+            print(f"{app:24} {status.state:13} v{status.version or '-':<4} {status.url or ''} {status.image_ref or ''}")
+    elif args.action == "stop":
+        stopped = platform.stop()
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    elif args.action == "releases":
+        for r in platform.releases(args.app):
+            print(f"v{r.version:<4} {r.status:9} {r.created_at} {r.user:12} {r.image_ref} {r.description}")
+    elif args.action == "logs":
+        print("\n".join(platform.logs(args.app)))
+    elif args.action == "secrets":
+        for s in platform.secrets(args.app):
+            print(f"{s.name:24} {s.digest} {s.status}")
+    elif args.action == "set-secret":
+        value = sys.stdin.read().rstrip("\n")
+        if not value:
+            raise UsageError("set-secret: the value comes from standard input, and it was empty")
+        platform.set_secrets(args.app, {args.name: value})
+        print(f"{args.app}: {args.name} set")
+    elif args.action == "unset-secret":
+        platform.unset_secrets(args.app, [args.name])
+        print(f"{args.app}: {args.name} removed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

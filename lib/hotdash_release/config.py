@@ -1,0 +1,375 @@
+"""The release configuration (runbooks/hotdash.toml), validated before anything runs.
+
+Every problem is a ConfigError naming the dotted key and what is allowed, so a bad
+file stops a release with one line and nothing deployed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .checks import SmokeCheck
+from .errors import ConfigError
+
+ENVIRONMENTS = ("staging", "production")
+TARGETS = ("local", "fly")
+DEPLOY_STRATEGIES = ("canary", "rolling", "bluegreen", "immediate")
+NOTIFICATION_CHANNELS = ("file", "slack")
+WHEN_NOT_MET = ("blocking", "acceptable")
+#: The plan's timeline rows, in plan order; each must have a budget in [timeline].
+TIMELINE_STEPS = (
+    "verify_secrets", "deploy_staging", "staging_smoke",
+    "deploy_production", "production_smoke", "notify",
+)
+#: What go/no-go criteria can measure (computed by gonogo.py from earlier sections).
+MEASURES = (
+    "workstreams_complete_ratio", "workstreams_in_progress", "blocking_workstreams_in_progress",
+    "production_config_ready", "required_secrets_present", "staging_deploy_complete",
+    "staging_health_ok", "staging_smoke_passed",
+)
+
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+_SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "runbooks" / "hotdash.toml"
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    app: str
+    fly_config: str
+    base_url: str
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    path: str
+    expected_status: str
+    max_age_s: float
+    deadline_s: float
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    measure: str
+    comparison: str  # expect | at_least | at_most
+    threshold: Any
+    when_not_met: str
+
+    def threshold_text(self) -> str:
+        symbol = {"expect": "=", "at_least": ">=", "at_most": "<="}[self.comparison]
+        value = str(self.threshold).lower() if isinstance(self.threshold, bool) else self.threshold
+        return f"{symbol} {value}"
+
+    def is_met(self, value: Any) -> bool:
+        if value is None:
+            return False
+        if self.comparison == "expect":
+            return value == self.threshold
+        if self.comparison == "at_least":
+            return value >= self.threshold
+        return value <= self.threshold
+
+
+@dataclass(frozen=True)
+class Notification:
+    channel: str
+    recipient: str
+    production_url: str
+    expected_functionality: tuple[str, ...]
+    known_limitations: tuple[str, ...]
+    feedback_channel: str
+    file: str = "notifications.log"
+    webhook_env: str = "HOTDASH_SLACK_WEBHOOK_URL"
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    name: str
+    strategy: str
+    wait_timeout_s: float
+    state_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    path: Path
+    product: str
+    plan: str
+    default_target: str
+    readiness_file: Path
+    environments: dict[str, Environment]
+    required_secrets: tuple[str, ...]
+    health: HealthSpec
+    shop: str
+    max_latency_ms: int
+    smoke_checks: tuple[SmokeCheck, ...]
+    timeline_minutes: dict[str, float]
+    criteria: tuple[Criterion, ...]
+    notification: Notification
+    targets: dict[str, TargetSettings] = field(default_factory=dict)
+
+    @property
+    def runbooks_dir(self) -> Path:
+        return self.path.parent
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            raise ConfigError("environment", f"{name!r} is not one of {', '.join(self.environments)}")
+        return self.environments[name]
+
+    def target_settings(self, name: str) -> TargetSettings:
+        if name not in self.targets:
+            raise ConfigError("target", f"{name!r} is not configured; allowed: {', '.join(self.targets)}")
+        return self.targets[name]
+
+
+class _Table:
+    """A TOML table that reports problems by dotted key."""
+
+    def __init__(self, data: Any, key: str, path: Path) -> None:
+        self.key, self.path = key, path
+        if not isinstance(data, dict):
+            self.fail(key, "must be a table")
+        self.data = data
+
+    def fail(self, key: str, problem: str):
+        raise ConfigError(key, problem, path=str(self.path))
+
+    def sub(self, name: str) -> "_Table":
+        if name not in self.data:
+            self.fail(self._k(name), "missing table")
+        return _Table(self.data[name], self._k(name), self.path)
+
+    def _k(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if name not in self.data:
+            if default is ...:
+                self.fail(self._k(name), f"missing; expected {_kind_name(kind)}")
+            return default
+        value = self.data[name]
+        # TOML booleans are ints to isinstance; a number field must not accept true/false.
+        if isinstance(value, bool) and bool not in _as_tuple(kind):
+            self.fail(self._k(name), f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            self.fail(self._k(name), f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        return value
+
+    def text(self, name: str, default: Any = ...) -> str:
+        value = self.get(name, str, default)
+        if isinstance(value, str) and not value.strip():
+            self.fail(self._k(name), "must not be empty")
+        return value
+
+    def number(self, name: str, default: Any = ..., *, positive: bool = True) -> float:
+        value = self.get(name, (int, float), default)
+        if positive and value <= 0:
+            self.fail(self._k(name), f"must be a positive number, got {value}")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(name, str, default)
+        if value not in allowed:
+            self.fail(self._k(name), f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
+        return value
+
+    def strings(self, name: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(name, list, default)
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.fail(f"{self._k(name)}[{i}]", "expected a non-empty string")
+        return tuple(value)
+
+    def url(self, name: str) -> str:
+        value = self.text(name)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(self._k(name), f"{value!r} is not an http(s) URL with a host")
+        return value.rstrip("/")
+
+    def reject_unknown(self, allowed: tuple[str, ...]) -> None:
+        for name in self.data:
+            if name not in allowed:
+                self.fail(self._k(name), f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def _as_tuple(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in _as_tuple(kind)))
+
+
+def load_config(path: str | Path | None = None) -> ReleaseConfig:
+    """Read and validate the release configuration; raise ConfigError on the first problem."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ConfigError("config", f"file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"not valid TOML: {exc}", path=str(path)) from exc
+    root = _Table(data, "", path)
+    root.reject_unknown(("release", "environments", "secrets", "health", "smoke", "timeline",
+                         "go_no_go", "notification", "targets"))
+    release = root.sub("release")
+    release.reject_unknown(("product", "plan", "default_target", "readiness_file"))
+    targets = _targets(root.sub("targets"), path.parent)
+    default_target = release.choice("default_target", TARGETS, "local")
+    if default_target not in targets:
+        release.fail("release.default_target", f"{default_target!r} has no [targets.{default_target}] table")
+    smoke = root.sub("smoke")
+    smoke.reject_unknown(("shop", "max_latency_ms", "checks"))
+    shop = smoke.text("shop")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.myshopify\.com", shop):
+        smoke.fail("smoke.shop", f"{shop!r} is not a shop domain like name.myshopify.com")
+    max_latency_ms = int(smoke.number("max_latency_ms", 1500))
+    return ReleaseConfig(
+        path=path.resolve(),
+        product=release.text("product", "HotDash"),
+        plan=release.text("plan", ""),
+        default_target=default_target,
+        readiness_file=(path.parent / release.text("readiness_file", "readiness.csv")).resolve(),
+        environments=_environments(root.sub("environments")),
+        required_secrets=_secret_names(root.sub("secrets")),
+        health=_health(root.sub("health")),
+        shop=shop,
+        max_latency_ms=max_latency_ms,
+        smoke_checks=_smoke_checks(smoke, max_latency_ms),
+        timeline_minutes=_timeline(root.sub("timeline")),
+        criteria=_criteria(root.sub("go_no_go")),
+        notification=_notification(root.sub("notification")),
+        targets=targets,
+    )
+
+
+def _environments(table: _Table) -> dict[str, Environment]:
+    table.reject_unknown(ENVIRONMENTS)
+    environments = {}
+    for name in ENVIRONMENTS:
+        env = table.sub(name)
+        env.reject_unknown(("app", "fly_config", "base_url"))
+        app = env.text("app")
+        if not _APP_NAME.match(app):
+            env.fail(f"environments.{name}.app",
+                     f"{app!r} is not an app name (lower-case letters, digits and '-', 2-63 chars)")
+        environments[name] = Environment(name, app, env.text("fly_config"), env.url("base_url"))
+    if environments["staging"].app == environments["production"].app:
+        table.fail("environments.production.app", "must differ from environments.staging.app")
+    return environments
+
+
+def _secret_names(table: _Table) -> tuple[str, ...]:
+    table.reject_unknown(("required",))
+    names = table.strings("required")
+    if not names:
+        table.fail("secrets.required", "must list at least one secret name")
+    for i, name in enumerate(names):
+        if not _SECRET_NAME.match(name):
+            table.fail(f"secrets.required[{i}]", f"{name!r} is not a secret name (A-Z, 0-9, _)")
+    if len(set(names)) != len(names):
+        table.fail("secrets.required", "lists a name twice")
+    return names
+
+
+def _health(table: _Table) -> HealthSpec:
+    table.reject_unknown(("path", "expected_status", "max_age_s", "deadline_s"))
+    path = table.text("path")
+    if not path.startswith("/"):
+        table.fail("health.path", f"{path!r} must start with /")
+    return HealthSpec(path, table.text("expected_status", "ok"),
+                      table.number("max_age_s", 120), table.number("deadline_s", 60))
+
+
+def _smoke_checks(table: _Table, max_latency_ms: int) -> tuple[SmokeCheck, ...]:
+    raw = table.get("checks", list)
+    if not raw:
+        table.fail("smoke.checks", "must define at least one check")
+    checks = []
+    for i, item in enumerate(raw):
+        key = f"smoke.checks[{i}]"
+        if not isinstance(item, dict):
+            table.fail(key, "must be a table")
+        try:
+            check = SmokeCheck.from_dict({"max_latency_ms": max_latency_ms, **item}, key=key)
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.problem, path=str(table.path)) from None
+        checks.append(check)
+    names = [c.name for c in checks]
+    if len(set(names)) != len(names):
+        table.fail("smoke.checks", "two checks share a name")
+    return tuple(checks)
+
+
+def _timeline(table: _Table) -> dict[str, float]:
+    table.reject_unknown(TIMELINE_STEPS + ("preflight", "go_no_go", "rollback"))
+    return {step: float(table.number(step)) for step in TIMELINE_STEPS} | {
+        step: float(table.number(step)) for step in ("preflight", "go_no_go", "rollback")
+        if step in table.data}
+
+
+def _criteria(table: _Table) -> tuple[Criterion, ...]:
+    table.reject_unknown(("criteria",))
+    raw = table.get("criteria", list)
+    if not raw:
+        table.fail("go_no_go.criteria", "must define at least one criterion")
+    criteria = []
+    for i, item in enumerate(raw):
+        row = _Table(item, f"go_no_go.criteria[{i}]", table.path)
+        row.reject_unknown(("name", "measure", "expect", "at_least", "at_most", "when_not_met"))
+        comparisons = [c for c in ("expect", "at_least", "at_most") if c in row.data]
+        if len(comparisons) != 1:
+            row.fail(row.key, "needs exactly one of expect, at_least, at_most")
+        comparison = comparisons[0]
+        threshold = (row.get("expect", (bool, int, float)) if comparison == "expect"
+                     else row.number(comparison, positive=False))
+        criteria.append(Criterion(row.text("name"), row.choice("measure", MEASURES), comparison,
+                                  threshold, row.choice("when_not_met", WHEN_NOT_MET)))
+    return tuple(criteria)
+
+
+def _notification(table: _Table) -> Notification:
+    table.reject_unknown(("channel", "file", "webhook_env", "recipient", "production_url",
+                          "expected_functionality", "known_limitations", "feedback_channel"))
+    return Notification(
+        channel=table.choice("channel", NOTIFICATION_CHANNELS),
+        recipient=table.text("recipient"),
+        production_url=table.url("production_url"),
+        expected_functionality=table.strings("expected_functionality"),
+        known_limitations=table.strings("known_limitations", []),
+        feedback_channel=table.text("feedback_channel"),
+        file=table.text("file", "notifications.log"),
+        webhook_env=table.text("webhook_env", "HOTDASH_SLACK_WEBHOOK_URL"),
+    )
+
+
+def _targets(table: _Table, base: Path) -> dict[str, TargetSettings]:
+    table.reject_unknown(TARGETS)
+    targets = {}
+    for name in TARGETS:
+        if name not in table.data:
+            continue
+        t = table.sub(name)
+        t.reject_unknown(("strategy", "wait_timeout_s", "state_dir"))
+        state_dir = t.text("state_dir", "") if name == "local" else ""
+        targets[name] = TargetSettings(
+            name=name,
+            strategy=t.choice("strategy", DEPLOY_STRATEGIES, "rolling"),
+            wait_timeout_s=float(t.number("wait_timeout_s", 300)),
+            state_dir=(base / state_dir).resolve() if state_dir else None,
+        )
+    if not targets:
+        table.fail("targets", f"define at least one of {', '.join(TARGETS)}")
+    return targets

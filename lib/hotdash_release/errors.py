@@ -1,0 +1,73 @@
+"""One family of errors for the release tooling.
+
+    ReleaseError                  anything this package raises on purpose
+    ├── UsageError                bad input from a person: CLI flag, parameter (exit code 2)
+    │   └── ConfigError           the release configuration: names the key and what is allowed
+    ├── SecretError               a secret value cannot be resolved (the name is given, never a value)
+    ├── TargetError               the deployment platform failed or refused
+    │   ├── DeployError           a deploy did not reach a complete release
+    │   └── RollbackError         no release to roll back to, or the rollback failed
+    └── GateFailed                a gate decided that the release must stop here
+
+Foreign errors (subprocess, httpx, papermill) are wrapped where they enter, with the
+original kept as ``__cause__``. Context is keyword-only.
+"""
+
+from __future__ import annotations
+
+
+class ReleaseError(Exception):
+    """Base of every error raised on purpose by hotdash_release."""
+
+
+class UsageError(ReleaseError):
+    """Bad input from a person; the CLI prints it on one line and exits 2."""
+
+
+class ConfigError(UsageError):
+    """A key of the release configuration is missing or holds a value that is not allowed."""
+
+    def __init__(self, key: str, problem: str, *, path: str | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.path = path
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}{key}: {problem}")
+
+
+class SecretError(ReleaseError):
+    """A secret's value is not available from its source."""
+
+    def __init__(self, message: str, *, name: str, app: str | None = None) -> None:
+        self.name = name
+        self.app = app
+        super().__init__(message)
+
+
+class TargetError(ReleaseError):
+    """The deployment platform failed or refused an operation."""
+
+    def __init__(self, message: str, *, app: str | None = None) -> None:
+        self.app = app
+        super().__init__(message)
+
+
+class DeployError(TargetError):
+    """A deploy ended without a complete release."""
+
+    def __init__(self, message: str, *, app: str | None = None, release=None) -> None:
+        self.release = release
+        super().__init__(message, app=app)
+
+
+class RollbackError(TargetError):
+    """There is nothing to roll back to, or redeploying the previous image failed."""
+
+
+class GateFailed(ReleaseError):
+    """A gate decided that the release stops; ``section`` names where."""
+
+    def __init__(self, message: str, *, section: str, findings: list[str] | None = None) -> None:
+        self.section = section
+        self.findings = list(findings or [])
+        super().__init__(message)

@@ -1,0 +1,40 @@
+"""Section results on disk: the values each runbook records and the runner, the gates
+and the report read back. One JSON file per section under <release dir>/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS_DIR = "results"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def results_path(release_dir: Path, section_key: str) -> Path:
+    return Path(release_dir) / RESULTS_DIR / f"{section_key}.json"
+
+
+def write_json_atomic(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_section_result(release_dir: Path, section_key: str) -> dict | None:
+    path = results_path(release_dir, section_key)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_all_results(release_dir: Path) -> dict[str, dict]:
+    folder = Path(release_dir) / RESULTS_DIR
+    if not folder.is_dir():
+        return {}
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}

@@ -1,0 +1,431 @@
+"""What runbook cells call: one object per running section of the plan.
+
+A cell reads like a line of the plan (`run.deploy()`, `run.check_health()`); this
+module does the work, shows results as tables, records them (redacted) under
+<release dir>/results/, and `run.gate()` decides whether the release goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import checks
+from .config import ReleaseConfig, load_config
+from .errors import DeployError, GateFailed, ReleaseError, SecretError, UsageError
+from .gonogo import Decision, collect_measures, decide
+from .notify import NotificationResult, compose_message, send_notification
+from .plan import PLAN, Section, section_for
+from .readiness import read_readiness
+from .results import read_all_results, results_path, utc_now, write_json_atomic
+from .secrets import redactor_for, require_values, verify_required_secrets
+from .tables import ResultTable, ShowsAsRecord, record_frame
+from .targets import make_target, secret_source_for
+from .targets.base import Target, choose_rollback_release
+
+#: Where interactive runs record, when no release folder is given.
+OUTPUTS_ROOT = Path(__file__).resolve().parents[2] / "outputs"
+
+
+@dataclass(frozen=True)
+class CheckItem(ShowsAsRecord):
+    """One line of the pre-deployment checklist."""
+
+    item: str
+    ok: bool
+    detail: str
+    checked: str = "automatic"  # automatic | later section | not checked here
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeploymentResult(ShowsAsRecord):
+    app: str
+    ok: bool
+    version: int | None
+    status: str
+    image_ref: str
+    previous_image: str
+    url: str
+    detail: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RollbackResult(ShowsAsRecord):
+    app: str
+    ok: bool
+    from_image: str
+    to_version: int | None
+    to_image: str
+    new_version: int | None
+    detail: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def open_section(kind: str, *, environment: str = "", target: str = "", config_path: str = "",
+                 release_dir: str = "", operator: str = "") -> "SectionRun":
+    """Start a section: load and validate the configuration, connect to the target."""
+    config = load_config(_config_file(config_path))
+    section = section_for(kind, environment or None)
+    target_name = target or config.default_target
+    folder = Path(release_dir) if release_dir else _interactive_dir()
+    return SectionRun(config, section, target_name, folder, operator or default_operator())
+
+
+def default_operator() -> str:
+    return os.environ.get("HOTDASH_OPERATOR") or getpass.getuser()
+
+
+def _config_file(config_path: str) -> Path | None:
+    if not config_path:
+        return None
+    path = Path(config_path)
+    # Relative paths are relative to runbooks/, where JupyterLab and papermill both run.
+    return path if path.is_absolute() or path.exists() else Path(__file__).resolve().parents[2] / "runbooks" / path
+
+
+def _interactive_dir() -> Path:
+    return OUTPUTS_ROOT / "interactive" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
+
+class SectionRun:
+    """One section of one release: what it checked, and whether the release may go on."""
+
+    def __init__(self, config: ReleaseConfig, section: Section, target_name: str,
+                 release_dir: Path, operator: str) -> None:
+        self.config = config
+        self.section = section
+        self.environment = config.environment(section.environment) if section.environment else None
+        self.target_name = target_name
+        self.target: Target = make_target(config, target_name)
+        self.release_dir = release_dir
+        self.release_id = release_dir.name
+        self.operator = operator
+        self.started_at = utc_now()
+        self._records: dict[str, Any] = {}
+        self._measures: dict[str, Any] = {}
+        self._failures: list[str] = []
+        self._warnings: list[str] = []
+        self._decision: Decision | None = None
+        self._secret_source = secret_source_for(config, target_name, self.target)
+        self.redactor = redactor_for(config, self._secret_source)
+        self._save("running")
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def app(self) -> str:
+        env = self.environment or self.config.environment("production")
+        return env.app
+
+    def _repr_html_(self) -> str:
+        rows = {"section": self.section.title, "release": self.release_id, "environment":
+                self.section.environment or "staging and production", "app": self.app,
+                "target": self.target_name, "operator": self.operator,
+                "configuration": str(self.config.path), "started": self.started_at}
+        return record_frame(rows).to_html(index=False, escape=True)
+
+    # -- pre-deployment checklist ---------------------------------------------------------
+    def checklist(self) -> ResultTable:
+        items = [CheckItem("Release configuration valid", True, f"{self.config.path.name}: "
+                           f"{len(self.config.smoke_checks)} smoke checks, {len(self.config.criteria)} criteria")]
+        production_ready = True
+        for env in self.config.environments.values():
+            item = self._fly_config_item(env)
+            items.append(item)
+            production_ready &= item.ok or env.name != "production"
+        items.append(self._archive_item())
+        items.append(self._target_item())
+        later = [("Core functionality working (Shopify OAuth, dashboard, routes)", "staging smoke test"),
+                 ("Database connected (Supabase)", "verify secrets: DATABASE_URL, SUPABASE_URL set"),
+                 ("Health checks operational (/health endpoint)", "health check after each deploy")]
+        items += [CheckItem(name, True, f"checked by: {where}", "later section") for name, where in later]
+        self._measures["production_config_ready"] = production_ready
+        return self._record("checklist", ResultTable.of("Pre-deployment checklist", items))
+
+    def _fly_config_item(self, env) -> CheckItem:
+        import tomllib
+
+        name = f"{env.name.capitalize()} config exists ({env.fly_config})"
+        path = self.config.runbooks_dir / env.fly_config
+        if not path.is_file():
+            return CheckItem(name, False, f"{path} not found")
+        try:
+            fly = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            return CheckItem(name, False, f"not valid TOML: {exc}")
+        problems = []
+        if fly.get("app") != env.app:
+            problems.append(f"app is {fly.get('app')!r}, expected {env.app!r}")
+        check_paths = [c.get("path") for c in fly.get("http_service", {}).get("checks", [])]
+        if self.config.health.path not in check_paths:
+            problems.append(f"no http_service check on {self.config.health.path} (found {check_paths})")
+        return CheckItem(name, not problems, "; ".join(problems) or f"app {env.app}, health check "
+                         f"{self.config.health.path}")
+
+    def _archive_item(self) -> CheckItem:
+        try:
+            self.release_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.release_dir / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            return CheckItem("Archive folder writable", False, f"{self.release_dir}: {exc.strerror}")
+        return CheckItem("Archive folder writable", True, str(self.release_dir))
+
+    def _target_item(self) -> CheckItem:
+        rows = []
+        try:
+            for env in self.config.environments.values():
+                status = self.target.status(env.app)
+                rows.append(f"{env.app}: {status.state}" + (f" v{status.version}" if status.version else ""))
+        except ReleaseError as exc:
+            return CheckItem(f"Deployment target ready ({self.target_name})", False, self.redactor.redact(str(exc)))
+        return CheckItem(f"Deployment target ready ({self.target_name})", True, "; ".join(rows))
+
+    def readiness(self) -> ResultTable:
+        readiness = read_readiness(self.config.readiness_file)
+        self._measures.update(readiness.measures())
+        table = ResultTable.of(f"Workstream readiness: {readiness.summary()}", readiness.workstreams,
+                               ok=readiness.blocking_in_progress == 0)
+        if not table.ok:
+            self._warnings.append(readiness.summary())
+        # Readiness informs the go/no-go criteria; it does not stop preflight by itself.
+        self._records["readiness"] = {"summary": readiness.summary(), "rows": list(table.rows), "ok": table.ok}
+        self._save("running")
+        return table
+
+    # -- step 1: verify secrets -------------------------------------------------------------
+    def verify_secrets(self) -> ResultTable:
+        """Required secret names on every app of the plan: set, staged or missing (never values)."""
+        rows = []
+        for env in self._environments():
+            try:
+                rows += verify_required_secrets(self.target, env.app, self.config.required_secrets)
+            except ReleaseError as exc:
+                self._failures.append(f"{env.app}: cannot list secrets: {self.redactor.redact(str(exc))}")
+        table = ResultTable.of("Required secrets", rows)
+        self._measures["required_secrets_present"] = table.ok and bool(rows)
+        return self._record("secrets", table)
+
+    # -- steps 2 and 4: deploy -------------------------------------------------------------
+    def deploy(self, defect: str = "") -> DeploymentResult:
+        """`flyctl deploy --config <fly config> --app <app>` on this section's target."""
+        env = self._require_environment()
+        settings = self.config.target_settings(self.target_name)
+        if defect and self.target_name != "local":
+            raise UsageError(f"rehearsal_defect: only the local target ships rehearsal defects, not {self.target_name!r}")
+        previous = self.target.status(env.app).image_ref or ""
+        try:
+            release = self.target.deploy(
+                env.app, config_file=str(self.config.runbooks_dir / env.fly_config),
+                build_args={"HOTDASH_DEFECT": defect} if defect else {},
+                strategy=settings.strategy, wait_timeout_s=settings.wait_timeout_s,
+                reason=f"release {self.release_id}", user=self.operator, on_output=self._print_output)
+            result = DeploymentResult(env.app, True, release.version, release.status, release.image_ref,
+                                      previous, self.app_url(), "")
+        except DeployError as exc:
+            failed = exc.release
+            result = DeploymentResult(env.app, False, failed.version if failed else None,
+                                      failed.status if failed else "not started",
+                                      failed.image_ref if failed else "", previous, self.app_url(),
+                                      self.redactor.redact(str(exc)))
+        self._measures[f"{env.name}_deploy_complete"] = result.ok
+        return self._record("deployment", result)
+
+    def app_url(self) -> str:
+        env = self._require_environment()
+        if self.target_name == "local":
+            return self.target.url(env.app) or env.base_url
+        return env.base_url
+
+    def check_health(self) -> checks.HealthResult:
+        """`curl <app>/health`, expecting {"status":"ok","timestamp":"..."}, retried up to a deadline."""
+        env = self._require_environment()
+        spec = self.config.health
+        change = self._records.get("deployment") or self._records.get("rollback")
+        # After a failed deploy or rollback one look is enough to record whether the app answers at all.
+        deadline = spec.deadline_s if not change or change["ok"] else 1.0
+        with checks.make_client() as client:
+            result = checks.check_health(client, self.app_url() + spec.path, deadline_s=deadline,
+                                         max_age_s=spec.max_age_s, expected_status=spec.expected_status,
+                                         redactor=self.redactor)
+        self._measures[f"{env.name}_health_ok"] = result.ok
+        return self._record("health", result)
+
+    def releases(self, limit: int = 10) -> pd.DataFrame:
+        """`flyctl releases --app <app>`: the newest releases, for the record."""
+        env = self._require_environment()
+        rows = [r.as_row() for r in self.target.releases(env.app)[:limit]]
+        return pd.DataFrame(rows)
+
+    def logs(self, limit: int = 20) -> pd.DataFrame:
+        """`flyctl logs --app <app>`: the current release's last lines, redacted."""
+        env = self._require_environment()
+        lines = [self.redactor.redact(line) for line in self.target.logs(env.app, limit=limit)]
+        return pd.DataFrame({"log": lines})
+
+    # -- steps 3 and 5: smoke tests ---------------------------------------------------------
+    def smoke_test(self) -> ResultTable:
+        """The plan's smoke test, headless: each check proves one thing over HTTP, concurrently."""
+        env = self._require_environment()
+        try:
+            values = require_values(self._secret_source, env.app, ["SHOPIFY_API_KEY", "SHOPIFY_API_SECRET"])
+        except SecretError as exc:
+            self._failures.append(str(exc))
+            values = {}
+        shop = self.config.shop
+        handle = shop.split(".")[0]
+        context = {**values, "shop": shop, "shop_handle": handle,
+                   "host": base64.b64encode(f"admin.shopify.com/store/{handle}".encode()).decode().rstrip("=")}
+        with checks.make_client() as client:
+            results = checks.run_smoke_checks(client, self.app_url(), self.config.smoke_checks,
+                                              context=context, redactor=self.redactor)
+        table = ResultTable.of(f"Smoke test {env.app}", results)
+        self._measures[f"{env.name}_smoke_passed"] = table.ok and bool(values)
+        return self._record("smoke", table)
+
+    def manual_checks(self) -> pd.DataFrame:
+        """What only a person in a browser can confirm (the plan's manual steps)."""
+        env = self._require_environment()
+        steps = [f"Visit {env.base_url}", "Verify Shopify OAuth works", "Check dashboard loads",
+                 "Test navigation", "Verify no critical errors"]
+        covered = ["Landing page", "Shopify OAuth: login form, install redirect",
+                   "Dashboard: App Bridge key", "Navigation: opens inside Shopify admin",
+                   "Webhook checks, latency bound"]
+        return pd.DataFrame({"manual step": steps, "headless evidence above": covered,
+                             "attestation": ["not given in this run"] * len(steps)})
+
+    # -- go/no-go ------------------------------------------------------------------------------
+    def go_no_go(self) -> Decision:
+        """Judge the plan's criteria from what the earlier sections measured."""
+        decision = decide(self.config.criteria, collect_measures(read_all_results(self.release_dir)))
+        self._decision = decision
+        self._record("criteria", ResultTable.of("Go/No-Go criteria", decision.criteria, ok=decision.go))
+        return self._record("decision", decision)
+
+    def criteria_table(self) -> ResultTable:
+        """Each criterion: measured value, threshold, met / not met (acceptable) / blocking."""
+        if self._decision is None:
+            raise UsageError("criteria_table: run go_no_go() first")
+        return ResultTable.of("Go/No-Go criteria", self._decision.criteria, ok=self._decision.go)
+
+    # -- step 6: notify ------------------------------------------------------------------------
+    def notify(self) -> NotificationResult:
+        production = self.config.environment("production")
+        status = self.target.status(production.app)
+        message = compose_message(self.config.notification, release_id=self.release_id,
+                                  operator=self.operator, image_ref=status.image_ref,
+                                  served_at=status.url if self.target_name == "local" else None)
+        result = send_notification(self.config.notification, self.redactor.redact(message),
+                                   inbox_dir=self.release_dir.parent.parent)
+        return self._record("notification", result)
+
+    # -- rollback ------------------------------------------------------------------------------
+    def rollback_candidate(self) -> pd.DataFrame:
+        """`flyctl releases`: the newest complete release whose image differs from what runs now."""
+        env = self._require_environment()
+        current = self.target.status(env.app).image_ref
+        candidate = choose_rollback_release(self.target.releases(env.app), current)
+        rows = [dict(r.as_row(), current=r.image_ref == current,
+                     rollback_to=candidate is not None and r.version == candidate.version)
+                for r in self.target.releases(env.app)[:10]]
+        return pd.DataFrame(rows)
+
+    def roll_back(self) -> RollbackResult:
+        """Redeploy the previous good image (Fly has no `releases rollback` command)."""
+        env = self._require_environment()
+        current = self.target.status(env.app).image_ref or ""
+        candidate = choose_rollback_release(self.target.releases(env.app), current)
+        if candidate is None:
+            result = RollbackResult(env.app, False, current, None, "", None,
+                                    "no earlier complete release with a different image")
+        else:
+            try:
+                release = self.target.rollback(env.app, to=candidate, user=self.operator,
+                                               reason=f"rollback of release {self.release_id}",
+                                               on_output=self._print_output)
+                result = RollbackResult(env.app, True, current, candidate.version, candidate.image_ref,
+                                        release.version, "")
+            except ReleaseError as exc:
+                result = RollbackResult(env.app, False, current, candidate.version, candidate.image_ref,
+                                        getattr(getattr(exc, "release", None), "version", None),
+                                        self.redactor.redact(str(exc)))
+        return self._record("rollback", result)
+
+    # -- the gate --------------------------------------------------------------------------------
+    def gate(self) -> str:
+        """Decide: passed, or raise GateFailed (the release stops here) with the findings."""
+        failures = self._failures + [f"{name}: {_why(value)}" for name, value in self._records.items()
+                                     if isinstance(value, dict) and value.get("ok") is False]
+        self._save("failed" if failures else "passed", failures)
+        if failures:
+            raise GateFailed(f"{self.section.title}: gate not met: " + " | ".join(failures),
+                             section=self.section.key, findings=failures)
+        return f"{self.section.title}: passed"
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _record(self, name: str, value):
+        self._records[name] = self.redactor.redact_obj(_jsonable(value))
+        self._save("running")
+        return value
+
+    def _save(self, outcome: str, failures: list[str] | None = None) -> None:
+        write_json_atomic(results_path(self.release_dir, self.section.key), {
+            "section": self.section.key, "title": self.section.title,
+            "environment": self.section.environment, "target": self.target_name,
+            "app": self.app, "operator": self.operator, "release_id": self.release_id,
+            "started_at": self.started_at, "finished_at": utc_now(), "outcome": outcome,
+            "failures": failures or [], "warnings": self._warnings,
+            "measures": self._measures, "records": self._records,
+        })
+
+    def _print_output(self, line: str) -> None:
+        print(self.redactor.redact(line), flush=True)
+
+    def _require_environment(self):
+        if self.environment is None:
+            raise UsageError(f"environment: section {self.section.key!r} has no environment")
+        return self.environment
+
+    def _environments(self):
+        return [self.environment] if self.environment else list(self.config.environments.values())
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, ResultTable):
+        return {"title": value.title, "rows": list(value.rows), "ok": value.ok}
+    if isinstance(value, Decision):
+        return {**value.as_row(), "ok": value.go}
+    if hasattr(value, "as_row"):
+        return {**value.as_row(), "ok": getattr(value, "ok", True)}
+    return value
+
+
+def _why(record: dict) -> str:
+    if "rows" in record:
+        bad = [r for r in record["rows"] if r.get("ok") is False or r.get("blocking") is True]
+        names = [str(r.get("name") or r.get("item") or r.get("criterion") or r) for r in bad]
+        return f"{len(bad)} failed: " + ", ".join(names) if bad else record.get("title", "failed")
+    return str(record.get("detail") or record.get("explanation") or "failed")
+
+
+def describe_plan() -> pd.DataFrame:
+    """The plan's sections in order, with their notebooks (for README and --help)."""
+    return pd.DataFrame([{"section": s.key, "title": s.title, "notebook": s.notebook,
+                          "environment": s.environment or ""} for s in PLAN])
+
+
+__all__ = ["open_section", "SectionRun", "describe_plan", "default_operator"]

@@ -1,0 +1,289 @@
+"""The release runner: the plan's sections in order, each a papermill run in a fresh kernel.
+
+It validates everything before the first section, stops at the first failed gate,
+runs the rollback runbook when production was changed and failed, and always leaves
+an archive (executed notebooks, their HTML, the report, the manifest) saying where
+and why it stopped. Hooks for archiving and progress live here, in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets as _random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from .config import ENVIRONMENTS, ReleaseConfig, load_config
+from .errors import UsageError
+from .plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
+from .results import read_section_result, utc_now
+from .secrets import redactor_for, seed_rehearsal_secrets
+from .targets import make_target, secret_source_for
+
+#: Exit codes: documented in README, asserted by the end-to-end tests.
+EXIT_RELEASED = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_BLOCKED = 3
+EXIT_ROLLED_BACK = 4
+EXIT_ROLLBACK_FAILED = 5
+EXIT_ABORTED = 130
+
+OUTCOME_EXIT = {
+    "released": EXIT_RELEASED,
+    "blocked": EXIT_BLOCKED,
+    "rolled back": EXIT_ROLLED_BACK,
+    "rollback failed": EXIT_ROLLBACK_FAILED,
+    "aborted": EXIT_ABORTED,
+    "error": EXIT_ERROR,
+}
+
+#: Defects the local rehearsal platform can build in (see standin_app.py).
+REHEARSAL_DEFECTS = ("health_failing", "slow", "crash_at_start", "wrong_api_key")
+
+DEFAULT_OUTPUTS = Path(__file__).resolve().parents[2] / "outputs"
+_RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ReleaseOptions:
+    config_path: Path | None = None
+    target: str | None = None
+    defects: dict[str, str] = field(default_factory=dict)  # environment -> rehearsal defect
+    operator: str = ""
+    reason: str = ""
+    outputs: Path = DEFAULT_OUTPUTS
+    kernel_name: str = "python3"
+
+
+@dataclass
+class SectionRecord:
+    index: int
+    section: Section
+    outcome: str  # passed | failed | error
+    started_at: str
+    duration_s: float
+    notebook: str
+    error: str = ""
+    failures: list[str] = field(default_factory=list)
+
+    def budget_minutes(self, config: ReleaseConfig) -> float | None:
+        key = self.section.budget_key or self.section.key
+        return config.timeline_minutes.get(key)
+
+
+@dataclass
+class ReleaseRecord:
+    release_id: str
+    release_dir: Path
+    config: ReleaseConfig
+    options: ReleaseOptions
+    target_name: str
+    operator: str
+    started_at: str
+    parameters: dict
+    sections: list[SectionRecord] = field(default_factory=list)
+    outcome: str = "error"
+    reason: str = ""  # why it ended the way it did
+    finished_at: str = ""
+    archive_problems: list[str] = field(default_factory=list)
+    target: object = None
+
+    @property
+    def exit_code(self) -> int:
+        return OUTCOME_EXIT[self.outcome]
+
+
+class ReleaseAborted(Exception):
+    """SIGINT or SIGTERM arrived while a release was running."""
+
+
+def parse_defects(specs: list[str]) -> dict[str, str]:
+    """`--break production:wrong_api_key` -> {"production": "wrong_api_key"}."""
+    defects = {}
+    for spec in specs:
+        env, _, defect = spec.partition(":")
+        if env not in ENVIRONMENTS or defect not in REHEARSAL_DEFECTS:
+            raise UsageError(f"--break: {spec!r} is not ENVIRONMENT:DEFECT; environments: "
+                             f"{', '.join(ENVIRONMENTS)}; defects: {', '.join(REHEARSAL_DEFECTS)}")
+        defects[env] = defect
+    return defects
+
+
+def new_release_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
+
+
+def validate_release_id(release_id: str) -> str:
+    if not _RELEASE_ID.match(release_id):
+        raise UsageError(f"release id: {release_id!r} is not like 20261125T190512Z-a1b2c3")
+    return release_id
+
+
+def _check_writable(outputs: Path) -> None:
+    try:
+        outputs.mkdir(parents=True, exist_ok=True)
+        probe = outputs / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--outputs: {outputs} is not a writable folder ({exc.strerror})") from None
+
+
+def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
+    """Everything that can be wrong with the input is found here, before any deploy."""
+    config = load_config(options.config_path)
+    target_name = options.target or config.default_target
+    config.target_settings(target_name)
+    if options.defects and target_name != "local":
+        raise UsageError(f"--break: rehearsal defects need --target local, not {target_name!r}")
+    if options.operator and not re.fullmatch(r"[\w.@+ -]{1,64}", options.operator):
+        raise UsageError("--operator: use letters, digits, space and . @ + - _ (at most 64)")
+    _check_writable(options.outputs)
+    target = make_target(config, target_name)
+    from .runbook import default_operator
+
+    operator = options.operator or default_operator()
+    release_id = new_release_id()
+    release_dir = options.outputs / config.environment("production").app / release_id
+    release_dir.mkdir(parents=True)
+    parameters = {"target": target_name, "config_path": str(config.path), "operator": operator,
+                  "release_dir": str(release_dir)}
+    return ReleaseRecord(release_id, release_dir, config, options, target_name, operator,
+                         utc_now(), parameters, target=target)
+
+
+def run_release(options: ReleaseOptions, *, progress: Progress = print) -> ReleaseRecord:
+    record = prepare_release(options)
+    target = record.target
+    if record.target_name == "local":
+        seeded = seed_rehearsal_secrets(target, [e.app for e in record.config.environments.values()])
+        for app in seeded:
+            progress(f"rehearsal: generated secrets for {app} (kept in the platform store, not in outputs/)")
+    redactor = redactor_for(record.config, secret_source_for(record.config, record.target_name, target))
+    progress(f"HotDash release {record.release_id}: {record.config.environment('production').app} "
+             f"via {record.target_name}, operator {record.operator}")
+    progress(f"archive: {record.release_dir}")
+    previous_handlers = _raise_on_signals()
+    try:
+        _run_sections(record, progress, redactor)
+    except ReleaseAborted as exc:
+        record.outcome, record.reason = "aborted", f"{exc} during {_last_section(record)}"
+    finally:
+        _restore_signals(previous_handlers)
+        record.finished_at = utc_now()
+        from .archive import seal_release
+
+        seal_release(record, redactor)
+        if record.archive_problems:
+            record.outcome = "error"
+            record.reason = "; ".join(record.archive_problems)
+    progress(_summary(record))
+    return record
+
+
+def _run_sections(record: ReleaseRecord, progress: Progress, redactor) -> None:
+    for index, section in enumerate(PLAN, start=1):
+        result = run_section(record, section, index, progress, redactor)
+        if result.outcome == "passed":
+            continue
+        where = f"{section.title}: {_first(result)}"
+        if section.key == "notify":
+            # A failed notification is reported; it does not undo a good release.
+            record.outcome, record.reason = "released", f"released, but the notification failed ({_first(result)})"
+            return
+        if section.key in PRODUCTION_CHANGING:
+            progress("production failed its checks: running the rollback runbook")
+            rollback = run_section(record, ROLLBACK, index + 1, progress, redactor)
+            if rollback.outcome == "passed":
+                record.outcome, record.reason = "rolled back", f"{where}; rolled back to the previous image"
+            else:
+                record.outcome, record.reason = "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
+            return
+        record.outcome, record.reason = "blocked", f"stopped before production changed: {where}"
+        return
+    record.outcome, record.reason = "released", "all sections passed"
+
+
+def run_section(record: ReleaseRecord, section: Section, index: int, progress: Progress, redactor) -> SectionRecord:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    config = record.config
+    parameters = {**record.parameters, **section.notebook_parameters()}
+    if section.notebook == "deploy.ipynb" and section.environment in record.options.defects:
+        parameters["rehearsal_defect"] = record.options.defects[section.environment]
+    output = record.release_dir / f"{index:02d}-{section.key}.ipynb"
+    budget = config.timeline_minutes.get(section.budget_key or section.key)
+    label = f"[{index}/{len(PLAN)}] {section.title}"
+    progress(f"{label} ...")
+    started_at, started = utc_now(), time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(
+            str(config.runbooks_dir / section.notebook), str(output), parameters=parameters,
+            kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(config.runbooks_dir),
+            report_mode=False)
+    except PapermillExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
+    except ReleaseAborted:
+        raise
+    except Exception as exc:  # the kernel died, or papermill could not run the notebook at all
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    duration = time.perf_counter() - started
+    result = read_section_result(record.release_dir, section.key) or {}
+    outcome = result.get("outcome", "error")
+    if outcome == "running" or (error and outcome == "passed"):
+        outcome = "error"  # the notebook stopped before its gate decided
+    section_record = SectionRecord(index, section, outcome, started_at, duration, output.name,
+                                   redactor.redact(error), result.get("failures", []))
+    record.sections.append(section_record)
+    over = budget is not None and duration > budget * 60
+    budget_text = f" (budget {budget:g} min{', OVER' if over else ''})" if budget is not None else ""
+    progress(f"{label}: {outcome} in {duration:.1f} s{budget_text}"
+             + (f" - {_first(section_record)}" if outcome != "passed" else ""))
+    return section_record
+
+
+def _first(section: SectionRecord) -> str:
+    return (section.failures[0] if section.failures else section.error) or section.outcome
+
+
+def _last_section(record: ReleaseRecord) -> str:
+    return record.sections[-1].section.title if record.sections else "preparation"
+
+
+def _summary(record: ReleaseRecord) -> str:
+    lines = [f"\nRelease {record.release_id}: {record.outcome.upper()} (exit {record.exit_code})",
+             f"  {record.reason}"]
+    for s in record.sections:
+        budget = s.budget_minutes(record.config)
+        lines.append(f"  {s.outcome:>7}  {s.duration_s:6.1f} s  "
+                     f"{'' if budget is None else f'/ {budget:g} min':9}  {s.section.title}")
+    lines.append(f"  report: {record.release_dir / 'report.html'}")
+    return "\n".join(lines)
+
+
+def _raise_on_signals():
+    def handler(signum, _frame):
+        raise ReleaseAborted(f"{signal.Signals(signum).name} received")
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    return previous
+
+
+def _restore_signals(previous) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
