@@ -63,6 +63,10 @@ class DeployError(TargetError):
 class RollbackError(TargetError):
     """There is nothing to roll back to, or redeploying the previous image failed."""
 
+    def __init__(self, message: str, *, app: str | None = None, release=None) -> None:
+        self.release = release
+        super().__init__(message, app=app)
+
 
 class GateFailed(ReleaseError):
     """A gate decided that the release stops; ``section`` names where."""

@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import re
 import secrets as _random
+import shutil
 import signal
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -227,10 +230,11 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     started_at, started = utc_now(), time.perf_counter()
     error = ""
     try:
-        papermill.execute_notebook(
-            str(config.runbooks_dir / section.notebook), str(output), parameters=parameters,
-            kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(config.runbooks_dir),
-            report_mode=False)
+        with fresh_kernel(record.options.kernel_name) as kernel:
+            papermill.execute_notebook(
+                str(config.runbooks_dir / section.notebook), str(output), parameters=parameters,
+                kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(config.runbooks_dir),
+                km=kernel)
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
     except ReleaseAborted:
@@ -250,6 +254,25 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     progress(f"{label}: {outcome} in {duration:.1f} s{budget_text}"
              + (f" - {_first(section_record)}" if outcome != "passed" else ""))
     return section_record
+
+
+@contextmanager
+def fresh_kernel(kernel_name: str):
+    """A new kernel for one section, over private IPC sockets instead of TCP ports.
+
+    nbclient leaves a kernel manager it did not create running, so we stop it here.
+    """
+    from jupyter_client import KernelManager
+
+    socket_dir = tempfile.mkdtemp(prefix="hotdash-kernel-")
+    manager = KernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(socket_dir, "kernel"))
+    try:
+        yield manager
+    finally:
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+        manager.cleanup_resources()
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def _first(section: SectionRecord) -> str:
