@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .redact import Redactor, find_secret_values
+from .paths import RUNBOOKS_DIR
 from .results import read_all_results, write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -99,7 +100,7 @@ def write_manifest(record) -> Path:
         "finished_at": record.finished_at,
         "parameters": record.parameters,
         "rehearsal_defects": record.options.defects,
-        "runbooks_commit": git_commit(record.config.runbooks_dir),
+        "runbooks_commit": git_commit(RUNBOOKS_DIR),
         "tools": tool_versions(),
         "sections": [{"key": s.section.key, "title": s.section.title, "outcome": s.outcome,
                       "started_at": s.started_at, "duration_s": round(s.duration_s, 3),

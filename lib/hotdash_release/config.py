@@ -36,7 +36,7 @@ MEASURES = (
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "runbooks" / "hotdash.toml"
+from .paths import DEFAULT_CONFIG
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ class ReleaseConfig:
     targets: dict[str, TargetSettings] = field(default_factory=dict)
 
     @property
-    def runbooks_dir(self) -> Path:
+    def base_dir(self) -> Path:
+        """Relative paths in the configuration (fly configs, readiness file) start here."""
         return self.path.parent
 
     def environment(self, name: str) -> Environment:

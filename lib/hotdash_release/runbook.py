@@ -22,6 +22,7 @@ from .config import ReleaseConfig, load_config
 from .errors import DeployError, GateFailed, ReleaseError, SecretError, UsageError
 from .gonogo import Decision, collect_measures, decide
 from .notify import NotificationResult, compose_message, send_notification
+from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
 from .readiness import read_readiness
 from .results import read_all_results, results_path, utc_now, write_json_atomic
@@ -30,8 +31,6 @@ from .tables import ResultTable, ShowsAsRecord, record_frame
 from .targets import make_target, secret_source_for
 from .targets.base import Target, choose_rollback_release
 
-#: Where interactive runs record, when no release folder is given.
-OUTPUTS_ROOT = Path(__file__).resolve().parents[2] / "outputs"
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,11 @@ def _config_file(config_path: str) -> Path | None:
         return None
     path = Path(config_path)
     # Relative paths are relative to runbooks/, where JupyterLab and papermill both run.
-    return path if path.is_absolute() or path.exists() else Path(__file__).resolve().parents[2] / "runbooks" / path
+    return path if path.is_absolute() or path.exists() else RUNBOOKS_DIR / path
 
 
 def _interactive_dir() -> Path:
-    return OUTPUTS_ROOT / "interactive" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return OUTPUTS_DIR / "interactive" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
 
 class SectionRun:
@@ -160,7 +159,7 @@ class SectionRun:
         import tomllib
 
         name = f"{env.name.capitalize()} config exists ({env.fly_config})"
-        path = self.config.runbooks_dir / env.fly_config
+        path = self.config.base_dir / env.fly_config
         if not path.is_file():
             return CheckItem(name, False, f"{path} not found")
         try:
@@ -204,7 +203,8 @@ class SectionRun:
         if not table.ok:
             self._warnings.append(readiness.summary())
         # Readiness informs the go/no-go criteria; it does not stop preflight by itself.
-        self._records["readiness"] = {"summary": readiness.summary(), "rows": list(table.rows), "ok": table.ok}
+        self._records["readiness"] = {"summary": readiness.summary(), "rows": list(table.rows),
+                                      "blocking_in_progress": readiness.blocking_in_progress}
         self._save("running")
         return table
 
@@ -231,7 +231,7 @@ class SectionRun:
         previous = self.target.status(env.app).image_ref or ""
         try:
             release = self.target.deploy(
-                env.app, config_file=str(self.config.runbooks_dir / env.fly_config),
+                env.app, config_file=str(self.config.base_dir / env.fly_config),
                 build_args={"HOTDASH_DEFECT": defect} if defect else {},
                 strategy=settings.strategy, wait_timeout_s=settings.wait_timeout_s,
                 reason=f"release {self.release_id}", user=self.operator, on_output=self._print_output)

@@ -23,6 +23,7 @@ from typing import Callable
 
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .errors import UsageError
+from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import read_section_result, utc_now
 from .secrets import redactor_for, seed_rehearsal_secrets
@@ -49,7 +50,7 @@ OUTCOME_EXIT = {
 #: Defects the local rehearsal platform can build in (see standin_app.py).
 REHEARSAL_DEFECTS = ("health_failing", "slow", "crash_at_start", "wrong_api_key")
 
-DEFAULT_OUTPUTS = Path(__file__).resolve().parents[2] / "outputs"
+DEFAULT_OUTPUTS = OUTPUTS_DIR
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 Progress = Callable[[str], None]
@@ -232,8 +233,8 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     try:
         with fresh_kernel(record.options.kernel_name) as kernel:
             papermill.execute_notebook(
-                str(config.runbooks_dir / section.notebook), str(output), parameters=parameters,
-                kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(config.runbooks_dir),
+                str(RUNBOOKS_DIR / section.notebook), str(output), parameters=parameters,
+                kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(RUNBOOKS_DIR),
                 km=kernel)
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import ReleaseConfig
 from ..errors import UsageError
+from ..paths import PROJECT_ROOT
 from .base import AppStatus, Release, SecretInfo, Target, choose_rollback_release
 
 
@@ -12,7 +13,7 @@ def make_target(config: ReleaseConfig, name: str) -> Target:
     if name == "local":
         from .local import LocalPlatform
 
-        return LocalPlatform(settings.state_dir or config.runbooks_dir.parent / ".rehearsal",
+        return LocalPlatform(settings.state_dir or PROJECT_ROOT / ".rehearsal",
                              health_path=config.health.path)
     raise UsageError(f"target: {name!r} is not available yet; allowed: local")
 

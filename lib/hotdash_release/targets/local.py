@@ -269,9 +269,10 @@ class LocalPlatform:
         log_path = self._log_path(app, release.version)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
-            # A new session lets the process outlive the runner and be killed as a group.
+            # A new session lets the process outlive the runner and be killed as a group;
+            # the absolute path in its command line tells `ps` readers which image runs.
             process = subprocess.Popen(
-                [self.python, "app.py"], cwd=image_dir, env=env, stdin=subprocess.DEVNULL,
+                [self.python, str(image_dir / "app.py")], cwd=image_dir, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         _CHILDREN[process.pid] = process

@@ -1,0 +1,41 @@
+# Two commands do all the set-up: `make rehearsal` and `make test`. Both are idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-base
+LAB_STAMP := $(VENV)/.installed-interactive
+
+.PHONY: help setup rehearsal test lab stop bench clean
+
+help:
+	@echo "make rehearsal   set up, then run a full release rehearsal on the local platform (archive in outputs/)"
+	@echo "make test        set up, then run the test suite (what CI runs)"
+	@echo "make lab         set up with JupyterLab, then open runbooks/ in it"
+	@echo "make stop        stop the rehearsal apps left running by 'make rehearsal'"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+rehearsal: setup
+	$(BIN)/runbook release $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[interactive,test]'
+	@touch $@
+
+lab: $(LAB_STAMP)
+	cd runbooks && ../$(BIN)/jupyter lab
+
+stop: setup
+	$(BIN)/runbook platform stop
+
+clean: stop
+	rm -rf .rehearsal outputs/*/ outputs/index.html

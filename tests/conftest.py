@@ -1,0 +1,97 @@
+"""Shared fixtures: a release configuration of our own in a temporary folder, the CLI run as
+a real subprocess, and a guard that no process started by a test outlives the suite."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hotdash_release.paths import RUNBOOKS_DIR
+from hotdash_release.targets.local import LocalPlatform
+
+CLI_TIMEOUT_S = 300
+
+
+@dataclass
+class Rehearsal:
+    """One isolated rehearsal world: its config, platform state and archive root."""
+
+    root: Path
+    config: Path
+    state_dir: Path
+    outputs: Path
+
+    def platform(self) -> LocalPlatform:
+        return LocalPlatform(self.state_dir)
+
+    def runbook(self, *args: str, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
+        return run_cli(*args, timeout=timeout)
+
+    def release(self, *args: str) -> subprocess.CompletedProcess:
+        return self.runbook("release", "--config", str(self.config), "--outputs", str(self.outputs),
+                            "--operator", "test-operator", *args)
+
+    def release_dirs(self) -> list[Path]:
+        return sorted(p for p in (self.outputs / "hotdash-production").glob("*") if p.is_dir())
+
+
+def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "hotdash_release.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, input=stdin)
+
+
+def write_config(folder: Path, *, state_dir: Path, readiness: Path | None = None,
+                 wait_timeout_s: int = 15, health_deadline_s: int = 10, edits: dict[str, str] | None = None) -> Path:
+    """A copy of runbooks/hotdash.toml pointing at our own state, with short timeouts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("fly.toml", "fly.production.toml"):
+        shutil.copy(RUNBOOKS_DIR / name, folder / name)
+    text = (RUNBOOKS_DIR / "hotdash.toml").read_text()
+    text = text.replace('state_dir = "../.rehearsal"', f'state_dir = "{state_dir}"')
+    text = text.replace('readiness_file = "readiness.csv"',
+                        f'readiness_file = "{readiness or RUNBOOKS_DIR / "readiness.csv"}"')
+    text = re.sub(r"(\[targets\.local\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{wait_timeout_s}", text, flags=re.S)
+    text = re.sub(r"(\[health\][^\[]*?deadline_s = )\d+", rf"\g<1>{health_deadline_s}", text, flags=re.S)
+    for old, new in (edits or {}).items():
+        assert old in text, f"test edit does not apply: {old!r}"
+        text = text.replace(old, new)
+    path = folder / "hotdash.toml"
+    path.write_text(text)
+    return path
+
+
+def make_rehearsal(root: Path, **config_options) -> Rehearsal:
+    state_dir = root / "state"
+    config = write_config(root / "config", state_dir=state_dir, **config_options)
+    return Rehearsal(root, config, state_dir, root / "outputs")
+
+
+@pytest.fixture
+def rehearsal(tmp_path):
+    world = make_rehearsal(tmp_path)
+    yield world
+    world.platform().stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite(tmp_path_factory):
+    """Every app process a test starts lives under the session's temporary folder."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    leftovers = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if base in cmdline and int(proc.name) != os.getpid():
+            leftovers.append(f"{proc.name}: {cmdline}")
+    assert not leftovers, "processes left running by tests:\n" + "\n".join(leftovers)

@@ -1,0 +1,164 @@
+"""Whole releases through the real CLI, real papermill and kernels, real app processes.
+
+Scenarios are named for what they prove: a good release, broken production builds that
+roll back, a first release that has nothing to roll back to, a missing secret, a no-go.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import make_rehearsal
+from hotdash_release.archive import read_manifest, sha256_file
+from hotdash_release.paths import RUNBOOKS_DIR
+from hotdash_release.plan import PLAN
+
+SECTION_FILES = [f"{i:02d}-{s.key}" for i, s in enumerate(PLAN, start=1)]
+
+
+def only_release(world):
+    dirs = world.release_dirs()
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def newest_release(world):
+    return world.release_dirs()[-1]
+
+
+def assert_sealed(folder):
+    """The manifest lists every file with its sha256, and nothing else is there."""
+    manifest = read_manifest(folder)
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    for name, digest in manifest["files"].items():
+        assert sha256_file(folder / name) == digest, name
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """One rehearsal platform shared by the scenarios that build on a first good release."""
+    world = make_rehearsal(tmp_path_factory.mktemp("release"), wait_timeout_s=4)
+    yield world
+    world.platform().stop()
+
+
+@pytest.fixture(scope="module")
+def good_release(world):
+    done = world.release()
+    return done, newest_release(world)
+
+
+def test_good_release_is_all_green_and_archived(world, good_release):
+    done, folder = good_release
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RELEASED (exit 0)" in done.stdout
+    for name in SECTION_FILES:
+        assert (folder / f"{name}.ipynb").is_file() and (folder / f"{name}.html").is_file(), name
+    assert not (folder / "09-rollback.ipynb").exists()
+    manifest = assert_sealed(folder)
+    assert manifest["outcome"] == "released" and manifest["exit_code"] == 0
+    assert manifest["operator"] == "test-operator"
+    assert [s["outcome"] for s in manifest["sections"]] == ["passed"] * len(PLAN)
+    assert manifest["tools"]["papermill"] and manifest["tools"]["nbconvert"]
+    assert set(manifest["parameters"]) == {"target", "config_path", "operator", "release_dir"}
+
+    report = (folder / "report.html").read_text()
+    assert "Timing: planned vs actual" in report
+    for planned in ("2 min", "5 min"):
+        assert planned in report
+    assert "Shopify OAuth: install redirect" in report and "Webhook correctly signed accepted" in report
+    assert report.count('class="badge passed"') >= 11  # every smoke check of production, at least
+    assert "GO" in report and "not met (acceptable)" in report.lower()
+
+    platform = world.platform()
+    for app in ("hotdash-staging", "hotdash-production"):
+        status = platform.status(app)
+        assert status.state == "started"
+        assert platform.releases(app)[0].status == "complete"
+    inbox = (world.outputs / "notifications.log").read_text()
+    assert "https://hotdash-production.fly.dev" in inbox and "Known limitations" in inbox
+
+
+def test_executed_notebooks_record_papermill_timings_and_no_secret_parameters(good_release):
+    _, folder = good_release
+    notebook = json.loads((folder / "03-deploy_staging.ipynb").read_text())
+    assert notebook["metadata"]["papermill"]["parameters"]["environment"] == "staging"
+    assert notebook["metadata"]["papermill"]["duration"] > 0
+    injected = [c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1
+    assert not re.search(r"SECRET|API_KEY\s*=|DATABASE_URL\s*=", "".join(injected[0]["source"]))
+
+
+@pytest.mark.parametrize("defect", ["wrong_api_key", "crash_at_start", "health_failing", "slow"])
+def test_broken_production_build_rolls_back_to_the_previous_image(world, good_release, defect):
+    platform = world.platform()
+    before = platform.status("hotdash-production")
+    done = world.release("--break", f"production:{defect}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "ROLLED BACK (exit 4)" in done.stdout
+    folder = newest_release(world)
+    manifest = assert_sealed(folder)
+    keys = [s["key"] for s in manifest["sections"]]
+    assert keys[-1] == "rollback" and manifest["sections"][-1]["outcome"] == "passed"
+    assert "notify" not in keys
+    failed = [s for s in manifest["sections"] if s["outcome"] != "passed"]
+    assert [s["key"] for s in failed] in (["deploy_production"], ["production_smoke"])
+
+    after = platform.status("hotdash-production")
+    assert after.state == "started"
+    assert after.image_ref == before.image_ref, "production runs the previous image again"
+    assert after.version > before.version + 1, "the rollback is a new release, as on Fly"
+    newest = platform.releases("hotdash-production")[0]
+    assert newest.description.startswith("Rollback to v") and newest.status == "complete"
+    report = (folder / "report.html").read_text()
+    assert "Rollback" in report and "No rollback was needed" not in report
+
+
+def test_first_release_broken_has_nothing_to_roll_back_to(rehearsal):
+    done = rehearsal.release("--break", "production:wrong_api_key")
+    assert done.returncode == 5, done.stdout + done.stderr
+    manifest = assert_sealed(only_release(rehearsal))
+    assert manifest["outcome"] == "rollback failed"
+    assert "no earlier complete release" in manifest["reason"]
+
+
+def test_missing_secret_blocks_before_any_deploy(rehearsal):
+    platform = rehearsal.platform()
+    from hotdash_release.secrets import rehearsal_secret_values
+
+    for app in ("hotdash-staging", "hotdash-production"):
+        values = rehearsal_secret_values(app)
+        if app == "hotdash-production":
+            del values["SUPABASE_ANON_KEY"]
+        platform.set_secrets(app, values)
+    done = rehearsal.release()
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "SUPABASE_ANON_KEY" in done.stdout
+    manifest = assert_sealed(only_release(rehearsal))
+    assert [s["key"] for s in manifest["sections"]] == ["preflight", "verify_secrets"]
+    assert manifest["outcome"] == "blocked"
+    assert platform.releases("hotdash-staging") == [] and platform.releases("hotdash-production") == []
+
+
+def test_no_go_blocks_production_but_archives_the_decision(tmp_path):
+    readiness = tmp_path / "readiness.csv"
+    rows = (RUNBOOKS_DIR / "readiness.csv").read_text().splitlines()
+    # QA's performance testing becomes blocking: the plan's criteria say no-go.
+    readiness.write_text("\n".join(r.replace(",in progress,15,no", ",in progress,15,yes") for r in rows) + "\n")
+    world = make_rehearsal(tmp_path / "world", readiness=readiness)
+    try:
+        done = world.release()
+        assert done.returncode == 3, done.stdout + done.stderr
+        manifest = assert_sealed(only_release(world))
+        assert manifest["sections"][-1]["key"] == "go_no_go"
+        assert manifest["sections"][-1]["outcome"] == "failed"
+        assert world.platform().releases("hotdash-production") == []
+        report = (only_release(world) / "report.html").read_text()
+        assert "NO-GO" in report and "No blocking workstream still in progress" in report
+    finally:
+        world.platform().stop()
