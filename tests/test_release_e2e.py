@@ -39,12 +39,30 @@ def assert_sealed(folder):
     return manifest
 
 
+def canary_values(app: str) -> dict[str, str]:
+    """Distinctive secret values: if any of them shows up in the archive, redaction failed."""
+    tag = app.split("-")[1].upper()
+    return {
+        "DATABASE_URL": f"postgresql://hotdash:CANARY-DB-{tag}-pw@127.0.0.1:54322/hotdash",
+        "SHOPIFY_API_KEY": f"canaryapikey{tag.lower()}0123456789",
+        "SHOPIFY_API_SECRET": f"shpss_CANARY_SECRET_{tag}_abcdef",
+        "SHOPIFY_APP_URL": f"https://canary-{tag.lower()}.rehearsal.invalid",
+        "SCOPES": f"read_products,read_canary_{tag.lower()}",
+        "SUPABASE_URL": f"https://canary{tag.lower()}project.supabase.co",
+        "SUPABASE_ANON_KEY": f"eyJhbGciOiJIUzI1NiJ9.CANARY-ANON-{tag}",
+    }
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """One rehearsal platform shared by the scenarios that build on a first good release."""
+    """One rehearsal platform shared by the scenarios that build on a first good release,
+    with canary secrets planted before anything runs."""
     world = make_rehearsal(tmp_path_factory.mktemp("release"), wait_timeout_s=4)
+    platform = world.platform()
+    for app in ("hotdash-staging", "hotdash-production"):
+        platform.set_secrets(app, canary_values(app))
     yield world
-    world.platform().stop()
+    platform.stop()
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +180,19 @@ def test_no_go_blocks_production_but_archives_the_decision(tmp_path):
         assert "NO-GO" in report and "No blocking workstream still in progress" in report
     finally:
         world.platform().stop()
+
+
+def test_no_secret_value_reaches_any_archived_file(world, good_release):
+    """Runs after the good and the broken releases of this module: scan everything they archived."""
+    from urllib.parse import quote, quote_plus
+
+    values = [v for app in ("hotdash-staging", "hotdash-production") for v in canary_values(app).values()]
+    forms = {form for v in values for form in (v, quote(v, safe=""), quote_plus(v))}
+    files = [p for p in world.outputs.rglob("*") if p.is_file()]
+    assert len(files) > 40
+    for path in files:
+        data = path.read_text(errors="replace")
+        leaked = [form for form in forms if form in data]
+        assert not leaked, f"{path} holds secret values {leaked}"
+    # The redaction markers prove the values were there to redact (the install redirect's client_id).
+    assert any("[redacted SHOPIFY_API_KEY@production]" in p.read_text(errors="replace") for p in files)
