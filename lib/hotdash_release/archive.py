@@ -7,7 +7,6 @@ an auditor always finds a complete folder that says where and why a release stop
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -15,11 +14,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from .integrity import MANIFEST, chain_link, sha256_file
 from .redact import Redactor, find_secret_values
 from .paths import RUNBOOKS_DIR
 from .results import read_all_results, write_json_atomic
 
-MANIFEST = "manifest.json"
 _TOOLS = ("hotdash-release", "papermill", "nbconvert", "nbclient", "nbformat", "ipykernel", "httpx", "pandas")
 
 _exporter = None
@@ -52,7 +51,8 @@ def seal_release(record, redactor: Redactor) -> None:
     folder = record.release_dir
     for section in record.sections:
         notebook = folder / section.notebook
-        if notebook.is_file():
+        # A resumed release keeps the reused sections' HTML exactly as it was archived.
+        if notebook.is_file() and not section.reused_from:
             try:
                 export_html(notebook)
             except Exception as exc:  # an unexportable notebook must not lose the rest of the archive
@@ -76,14 +76,6 @@ def scan_for_secrets(folder: Path, redactor: Redactor) -> list[str]:
     return hits
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(record) -> Path:
     folder = record.release_dir
     files = {str(p.relative_to(folder)): sha256_file(p)
@@ -102,10 +94,15 @@ def write_manifest(record) -> Path:
         "rehearsal_defects": record.options.defects,
         "runbooks_commit": git_commit(RUNBOOKS_DIR),
         "tools": tool_versions(),
+        "inputs": record.inputs,
+        "lock": record.lock_note,
+        "resumed_from": record.resumed_from,
         "sections": [{"key": s.section.key, "title": s.section.title, "outcome": s.outcome,
                       "started_at": s.started_at, "duration_s": round(s.duration_s, 3),
                       "budget_minutes": s.budget_minutes(record.config), "notebook": s.notebook,
-                      "error": s.error, "failures": s.failures} for s in record.sections],
+                      "error": s.error, "failures": s.failures, "reused_from": s.reused_from}
+                     for s in record.sections],
+        **chain_link(folder.parent, record.release_id),
         "files": files,
     }
     path = folder / MANIFEST

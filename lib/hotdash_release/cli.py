@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from .errors import ReleaseError, UsageError
-from .runner import (EXIT_ERROR, EXIT_USAGE, REHEARSAL_DEFECTS, DEFAULT_OUTPUTS, ReleaseOptions,
+from .locks import ReleaseLocked
+from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, DEFAULT_OUTPUTS, ReleaseOptions,
                      parse_defects, run_release)
 
 RELEASE_HELP = f"""\
@@ -33,6 +34,7 @@ exit codes:
   3  blocked: a gate stopped the release before production changed
   4  production failed its checks and was rolled back; the previous image is healthy
   5  rollback failed: production needs a person now
+  6  another release of this app is running (the message names who and since when)
   1  internal error (a secret found in the archive, an unexpected failure)
   130 aborted by SIGINT/SIGTERM; the archive says where
 
@@ -64,8 +66,32 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--operator", default="", help="who runs the release (default: $HOTDASH_OPERATOR or the OS user)")
     release.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
     release.add_argument("--kernel", default="python3", help="Jupyter kernel for the runbooks (default: python3)")
+    release.add_argument("--reason", default="", help="why this release happens (recorded; required with --skip-staging-check)")
+    release.add_argument("--skip-staging-check", action="store_true",
+                         help="do not run the staging smoke test; needs --reason; the go/no-go shows it as overridden")
+    release.add_argument("--resume", metavar="RELEASE_ID",
+                         help="continue a stopped release from the section that failed, reusing the results of "
+                              "the sections that passed; refused if the configuration or runbooks changed")
+
+    verify = commands.add_parser("verify", help="check archived releases against their manifests and hash chain",
+                                 description="Check that archived releases are unaltered: every file against its "
+                                             "manifest's sha256, and each manifest linked to the previous one.")
+    verify.add_argument("release_id", nargs="?", help="one release to check (default: every release)")
+    verify.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
 
     commands.add_parser("sections", help="list the plan's sections and the notebook of each")
+
+    dispatch = commands.add_parser(
+        "dispatch", help="start the production release on GitHub Actions (deploy-production.yml)",
+        description="Run the deploy workflow on GitHub Actions, as `gh workflow run deploy-production.yml` "
+                    "would. The token comes from $GH_TOKEN or $GITHUB_TOKEN (repo scope, or Actions: write).",
+        epilog="exit codes: 0 dispatched; 1 GitHub refused or was unreachable; 2 usage error (no token, no repository)")
+    dispatch.add_argument("--reason", required=True, help="why this release is wanted (shown on the run)")
+    dispatch.add_argument("--skip-staging-check", action="store_true",
+                          help="ask the workflow to skip the staging check (the release requires a reason)")
+    dispatch.add_argument("--ref", help="branch or tag to run the workflow from (default: [github] ref)")
+    dispatch.add_argument("--repo", metavar="OWNER/NAME", help="repository (default: [github] repo, then $GH_REPO)")
+    dispatch.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
 
     platform = commands.add_parser("platform", help="the local rehearsal platform: status, stop, secrets, releases")
     platform.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
@@ -91,24 +117,62 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "release":
             options = ReleaseOptions(config_path=args.config, target=args.target,
                                      defects=parse_defects(args.defects), operator=args.operator,
-                                     outputs=args.outputs.resolve(), kernel_name=args.kernel)
+                                     outputs=args.outputs.resolve(), kernel_name=args.kernel, reason=args.reason,
+                                     skip_staging_check=args.skip_staging_check, resume=args.resume)
             return run_release(options, progress=_progress).exit_code
+        if args.command == "verify":
+            return _verify(args)
         if args.command == "sections":
             from .runbook import describe_plan
 
             print(describe_plan().to_string(index=False))
             return 0
+        if args.command == "dispatch":
+            return _dispatch(args)
         return _platform(args)
     except UsageError as exc:
         print(f"runbook: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ReleaseLocked as exc:
+        print(f"runbook: locked: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except ReleaseError as exc:
         print(f"runbook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
 
+def _verify(args) -> int:
+    from .integrity import verify_archive
+    from .runner import validate_release_id
+
+    if args.release_id:
+        validate_release_id(args.release_id)
+    if not args.outputs.is_dir():
+        raise UsageError(f"--outputs: {args.outputs} is not a folder")
+    checked, problems = verify_archive(args.outputs, args.release_id)
+    if args.release_id and not checked:
+        raise UsageError(f"release id: {args.release_id} is not in {args.outputs}")
+    if problems:
+        print(f"verify: FAILED: {problems[0]}")
+        for problem in problems[1:]:
+            print(f"  also: {problem}")
+        return EXIT_ERROR
+    print(f"verify: ok: {checked} release(s) match their manifests and hash chains")
+    return 0
+
+
 def _progress(line: str) -> None:
     print(line, flush=True)
+
+
+def _dispatch(args) -> int:
+    from .config import load_config
+    from .github import dispatch_release
+
+    dispatched = dispatch_release(load_config(args.config), reason=args.reason,
+                                  skip_staging_check=args.skip_staging_check, ref=args.ref, repo=args.repo)
+    print(dispatched.describe())
+    return 0
 
 
 def _platform(args) -> int:

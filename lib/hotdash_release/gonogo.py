@@ -1,6 +1,7 @@
 """The go/no-go decision: measures taken from the sections already run, judged by the
 configured criteria. A blocking miss is a no-go; an acceptable miss is recorded as
-"not met (but acceptable)", in the plan's words."""
+"not met (but acceptable)", in the plan's words. A measure whose section was skipped on
+purpose (skip_staging_check) is an override: recorded with its reason and who gave it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ class CriterionResult:
     criterion: str
     measured: Any
     threshold: str
-    verdict: str  # met | not met (acceptable) | blocking
+    verdict: str  # met | not met (acceptable) | blocking | overridden
     source: str
+    override: str = ""
 
     @property
     def ok(self) -> bool:
@@ -41,28 +43,40 @@ class Decision(ShowsAsRecord):
         return {"decision": "GO" if self.go else "NO-GO", "explanation": self.explanation}
 
 
-def collect_measures(results: Mapping[str, dict]) -> dict[str, tuple[Any, str]]:
+@dataclass(frozen=True)
+class Measurement:
+    value: Any
+    source: str  # the section that measured it
+    override: str = ""  # why it was not measured, and who decided so
+
+
+def collect_measures(results: Mapping[str, dict]) -> dict[str, Measurement]:
     """Every measure the sections recorded, with the section it came from."""
-    measures: dict[str, tuple[Any, str]] = {}
+    measures: dict[str, Measurement] = {}
     for key, result in results.items():
+        override = result.get("override") or {}
+        note = f"skipped by {override.get('by')}: {override.get('reason')}" if override else ""
         for name, value in (result.get("measures") or {}).items():
-            measures[name] = (value, key)
+            measures[name] = Measurement(value, key, note)
     return measures
 
 
-def decide(criteria: Sequence[Criterion], measures: Mapping[str, tuple[Any, str]]) -> Decision:
+def decide(criteria: Sequence[Criterion], measures: Mapping[str, Measurement]) -> Decision:
     rows = []
     for criterion in criteria:
-        value, source = measures.get(criterion.measure, (None, "not measured"))
-        if criterion.is_met(value):
+        measured = measures.get(criterion.measure, Measurement(None, "not measured"))
+        if measured.override:
+            verdict = "overridden"
+        elif criterion.is_met(measured.value):
             verdict = "met"
         elif criterion.when_not_met == "acceptable":
             verdict = "not met (acceptable)"
         else:
             verdict = "blocking"
-        rows.append(CriterionResult(criterion.name, value, criterion.threshold_text(), verdict, source))
+        rows.append(CriterionResult(criterion.name, measured.value, criterion.threshold_text(), verdict,
+                                    measured.source, measured.override))
     blocking = [r.criterion for r in rows if r.verdict == "blocking"]
-    accepted = [r.criterion for r in rows if r.verdict == "not met (acceptable)"]
+    accepted = [r.criterion for r in rows if r.verdict in ("not met (acceptable)", "overridden")]
     if blocking:
         explanation = "NO-GO: blocking criteria not met: " + "; ".join(blocking)
     else:

@@ -8,6 +8,8 @@ and why it stopped. Hooks for archiving and progress live here, in one place.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import secrets as _random
@@ -24,8 +26,9 @@ from typing import Callable
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .errors import UsageError
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
-from .plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
-from .results import read_section_result, utc_now
+from .locks import release_lock
+from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
+from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
 from .secrets import redactor_for, seed_rehearsal_secrets
 from .targets import make_target, secret_source_for
 
@@ -36,6 +39,7 @@ EXIT_USAGE = 2
 EXIT_BLOCKED = 3
 EXIT_ROLLED_BACK = 4
 EXIT_ROLLBACK_FAILED = 5
+EXIT_LOCKED = 6
 EXIT_ABORTED = 130
 
 OUTCOME_EXIT = {
@@ -48,7 +52,8 @@ OUTCOME_EXIT = {
 }
 
 #: Defects the local rehearsal platform can build in (see standin_app.py).
-REHEARSAL_DEFECTS = ("health_failing", "slow", "crash_at_start", "wrong_api_key")
+REHEARSAL_DEFECTS = ("health_failing", "slow", "crash_at_start", "wrong_api_key",
+                     "health_malformed", "health_stale", "health_flapping")
 
 DEFAULT_OUTPUTS = OUTPUTS_DIR
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -65,18 +70,21 @@ class ReleaseOptions:
     reason: str = ""
     outputs: Path = DEFAULT_OUTPUTS
     kernel_name: str = "python3"
+    resume: str | None = None  # id of a stopped release to continue
+    skip_staging_check: bool = False  # the workflow's input: needs a reason, and the report says so
 
 
 @dataclass
 class SectionRecord:
     index: int
     section: Section
-    outcome: str  # passed | failed | error
+    outcome: str  # passed | failed | error | skipped
     started_at: str
     duration_s: float
     notebook: str
     error: str = ""
     failures: list[str] = field(default_factory=list)
+    reused_from: str | None = None  # the release whose recorded result this resume reused
 
     def budget_minutes(self, config: ReleaseConfig) -> float | None:
         key = self.section.budget_key or self.section.key
@@ -99,6 +107,11 @@ class ReleaseRecord:
     finished_at: str = ""
     archive_problems: list[str] = field(default_factory=list)
     target: object = None
+    inputs: dict = field(default_factory=dict)  # fingerprints of configuration and runbooks
+    lock_note: dict | None = None  # a stale lock taken over
+    resumed_from: str | None = None
+    resume_folder: Path | None = None
+    resume_manifest: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -131,6 +144,15 @@ def validate_release_id(release_id: str) -> str:
     return release_id
 
 
+def release_inputs(config: ReleaseConfig) -> dict:
+    """What a resume must find unchanged: the configuration and every runbook."""
+    runbooks = hashlib.sha256()
+    for notebook in sorted(RUNBOOKS_DIR.glob("*.ipynb")):
+        runbooks.update(notebook.name.encode() + b"\0" + notebook.read_bytes())
+    return {"config_sha256": hashlib.sha256(config.path.read_bytes()).hexdigest(),
+            "runbooks_sha256": runbooks.hexdigest()}
+
+
 def _check_writable(outputs: Path) -> None:
     try:
         outputs.mkdir(parents=True, exist_ok=True)
@@ -143,13 +165,21 @@ def _check_writable(outputs: Path) -> None:
 
 def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     """Everything that can be wrong with the input is found here, before any deploy."""
-    config = load_config(options.config_path)
-    target_name = options.target or config.default_target
+    if options.skip_staging_check and not options.reason.strip():
+        raise UsageError("--skip-staging-check: needs --reason saying why staging is not checked")
+    resumed = _resume_source(options) if options.resume else None
+    config_path = Path(resumed[1]["parameters"]["config_path"]) if resumed else options.config_path
+    config = load_config(config_path)
+    target_name = resumed[1]["target"] if resumed else options.target or config.default_target
     config.target_settings(target_name)
     if options.defects and target_name != "local":
         raise UsageError(f"--break: rehearsal defects need --target local, not {target_name!r}")
     if options.operator and not re.fullmatch(r"[\w.@+ -]{1,64}", options.operator):
         raise UsageError("--operator: use letters, digits, space and . @ + - _ (at most 64)")
+    inputs = release_inputs(config)
+    if resumed and resumed[1].get("inputs") != inputs:
+        raise UsageError(f"--resume: the configuration or runbooks changed since release {options.resume}; "
+                         "start a new release instead")
     _check_writable(options.outputs)
     target = make_target(config, target_name)
     from .runbook import default_operator
@@ -157,15 +187,50 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     operator = options.operator or default_operator()
     release_id = new_release_id()
     release_dir = options.outputs / config.environment("production").app / release_id
-    release_dir.mkdir(parents=True)
     parameters = {"target": target_name, "config_path": str(config.path), "operator": operator,
                   "release_dir": str(release_dir)}
-    return ReleaseRecord(release_id, release_dir, config, options, target_name, operator,
-                         utc_now(), parameters, target=target)
+    record = ReleaseRecord(release_id, release_dir, config, options, target_name, operator,
+                           utc_now(), parameters, target=target, inputs=inputs)
+    if resumed:
+        record.resumed_from = options.resume
+        record.resume_folder, record.resume_manifest = resumed
+    return record
+
+
+def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
+    """The stopped release to continue: sealed, not released, found under --outputs."""
+    validate_release_id(options.resume)
+    if options.config_path or options.target:
+        raise UsageError("--resume: takes configuration and target from the release it resumes; "
+                         "drop --config and --target")
+    folders = [p for p in options.outputs.glob(f"*/{options.resume}") if p.is_dir()]
+    if not folders:
+        raise UsageError(f"--resume: no release {options.resume} under {options.outputs}")
+    manifest_path = folders[0] / "manifest.json"
+    if not manifest_path.is_file():
+        raise UsageError(f"--resume: release {options.resume} was never sealed; it cannot be resumed")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest["outcome"] == "released":
+        raise UsageError(f"--resume: release {options.resume} was released; there is nothing to resume")
+    return folders[0], manifest
 
 
 def run_release(options: ReleaseOptions, *, progress: Progress = print) -> ReleaseRecord:
+    """Run the plan under the app's release lock; always seal an archive once it exists."""
     record = prepare_release(options)
+    with release_lock(record.release_dir.parent, release_id=record.release_id,
+                      operator=record.operator) as stale_holder:
+        record.release_dir.mkdir(parents=True)
+        if stale_holder:
+            record.lock_note = {"taken_over_from": stale_holder, "at": utc_now()}
+            progress(f"took over a stale lock of release {stale_holder.get('release_id')} "
+                     f"(pid {stale_holder.get('pid')} is gone)")
+        _run_and_seal(record, progress)
+    progress(_summary(record))
+    return record
+
+
+def _run_and_seal(record: ReleaseRecord, progress: Progress) -> None:
     target = record.target
     if record.target_name == "local":
         seeded = seed_rehearsal_secrets(target, [e.app for e in record.config.environments.values()])
@@ -177,7 +242,8 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print) -> Relea
     progress(f"archive: {record.release_dir}")
     previous_handlers = _raise_on_signals()
     try:
-        _run_sections(record, progress, redactor)
+        start = _reuse_resumed_sections(record, progress) if record.resumed_from else 0
+        _run_sections(record, start, progress, redactor)
     except ReleaseAborted as exc:
         record.outcome, record.reason = "aborted", f"{exc} during {_last_section(record)}"
     finally:
@@ -189,12 +255,44 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print) -> Relea
         if record.archive_problems:
             record.outcome = "error"
             record.reason = "; ".join(record.archive_problems)
-    progress(_summary(record))
-    return record
 
 
-def _run_sections(record: ReleaseRecord, progress: Progress, redactor) -> None:
-    for index, section in enumerate(PLAN, start=1):
+def resume_point(manifest: dict) -> int:
+    """Index in PLAN to continue from: the first section that did not pass. A failure in
+    production was rolled back, so production is deployed again from its deploy step."""
+    passed = {s["key"] for s in manifest["sections"] if s["outcome"] in ("passed", "skipped")}
+    for index, section in enumerate(PLAN):
+        if section.key not in passed:
+            if section.key in PRODUCTION_CHANGING:
+                return PLAN.index(ALL_SECTIONS["deploy_production"])
+            return index
+    return len(PLAN)
+
+
+def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
+    """Copy the recorded results of the sections that passed before; return where to go on."""
+    old_folder, manifest = record.resume_folder, record.resume_manifest
+    start = resume_point(manifest)
+    old_sections = {s["key"]: s for s in manifest["sections"]}
+    for index, section in enumerate(PLAN[:start], start=1):
+        old = old_sections[section.key]
+        for name in (old["notebook"], Path(old["notebook"]).with_suffix(".html").name,
+                     f"{RESULTS_DIR}/{section.key}.json"):
+            if (old_folder / name).is_file():
+                (record.release_dir / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(old_folder / name, record.release_dir / name)
+        record.sections.append(SectionRecord(index, section, old["outcome"], old["started_at"],
+                                             old["duration_s"], old["notebook"], old.get("error", ""),
+                                             old.get("failures", []), reused_from=record.resumed_from))
+        progress(f"[{index}/{len(PLAN)}] {section.title}: {old['outcome']} (reused from {record.resumed_from})")
+    return start
+
+
+def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redactor) -> None:
+    for index, section in enumerate(PLAN[start:], start=start + 1):
+        if section.key == "staging_smoke" and record.options.skip_staging_check:
+            _skip_section(record, section, index, progress)
+            continue
         result = run_section(record, section, index, progress, redactor)
         if result.outcome == "passed":
             continue
@@ -205,7 +303,7 @@ def _run_sections(record: ReleaseRecord, progress: Progress, redactor) -> None:
             return
         if section.key in PRODUCTION_CHANGING:
             progress("production failed its checks: running the rollback runbook")
-            rollback = run_section(record, ROLLBACK, index + 1, progress, redactor)
+            rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
             if rollback.outcome == "passed":
                 record.outcome, record.reason = "rolled back", f"{where}; rolled back to the previous image"
             else:
@@ -214,6 +312,22 @@ def _run_sections(record: ReleaseRecord, progress: Progress, redactor) -> None:
         record.outcome, record.reason = "blocked", f"stopped before production changed: {where}"
         return
     record.outcome, record.reason = "released", "all sections passed"
+    if record.options.skip_staging_check:
+        record.reason += f" (staging check skipped by {record.operator}: {record.options.reason})"
+
+
+def _skip_section(record: ReleaseRecord, section: Section, index: int, progress: Progress) -> None:
+    """skip_staging_check: the section does not run; its result says who skipped it and why,
+    so the go/no-go shows the criterion as overridden rather than met."""
+    override = {"by": record.operator, "reason": record.options.reason, "at": utc_now()}
+    write_json_atomic(results_path(record.release_dir, section.key), {
+        "section": section.key, "title": section.title, "environment": section.environment,
+        "outcome": "skipped", "override": override, "failures": [], "records": {},
+        "measures": {f"{section.environment}_smoke_passed": None}, "started_at": override["at"],
+        "finished_at": override["at"], "release_id": record.release_id})
+    record.sections.append(SectionRecord(index, section, "skipped", override["at"], 0.0, "",
+                                         failures=[f"skipped by {record.operator}: {record.options.reason}"]))
+    progress(f"[{index}/{len(PLAN)}] {section.title}: SKIPPED by {record.operator} ({record.options.reason})")
 
 
 def run_section(record: ReleaseRecord, section: Section, index: int, progress: Progress, redactor) -> SectionRecord:
@@ -226,7 +340,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
         parameters["rehearsal_defect"] = record.options.defects[section.environment]
     output = record.release_dir / f"{index:02d}-{section.key}.ipynb"
     budget = config.timeline_minutes.get(section.budget_key or section.key)
-    label = f"[{index}/{len(PLAN)}] {section.title}"
+    label = f"[{index}/{len(PLAN)}] {section.title}" if section in PLAN else f"[{section.key}] {section.title}"
     progress(f"{label} ...")
     started_at, started = utc_now(), time.perf_counter()
     error = ""

@@ -37,6 +37,7 @@ import binascii
 import hashlib
 import hmac
 import html
+import itertools
 import json
 import os
 import re
@@ -45,7 +46,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, parse_qsl, urlencode
 
@@ -60,7 +61,8 @@ REQUIRED_SECRETS = (
     "SUPABASE_ANON_KEY",
 )
 #: Values of build.json "defect"; "" is a good build.
-DEFECTS = ("", "health_failing", "slow", "crash_at_start", "wrong_api_key")
+DEFECTS = ("", "health_failing", "slow", "crash_at_start", "wrong_api_key",
+           "health_malformed", "health_stale", "health_flapping")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SLOW_SECONDS = 2.5
 MAX_BODY_BYTES = 1024 * 1024
@@ -347,9 +349,23 @@ def app_bridge_page(api_key: str) -> str:
 # --- routes --------------------------------------------------------------------------
 
 
+#: /health requests answered so far: the flapping defect fails every odd-numbered one.
+_health_requests = itertools.count(1)
+#: How old the stale defect's timestamp is: a cached or stuck answer.
+STALE_HEALTH_AGE = timedelta(hours=1)
+
+
 def health(config: Config, request: Request) -> Response:
     if config.defect == "health_failing":
         return json_response(500, {"status": "error", "timestamp": utc_timestamp()})
+    if config.defect == "health_flapping" and next(_health_requests) % 2 == 1:
+        return json_response(503, {"status": "error", "timestamp": utc_timestamp()})
+    if config.defect == "health_malformed":
+        return Response(200, b'{"status": "ok", "timestamp": ',
+                        [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+    if config.defect == "health_stale":
+        stale = (datetime.now(timezone.utc) - STALE_HEALTH_AGE).isoformat(timespec="milliseconds")
+        return json_response(200, {"status": "ok", "timestamp": stale.replace("+00:00", "Z")})
     return json_response(200, {"status": "ok", "timestamp": utc_timestamp()})
 
 
