@@ -38,4 +38,4 @@ stop: setup
 	$(BIN)/runbook platform stop
 
 clean: stop
-	rm -rf .rehearsal outputs/*/ outputs/index.html
+	rm -rf .rehearsal outputs/*/ outputs/index.html outputs/metrics.json outputs/metrics.csv outputs/.index-cache.json outputs/plan-*.html

@@ -42,8 +42,9 @@ class Rehearsal:
         return sorted(p for p in (self.outputs / "hotdash-production").glob("*") if p.is_dir())
 
 
-def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S, stdin: str | None = None,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "hotdash_release.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, input=stdin)
 
@@ -95,3 +96,14 @@ def no_process_outlives_the_suite(tmp_path_factory):
         if base in cmdline and int(proc.name) != os.getpid():
             leftovers.append(f"{proc.name}: {cmdline}")
     assert not leftovers, "processes left running by tests:\n" + "\n".join(leftovers)
+
+
+@pytest.fixture(scope="session")
+def archive_world(tmp_path_factory):
+    """Two real releases (a good one; a hostile, rolled back one) shared by the archive, index
+    and browser tests: see archive_world.py."""
+    from archive_world import build_archive_world
+
+    world = build_archive_world(tmp_path_factory.mktemp("archive"))
+    yield world
+    world.rehearsal.platform().stop()

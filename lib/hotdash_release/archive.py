@@ -21,27 +21,11 @@ from .results import read_all_results, write_json_atomic
 
 _TOOLS = ("hotdash-release", "papermill", "nbconvert", "nbclient", "nbformat", "ipykernel", "httpx", "pandas")
 
-_exporter = None
-
-
-def html_exporter():
-    """One exporter for the whole process: building it costs far more than using it."""
-    global _exporter
-    if _exporter is None:
-        from nbconvert import HTMLExporter
-
-        _exporter = HTMLExporter()
-    return _exporter
-
-
 def export_html(notebook_path: Path) -> Path:
-    import nbformat
+    """NN-section.html next to the executed notebook: offline, inert, small (see htmlexport.py)."""
+    from .htmlexport import export_notebook_html
 
-    notebook = nbformat.read(notebook_path, as_version=4)
-    body, _ = html_exporter().from_notebook_node(notebook)
-    target = notebook_path.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    return export_notebook_html(notebook_path)
 
 
 def seal_release(record, redactor: Redactor) -> None:
@@ -86,6 +70,7 @@ def write_manifest(record) -> Path:
         "outcome": record.outcome,
         "exit_code": record.exit_code,
         "reason": record.reason,
+        "release_reason": record.options.reason,
         "operator": record.operator,
         "target": record.target_name,
         "started_at": record.started_at,
@@ -97,6 +82,9 @@ def write_manifest(record) -> Path:
         "inputs": record.inputs,
         "lock": record.lock_note,
         "resumed_from": record.resumed_from,
+        # A session a person ran in JupyterLab and sealed (interactive.py), or a headless run.
+        "interactive": getattr(record, "interactive", False),
+        "session": getattr(record, "session", None),
         "sections": [{"key": s.section.key, "title": s.section.title, "outcome": s.outcome,
                       "started_at": s.started_at, "duration_s": round(s.duration_s, 3),
                       "budget_minutes": s.budget_minutes(record.config), "notebook": s.notebook,

@@ -66,7 +66,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _describe_transport_error(exc: Exception, *, waited: str) -> str:
+def describe_transport_error(exc: Exception, *, waited: str) -> str:
     """One line for an httpx failure that produced no response."""
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer within {waited}"
@@ -201,7 +201,7 @@ def check_health(
         try:
             response = client.get(url, timeout=timeout)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            problem = _describe_transport_error(exc, waited=waited)
+            problem = describe_transport_error(exc, waited=waited)
         else:
             status_code = response.status_code
             body = response.text
@@ -656,7 +656,7 @@ def _run_smoke_check(
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         read_timeout = client.timeout.read
         waited = f"{read_timeout:g} s" if read_timeout is not None else "the client's timeout"
-        problem = _describe_transport_error(exc, waited=waited)
+        problem = describe_transport_error(exc, waited=waited)
         return result(
             path=filled.path, detail=problem, evidence="no response", latency_ms=latency_ms
         )

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
 from .locks import ReleaseLocked
 from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, DEFAULT_OUTPUTS, ReleaseOptions,
@@ -81,6 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("sections", help="list the plan's sections and the notebook of each")
 
+    index = commands.add_parser("index", help="rebuild outputs/index.html, metrics.json and metrics.csv",
+                                description="Rebuild the archive index (every release, DORA metrics, step "
+                                            "durations) from the manifests; only new or changed ones are read.")
+    index.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+    index.add_argument("--no-cache", action="store_true", help="read every manifest again (ignore .index-cache.json)")
+
+    history = commands.add_parser("history", help="list archived releases, newest first")
+    history.add_argument("--app", help="only this app")
+    history.add_argument("--outcome", choices=OUTCOMES, metavar="OUTCOME",
+                         help=f"only this outcome: {', '.join(OUTCOMES)}")
+    history.add_argument("--limit", type=int, default=20, help="at most this many (default: 20; 0: all)")
+    history.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+
+    plan = commands.add_parser("plan", help="dry run: render what a release would do as an HTML page to approve",
+                               description="Render the release plan (targets, apps, commands, checks, budgets, "
+                                           "gates) as one HTML page, without deploying anything.")
+    plan.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
+    plan.add_argument("--target", choices=("local", "fly"),
+                      help="deployment target (default: release.default_target of the configuration)")
+    plan.add_argument("--break", dest="defects", action="append", default=[], metavar="ENV:DEFECT",
+                      help="show the rehearsal defects a release would ship (see release --help)")
+    plan.add_argument("--out", type=Path, help="where to write the page (default: OUTPUTS/plan-<timestamp>.html)")
+    plan.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+
     dispatch = commands.add_parser(
         "dispatch", help="start the production release on GitHub Actions (deploy-production.yml)",
         description="Run the deploy workflow on GitHub Actions, as `gh workflow run deploy-production.yml` "
@@ -122,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_release(options, progress=_progress).exit_code
         if args.command == "verify":
             return _verify(args)
+        if args.command in ("index", "history", "plan"):
+            return {"index": _index, "history": _history, "plan": _plan}[args.command](args)
         if args.command == "sections":
             from .runbook import describe_plan
 
@@ -163,6 +190,42 @@ def _verify(args) -> int:
 
 def _progress(line: str) -> None:
     print(line, flush=True)
+
+
+def _index(args) -> int:
+    from .index import rebuild_index
+
+    build = rebuild_index(args.outputs, use_cache=not args.no_cache)
+    print(f"index: {build.index}: {build.releases} releases ({build.parsed} manifests read, {build.cached} "
+          f"from the cache) in {build.seconds:.2f} s")
+    print(f"metrics: {build.metrics_json}, {build.metrics_csv}")
+    return 0
+
+
+def _history(args) -> int:
+    from .catalog import load_catalog
+    from .index import history_lines
+
+    if args.limit < 0:
+        raise UsageError(f"--limit: must be 0 (all) or more, got {args.limit}")
+    catalog = load_catalog(args.outputs)
+    print("\n".join(history_lines(catalog, app=args.app, outcome=args.outcome, limit=args.limit or None)))
+    return 0
+
+
+def _plan(args) -> int:
+    from .config import load_config
+    from .planview import default_plan_path, write_plan
+
+    config = load_config(args.config)
+    target = args.target or config.default_target
+    config.target_settings(target)
+    defects = parse_defects(args.defects)
+    if defects and target != "local":
+        raise UsageError(f"--break: rehearsal defects need --target local, not {target!r}")
+    path = write_plan(config, target, args.out or default_plan_path(args.outputs), defects=defects)
+    print(f"plan: {path} (nothing was deployed)")
+    return 0
 
 
 def _dispatch(args) -> int:

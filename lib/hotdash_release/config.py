@@ -31,12 +31,25 @@ MEASURES = (
     "workstreams_complete_ratio", "workstreams_in_progress", "blocking_workstreams_in_progress",
     "production_config_ready", "required_secrets_present", "staging_deploy_complete",
     "staging_health_ok", "staging_smoke_passed",
+    # What people attested (attest.py): every manual check of the staging smoke test, and the call itself.
+    "staging_manual_checks_attested", "go_no_go_decision_attested",
 )
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+#: GitHub's OWNER/NAME, as `gh --repo` and GH_REPO take it (without a host).
+GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+#: Secrets whose value on production must not equal staging's (the classic: production on the
+#: staging database). An equal digest of one of these blocks; of any other secret, it warns.
+DEFAULT_MUST_DIFFER = ("DATABASE_URL", "SUPABASE_URL")
+#: Keys of each [targets.<name>] table; state_dir is the local platform's, flyctl Fly's.
+_TARGET_KEYS = {"local": ("strategy", "wait_timeout_s", "state_dir"),
+                "fly": ("strategy", "wait_timeout_s", "flyctl", "deploy_timeout_s")}
+#: The plan's manual smoke test steps: what a person attests in a browser.
+DEFAULT_MANUAL_CHECKS = ("Visit the app URL", "Verify Shopify OAuth works", "Check dashboard loads",
+                         "Test navigation", "Verify no critical errors")
 
-from .paths import DEFAULT_CONFIG
+from .paths import default_config
 
 
 @dataclass(frozen=True)
@@ -91,11 +104,22 @@ class Notification:
 
 
 @dataclass(frozen=True)
+class GitHubSettings:
+    """Where `runbook dispatch` starts the production release on GitHub Actions."""
+
+    repo: str | None = None  # OWNER/NAME; unset: --repo or GH_REPO must name it
+    workflow: str = "deploy-production.yml"
+    ref: str = "main"  # the branch whose workflow runs; the file must also be on the default branch
+
+
+@dataclass(frozen=True)
 class TargetSettings:
     name: str
     strategy: str
     wait_timeout_s: float
     state_dir: Path | None = None
+    flyctl: str = ""  # Fly: the flyctl executable (a path or a name); empty: fly, then flyctl on PATH
+    deploy_timeout_s: float = 900.0  # Fly: the whole `fly deploy` (build, push, rollout) is killed after this
 
 
 @dataclass(frozen=True)
@@ -115,6 +139,9 @@ class ReleaseConfig:
     criteria: tuple[Criterion, ...]
     notification: Notification
     targets: dict[str, TargetSettings] = field(default_factory=dict)
+    secrets_must_differ: tuple[str, ...] = DEFAULT_MUST_DIFFER
+    github: GitHubSettings = field(default_factory=GitHubSettings)
+    manual_checks: tuple[str, ...] = DEFAULT_MANUAL_CHECKS
 
     @property
     def base_dir(self) -> Path:
@@ -167,7 +194,7 @@ class _Table:
 
     def text(self, name: str, default: Any = ...) -> str:
         value = self.get(name, str, default)
-        if isinstance(value, str) and not value.strip():
+        if name in self.data and not value.strip():
             self.fail(self._k(name), "must not be empty")
         return value
 
@@ -215,7 +242,7 @@ def _kind_name(kind) -> str:
 
 def load_config(path: str | Path | None = None) -> ReleaseConfig:
     """Read and validate the release configuration; raise ConfigError on the first problem."""
-    path = Path(path) if path else DEFAULT_CONFIG
+    path = Path(path) if path else default_config()
     if not path.is_file():
         raise ConfigError("config", f"file {path} does not exist")
     try:
@@ -224,7 +251,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         raise ConfigError("config", f"not valid TOML: {exc}", path=str(path)) from exc
     root = _Table(data, "", path)
     root.reject_unknown(("release", "environments", "secrets", "health", "smoke", "timeline",
-                         "go_no_go", "notification", "targets"))
+                         "go_no_go", "notification", "targets", "github"))
     release = root.sub("release")
     release.reject_unknown(("product", "plan", "default_target", "readiness_file"))
     targets = _targets(root.sub("targets"), path.parent)
@@ -232,7 +259,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
     if default_target not in targets:
         release.fail("release.default_target", f"{default_target!r} has no [targets.{default_target}] table")
     smoke = root.sub("smoke")
-    smoke.reject_unknown(("shop", "max_latency_ms", "checks"))
+    smoke.reject_unknown(("shop", "max_latency_ms", "checks", "manual_checks"))
     shop = smoke.text("shop")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.myshopify\.com", shop):
         smoke.fail("smoke.shop", f"{shop!r} is not a shop domain like name.myshopify.com")
@@ -245,6 +272,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         readiness_file=(path.parent / release.text("readiness_file", "readiness.csv")).resolve(),
         environments=_environments(root.sub("environments")),
         required_secrets=_secret_names(root.sub("secrets")),
+        secrets_must_differ=_secrets_must_differ(root.sub("secrets")),
         health=_health(root.sub("health")),
         shop=shop,
         max_latency_ms=max_latency_ms,
@@ -253,6 +281,8 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         criteria=_criteria(root.sub("go_no_go")),
         notification=_notification(root.sub("notification")),
         targets=targets,
+        github=_github(root.sub("github")) if "github" in root.data else GitHubSettings(),
+        manual_checks=_manual_checks(smoke),
     )
 
 
@@ -273,7 +303,7 @@ def _environments(table: _Table) -> dict[str, Environment]:
 
 
 def _secret_names(table: _Table) -> tuple[str, ...]:
-    table.reject_unknown(("required",))
+    table.reject_unknown(("required", "must_differ"))
     names = table.strings("required")
     if not names:
         table.fail("secrets.required", "must list at least one secret name")
@@ -283,6 +313,16 @@ def _secret_names(table: _Table) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         table.fail("secrets.required", "lists a name twice")
     return names
+
+
+def _secrets_must_differ(table: _Table) -> tuple[str, ...]:
+    names = table.strings("must_differ", list(DEFAULT_MUST_DIFFER))
+    required = table.data.get("required", [])
+    for i, name in enumerate(names):
+        if name not in required:
+            # Only required secrets are listed and compared, so another name would never be checked.
+            table.fail(f"secrets.must_differ[{i}]", f"{name!r} is not in secrets.required")
+    return tuple(names)
 
 
 def _health(table: _Table) -> HealthSpec:
@@ -312,6 +352,19 @@ def _smoke_checks(table: _Table, max_latency_ms: int) -> tuple[SmokeCheck, ...]:
     if len(set(names)) != len(names):
         table.fail("smoke.checks", "two checks share a name")
     return tuple(checks)
+
+
+def _manual_checks(table: _Table) -> tuple[str, ...]:
+    names = table.strings("manual_checks", list(DEFAULT_MANUAL_CHECKS))
+    if not names:
+        table.fail("smoke.manual_checks", "must list at least one manual check")
+    if len(set(names)) != len(names):
+        table.fail("smoke.manual_checks", "lists a check twice")
+    for i, name in enumerate(names):
+        if ":" in name:
+            # `runbook release --attest ENV:CHECK[:NOTE]` splits on the colon.
+            table.fail(f"smoke.manual_checks[{i}]", f"{name!r} must not contain ':'")
+    return tuple(names)
 
 
 def _timeline(table: _Table) -> dict[str, float]:
@@ -363,14 +416,33 @@ def _targets(table: _Table, base: Path) -> dict[str, TargetSettings]:
         if name not in table.data:
             continue
         t = table.sub(name)
-        t.reject_unknown(("strategy", "wait_timeout_s", "state_dir"))
+        t.reject_unknown(_TARGET_KEYS[name])
         state_dir = t.text("state_dir", "") if name == "local" else ""
+        wait_timeout_s = float(t.number("wait_timeout_s", 300))
+        deploy_timeout_s = float(t.number("deploy_timeout_s", 900))
+        if name == "fly" and deploy_timeout_s <= wait_timeout_s:
+            # fly deploy builds and pushes before it starts waiting for health checks.
+            t.fail("targets.fly.deploy_timeout_s", f"must be longer than wait_timeout_s ({wait_timeout_s:g})")
         targets[name] = TargetSettings(
             name=name,
             strategy=t.choice("strategy", DEPLOY_STRATEGIES, "rolling"),
-            wait_timeout_s=float(t.number("wait_timeout_s", 300)),
+            wait_timeout_s=wait_timeout_s,
             state_dir=(base / state_dir).resolve() if state_dir else None,
+            flyctl=(t.text("flyctl", None) or "") if name == "fly" else "",
+            deploy_timeout_s=deploy_timeout_s,
         )
     if not targets:
         table.fail("targets", f"define at least one of {', '.join(TARGETS)}")
     return targets
+
+
+def _github(table: _Table) -> GitHubSettings:
+    table.reject_unknown(("repo", "workflow", "ref"))
+    defaults = GitHubSettings()
+    repo = table.text("repo", None)
+    if repo is not None and not GITHUB_REPO.match(repo):
+        table.fail("github.repo", f"{repo!r} is not OWNER/NAME")
+    workflow = table.text("workflow", defaults.workflow)
+    if "/" in workflow or not workflow.endswith((".yml", ".yaml")):
+        table.fail("github.workflow", f"{workflow!r} is not a file name under .github/workflows/ (NAME.yml)")
+    return GitHubSettings(repo=repo, workflow=workflow, ref=table.text("ref", defaults.ref))

@@ -7,6 +7,7 @@
     ├── TargetError               the deployment platform failed or refused
     │   ├── DeployError           a deploy did not reach a complete release
     │   └── RollbackError         no release to roll back to, or the rollback failed
+    ├── DispatchError             GitHub did not start the deploy workflow
     └── GateFailed                a gate decided that the release must stop here
 
 Foreign errors (subprocess, httpx, papermill) are wrapped where they enter, with the
@@ -66,6 +67,14 @@ class RollbackError(TargetError):
     def __init__(self, message: str, *, app: str | None = None, release=None) -> None:
         self.release = release
         super().__init__(message, app=app)
+
+
+class DispatchError(ReleaseError):
+    """GitHub did not start the workflow; ``status_code`` is None when it was not reached."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
 
 
 class GateFailed(ReleaseError):

@@ -1,13 +1,17 @@
 """The go/no-go decision: measures taken from the sections already run, judged by the
 configured criteria. A blocking miss is a no-go; an acceptable miss is recorded as
 "not met (but acceptable)", in the plan's words. A measure whose section was skipped on
-purpose (skip_staging_check) is an override: recorded with its reason and who gave it."""
+purpose (skip_staging_check) is an override: recorded with its reason and who gave it.
+
+The criteria decide; a person may only make the answer stricter: their attested No-go
+stops the release whatever the criteria say, and their Go cannot lift a blocking miss."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
+from .attest import NO_GO, Attestation
 from .config import Criterion
 from .tables import ShowsAsRecord
 
@@ -84,3 +88,15 @@ def decide(criteria: Sequence[Criterion], measures: Mapping[str, Measurement]) -
         if accepted:
             explanation += "; not met but acceptable: " + "; ".join(accepted)
     return Decision(not blocking, tuple(rows), explanation)
+
+
+def with_person_decision(decision: Decision, attestation: Attestation | None) -> Decision:
+    """The decision once a person's attested Go or No-go is taken into account."""
+    if attestation is None:
+        return decision
+    if attestation.check == NO_GO:
+        return Decision(False, decision.criteria, f"NO-GO: {attestation.describe()}")
+    if decision.go:
+        return Decision(True, decision.criteria, f"{decision.explanation}; {attestation.describe()}")
+    return Decision(False, decision.criteria,
+                    f"{decision.explanation} ({attestation.describe()}, but blocking criteria are not met)")

@@ -76,6 +76,13 @@ def verify_release(folder: Path) -> list[Problem]:
     return problems
 
 
+def chain_time(manifest: dict) -> str:
+    """When a release took its place in the chain: when it started, or for a sealed interactive
+    session, which draws its release id only when sealed, when it was sealed."""
+    session = manifest.get("session") if manifest.get("interactive") else None
+    return (session or {}).get("sealed_at") or manifest.get("started_at") or ""
+
+
 def verify_chain(app_dir: Path) -> list[Problem]:
     """Each manifest must link to the one before it, by id and by hash, in time order."""
     problems = []
@@ -89,7 +96,7 @@ def verify_chain(app_dir: Path) -> list[Problem]:
         elif manifest.get("previous_manifest_sha256") != previous_hash:
             problems.append(Problem(name, f"chain broken: the manifest of {previous_id} changed since "
                                           "this release linked to it"))
-        started = manifest.get("started_at") or ""
+        started = chain_time(manifest)
         if started < previous_start:
             problems.append(Problem(name, f"history reordered: started {started}, before {previous_id} "
                                           f"({previous_start})"))

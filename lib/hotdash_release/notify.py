@@ -76,7 +76,7 @@ def _to_slack(notification: Notification, message: str, webhook_url: str,
     client = client or httpx.Client(timeout=10.0)
     try:
         response = client.post(webhook_url, json={"text": message})
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # the last two: a malformed URL
         # The webhook URL is itself a credential: report the failure kind, never the URL.
         return NotificationResult("slack", notification.recipient, False,
                                   f"webhook unreachable: {type(exc).__name__}", message)

@@ -27,6 +27,7 @@ from .plan import PLAN, Section, section_for
 from .readiness import read_readiness
 from .results import read_all_results, results_path, utc_now, write_json_atomic
 from .secrets import redactor_for, require_values, verify_required_secrets
+from .supabase import SupabaseResult, check_supabase
 from .tables import ResultTable, ShowsAsRecord, record_frame
 from .targets import make_target, secret_source_for
 from .targets.base import Target, choose_rollback_release
@@ -156,7 +157,10 @@ class SectionRun:
         return self._record("checklist", ResultTable.of("Pre-deployment checklist", items))
 
     def _fly_config_item(self, env) -> CheckItem:
+        """The environment's fly.toml: right app, a check on the health endpoint, a valid strategy."""
         import tomllib
+
+        from .targets.fly import deploy_strategy, fly_config_problems
 
         name = f"{env.name.capitalize()} config exists ({env.fly_config})"
         path = self.config.base_dir / env.fly_config
@@ -166,14 +170,9 @@ class SectionRun:
             fly = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             return CheckItem(name, False, f"not valid TOML: {exc}")
-        problems = []
-        if fly.get("app") != env.app:
-            problems.append(f"app is {fly.get('app')!r}, expected {env.app!r}")
-        check_paths = [c.get("path") for c in fly.get("http_service", {}).get("checks", [])]
-        if self.config.health.path not in check_paths:
-            problems.append(f"no http_service check on {self.config.health.path} (found {check_paths})")
+        problems = fly_config_problems(fly, app=env.app, health_path=self.config.health.path)
         return CheckItem(name, not problems, "; ".join(problems) or f"app {env.app}, health check "
-                         f"{self.config.health.path}")
+                         f"{self.config.health.path}, strategy {deploy_strategy(fly)}")
 
     def _archive_item(self) -> CheckItem:
         try:
@@ -186,8 +185,13 @@ class SectionRun:
         return CheckItem("Archive folder writable", True, str(self.release_dir))
 
     def _target_item(self) -> CheckItem:
+        """The target answers for every app; on Fly, the token is also good (`fly auth whoami`)."""
+        from .targets.fly import FlyTarget
+
         rows = []
         try:
+            if isinstance(self.target, FlyTarget):
+                rows.append(f"fly auth whoami: {self.target.whoami()}")
             for env in self.config.environments.values():
                 status = self.target.status(env.app)
                 rows.append(f"{env.app}: {status.state}" + (f" v{status.version}" if status.version else ""))
@@ -211,12 +215,19 @@ class SectionRun:
     # -- step 1: verify secrets -------------------------------------------------------------
     def verify_secrets(self) -> ResultTable:
         """Required secret names on every app of the plan: set, staged or missing (never values)."""
+        from .secrets import find_shared_values, mark_shared_values
+
         rows = []
         for env in self._environments():
             try:
                 rows += verify_required_secrets(self.target, env.app, self.config.required_secrets)
             except ReleaseError as exc:
                 self._failures.append(f"{env.app}: cannot list secrets: {self.redactor.redact(str(exc))}")
+        # Equal digests on staging and production: e.g. production on the staging database.
+        shared = find_shared_values(rows, self.config.secrets_must_differ)
+        rows = mark_shared_values(rows, shared)
+        self._failures += [value.describe() for value in shared if value.blocking]
+        self._warnings += [value.describe() for value in shared if not value.blocking]
         table = ResultTable.of("Required secrets", rows)
         self._measures["required_secrets_present"] = table.ok and bool(rows)
         return self._record("secrets", table)
@@ -297,6 +308,23 @@ class SectionRun:
         table = ResultTable.of(f"Smoke test {env.app}", results)
         self._measures[f"{env.name}_smoke_passed"] = table.ok and bool(values)
         return self._record("smoke", table)
+
+    def check_supabase(self):
+        """Database connected (Supabase): GET {SUPABASE_URL}/auth/v1/health with the anon key."""
+        env = self._require_environment()
+        if self.target_name == "local":
+            # A rehearsal has no Supabase project to ask; say so rather than pretend.
+            result = SupabaseResult(True, None, None, "not checked: a local rehearsal has no Supabase project")
+            return self._record("supabase", result)
+        try:
+            values = require_values(self._secret_source, env.app, ["SUPABASE_URL", "SUPABASE_ANON_KEY"])
+        except SecretError as exc:
+            result = SupabaseResult(False, None, None, str(exc))
+        else:
+            with checks.make_client() as client:
+                result = check_supabase(client, values["SUPABASE_URL"], values["SUPABASE_ANON_KEY"],
+                                        redactor=self.redactor)
+        return self._record("supabase", result)
 
     def manual_checks(self) -> pd.DataFrame:
         """What only a person in a browser can confirm (the plan's manual steps)."""

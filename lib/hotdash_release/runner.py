@@ -53,7 +53,7 @@ OUTCOME_EXIT = {
 
 #: Defects the local rehearsal platform can build in (see standin_app.py).
 REHEARSAL_DEFECTS = ("health_failing", "slow", "crash_at_start", "wrong_api_key",
-                     "health_malformed", "health_stale", "health_flapping")
+                     "health_malformed", "health_stale", "health_flapping", "hostile_content")
 
 DEFAULT_OUTPUTS = OUTPUTS_DIR
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -174,8 +174,8 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     config.target_settings(target_name)
     if options.defects and target_name != "local":
         raise UsageError(f"--break: rehearsal defects need --target local, not {target_name!r}")
-    if options.operator and not re.fullmatch(r"[\w.@+ -]{1,64}", options.operator):
-        raise UsageError("--operator: use letters, digits, space and . @ + - _ (at most 64)")
+    if options.operator and not re.fullmatch(r"[\w.@+ \[\]-]{1,64}", options.operator):
+        raise UsageError("--operator: use letters, digits, space and . @ + - _ [ ] (at most 64)")
     inputs = release_inputs(config)
     if resumed and resumed[1].get("inputs") != inputs:
         raise UsageError(f"--resume: the configuration or runbooks changed since release {options.resume}; "
@@ -227,6 +227,9 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print) -> Relea
                      f"(pid {stale_holder.get('pid')} is gone)")
         _run_and_seal(record, progress)
     progress(_summary(record))
+    from .index import rebuild_after_release
+
+    rebuild_after_release(record.options.outputs, progress)
     return record
 
 
@@ -352,7 +355,10 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
                 km=kernel)
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
-    except ReleaseAborted:
+    except ReleaseAborted as exc:
+        # Keep what the section got to: papermill saved the notebook up to its last cell.
+        record.sections.append(SectionRecord(index, section, "aborted", started_at,
+                                             time.perf_counter() - started, output.name, str(exc)))
         raise
     except Exception as exc:  # the kernel died, or papermill could not run the notebook at all
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -375,18 +381,20 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
 def fresh_kernel(kernel_name: str):
     """A new kernel for one section, over private IPC sockets instead of TCP ports.
 
-    nbclient leaves a kernel manager it did not create running, so we stop it here.
+    It must be an async manager: nbclient's event loop also watches whether the kernel is
+    alive, which a blocking client would starve (a dead kernel would hang the release).
+    nbclient leaves a manager it did not create running, so we stop the kernel here.
     """
-    from jupyter_client import KernelManager
+    from jupyter_client import AsyncKernelManager
+    from jupyter_core.utils import run_sync
 
     socket_dir = tempfile.mkdtemp(prefix="hotdash-kernel-")
-    manager = KernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(socket_dir, "kernel"))
+    manager = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(socket_dir, "kernel"))
     try:
         yield manager
     finally:
-        if manager.has_kernel:
-            manager.shutdown_kernel(now=True)
-        manager.cleanup_resources()
+        if manager.has_kernel:  # shutting down also removes its connection file and sockets
+            run_sync(manager.shutdown_kernel)(now=True)
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
@@ -396,6 +404,7 @@ def _first(section: SectionRecord) -> str:
 
 def _last_section(record: ReleaseRecord) -> str:
     return record.sections[-1].section.title if record.sections else "preparation"
+
 
 
 def _summary(record: ReleaseRecord) -> str:

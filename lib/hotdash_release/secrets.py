@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets as _random
-from dataclasses import asdict, dataclass
-from typing import Mapping, Protocol, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Collection, Mapping, Protocol, Sequence
 
 from .errors import ReleaseError, SecretError
 from .targets.base import Target
@@ -50,6 +50,48 @@ def verify_required_secrets(target: Target, app: str, required: Sequence[str]) -
         else:
             rows.append(SecretPresence(app, name, True, info.status, info.digest, "", False))
     return rows
+
+
+@dataclass(frozen=True)
+class SharedValue:
+    """One secret whose digest, hence whose value, is the same on two or more apps."""
+
+    name: str
+    apps: tuple[str, ...]  # in the order the rows listed them: staging before production
+    blocking: bool
+
+    def describe(self) -> str:
+        text = f"{self.name} has the same value on {' and '.join(self.apps)} (equal digests)"
+        return text + ("; it must differ between environments" if self.blocking else "")
+
+
+def find_shared_values(rows: Sequence[SecretPresence], must_differ: Collection[str]) -> list[SharedValue]:
+    """Equal digests for one name on different apps: production may be using staging's value.
+
+    Platforms list digests, never values, and equal digests mean equal values. For the names
+    in ``must_differ`` (the databases) that blocks; for the others it is worth a look only.
+    """
+    apps_by_value: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row.present and row.digest:
+            apps_by_value.setdefault((row.name, row.digest), []).append(row.app)
+    return [SharedValue(name, tuple(dict.fromkeys(apps)), name in must_differ)
+            for (name, _), apps in apps_by_value.items() if len(set(apps)) > 1]
+
+
+def mark_shared_values(rows: Sequence[SecretPresence], shared: Sequence[SharedValue]) -> list[SecretPresence]:
+    """Note each shared value on the rows of the later apps, so that a gate names it once."""
+    later = {(value.name, app): value for value in shared for app in value.apps[1:]}
+    marked = []
+    for row in rows:
+        value = later.get((row.name, row.app))
+        if value is None:
+            marked.append(row)
+            continue
+        finding = f"same value as on {value.apps[0]}" + (": must differ" if value.blocking else "")
+        marked.append(replace(row, finding="; ".join(f for f in (row.finding, finding) if f),
+                              blocking=row.blocking or value.blocking))
+    return marked
 
 
 class SecretSource(Protocol):

@@ -21,7 +21,8 @@ Environment
     HOTDASH_BUILD_INFO   optional path to {"defect": "", "version": "...", "built_at": "..."}
     HOTDASH_SLOW_SECONDS delay of the "slow" defect, default 2.5
 
-Defects: "" (good build), "health_failing", "slow", "crash_at_start", "wrong_api_key".
+Defects: "" (good build), "health_failing", "slow", "crash_at_start", "wrong_api_key",
+"hostile_content" (script and event-handler markup in bodies, a header and log lines).
 
 Exit codes
     0  stopped by SIGTERM or SIGINT
@@ -62,7 +63,7 @@ REQUIRED_SECRETS = (
 )
 #: Values of build.json "defect"; "" is a good build.
 DEFECTS = ("", "health_failing", "slow", "crash_at_start", "wrong_api_key",
-           "health_malformed", "health_stale", "health_flapping")
+           "health_malformed", "health_stale", "health_flapping", "hostile_content")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SLOW_SECONDS = 2.5
 MAX_BODY_BYTES = 1024 * 1024
@@ -450,8 +451,31 @@ ROUTES = {
 }
 
 
+#: What the hostile_content defect answers with: markup that would run if an archive page
+#: rendered it live. Each payload sets window.__pwned and the page title (see htmlexport.py).
+HOSTILE_SCRIPT = "<script>window.__pwned='script';document.title='PWNED'</script>"
+HOSTILE_IMG = "<img src=x onerror=\"window.__pwned='img';document.title='PWNED'\">"
+HOSTILE_SVG = "<svg onload=\"window.__pwned='svg';document.title='PWNED'\">"
+
+
+def with_hostile_content(response: Response) -> Response:
+    """Payloads in the body, the CSP header and the JSON, where checks do not look but evidence does."""
+    headers = [(name, f"{HOSTILE_SVG} {value}" if name == "Content-Security-Policy" else value)
+               for name, value in response.headers]
+    if ("Content-Type", "application/json") in headers:
+        body = json.dumps({"note": HOSTILE_SCRIPT, **json.loads(response.body)}).encode("utf-8")
+    else:
+        body = (HOSTILE_IMG + HOSTILE_SCRIPT).encode("utf-8") + response.body
+    return Response(response.status, body, headers)
+
+
 def route(config: Config, request: Request) -> Response:
     """The response the real app would give this request without a merchant session."""
+    response = route_request(config, request)
+    return with_hostile_content(response) if config.defect == "hostile_content" else response
+
+
+def route_request(config: Config, request: Request) -> Response:
     if request.path.startswith("/webhooks/"):
         return webhook(config, request)
     if is_bot_guarded(request.path) and is_bot(request.user_agent):
@@ -589,6 +613,8 @@ def run(environ) -> int:
     host, port = server.server_address[:2]
     defect = config.defect or "none"
     log_line(f"listening on http://{host}:{port} (build {config.version}, defect {defect})")
+    if config.defect == "hostile_content":
+        log_line(f"{HOSTILE_SCRIPT} {HOSTILE_IMG} request from {HOSTILE_SVG}")
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

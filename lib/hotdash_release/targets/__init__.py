@@ -15,11 +15,23 @@ def make_target(config: ReleaseConfig, name: str) -> Target:
 
         return LocalPlatform(settings.state_dir or PROJECT_ROOT / ".rehearsal",
                              health_path=config.health.path)
-    raise UsageError(f"target: {name!r} is not available yet; allowed: local")
+    if name == "fly":
+        from .fly import FlyTarget
+
+        # Each app's fly.toml, so that a rollback deploys with the same config as a deploy.
+        config_files = {env.app: config.base_dir / env.fly_config for env in config.environments.values()}
+        return FlyTarget(flyctl=settings.flyctl, config_files=config_files,
+                         deploy_timeout_s=settings.deploy_timeout_s)
+    raise UsageError(f"target: {name!r} is not available; allowed: local, fly")
 
 
 def secret_source_for(config: ReleaseConfig, name: str, target: Target):
-    """Where checks get secret values: the rehearsal store locally, the environment elsewhere."""
+    """Where checks get secret values: the rehearsal store locally, the environment elsewhere.
+
+    On Fly the values stay on Fly (flyctl lists digests only), so a smoke test that needs
+    SHOPIFY_API_KEY reads STAGING_SHOPIFY_API_KEY / PRODUCTION_SHOPIFY_API_KEY (or the bare
+    name) from the environment of the release, as CI provides them.
+    """
     from ..secrets import EnvironmentSecrets, PlatformStoreSecrets
 
     if name == "local":

@@ -50,7 +50,7 @@ from .base import AppStatus, OutputSink, Release, SecretInfo
 STANDIN_APP = Path(__file__).resolve().parent.parent / "standin_app.py"
 #: Defects a rehearsal build can carry, chosen with the HOTDASH_DEFECT build arg.
 DEFECTS = ("", "health_failing", "slow", "crash_at_start", "wrong_api_key",
-           "health_malformed", "health_stale", "health_flapping")
+           "health_malformed", "health_stale", "health_flapping", "hostile_content")
 #: Fly's strategies; with one process per app they all behave as "immediate" here.
 STRATEGIES = ("canary", "rolling", "bluegreen", "immediate")
 IMAGE_PREFIX = "rehearsal.local/hotdash@sha256:"

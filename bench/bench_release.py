@@ -1,0 +1,187 @@
+"""Release machinery benchmark: what a fresh kernel per section costs, and the budgets of
+the issue "Speed: a fresh kernel per section".
+
+    .venv/bin/python bench/bench_release.py [--runs 5] [--out bench/results/release-<date>.json]
+
+Measures, on an isolated rehearsal platform in a temporary folder:
+  runner      the standard rehearsal through `run_release` (papermill, fresh kernel per section)
+  script      the same runbook cells executed in-process, no kernel (the lower bound)
+  cli_loop    a loop of `papermill` CLI calls, one per section (what a user would write by hand)
+  overhead    (runner - script) / sections: the runner's machinery per section
+  fan_out     50 smoke checks against a loopback server answering each in 200 ms
+  rollback    from a failed production smoke check to the previous image verified healthy
+  archive     bytes of HTML per release
+Results are printed and written as JSON so runs can be compared. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import make_rehearsal  # noqa: E402  (the tests' isolated rehearsal world)
+
+from hotdash_release import checks  # noqa: E402
+from hotdash_release.errors import GateFailed  # noqa: E402
+from hotdash_release.paths import RUNBOOKS_DIR  # noqa: E402
+from hotdash_release.plan import PLAN, ROLLBACK  # noqa: E402
+from hotdash_release.runner import ReleaseOptions, new_release_id, run_release  # noqa: E402
+
+
+def spread(samples: list[float]) -> dict:
+    return {"min": round(min(samples), 3), "median": round(statistics.median(samples), 3),
+            "max": round(max(samples), 3), "runs": len(samples)}
+
+
+def time_runner(world, defects=None) -> tuple[float, Path]:
+    options = ReleaseOptions(config_path=world.config, outputs=world.outputs, operator="bench",
+                             defects=defects or {})
+    started = time.perf_counter()
+    record = run_release(options, progress=lambda line: None)
+    return time.perf_counter() - started, record.release_dir
+
+
+def code_cells(notebook: Path) -> list[str]:
+    cells = json.loads(notebook.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def run_as_script(world) -> float:
+    """Every section's cells in this process, parameters set as papermill would: no kernel."""
+    release_dir = world.outputs / "hotdash-production" / new_release_id()
+    started = time.perf_counter()
+    for section in PLAN:
+        namespace = {"target": "", "config_path": str(world.config), "release_dir": str(release_dir),
+                     "operator": "bench", "rehearsal_defect": "", **section.notebook_parameters()}
+        cells = code_cells(RUNBOOKS_DIR / section.notebook)
+        try:
+            for source in cells[1:]:  # cells[0] holds the defaults the namespace replaces
+                exec(compile(source, section.notebook, "exec"), namespace)  # noqa: S102
+        except GateFailed:
+            break
+    return time.perf_counter() - started
+
+
+def run_cli_loop(world) -> float:
+    release_dir = world.outputs / "hotdash-production" / new_release_id()
+    release_dir.mkdir(parents=True)
+    started = time.perf_counter()
+    for index, section in enumerate(PLAN, start=1):
+        params = {"config_path": str(world.config), "release_dir": str(release_dir), "operator": "bench",
+                  **section.notebook_parameters()}
+        args = [str(ROOT / ".venv" / "bin" / "papermill"), str(RUNBOOKS_DIR / section.notebook),
+                str(release_dir / f"{index:02d}-{section.key}.ipynb"), "--cwd", str(RUNBOOKS_DIR)]
+        for name, value in params.items():
+            args += ["-p", name, str(value)]
+        subprocess.run(args, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+class _Slow(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        time.sleep(0.2)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def fan_out(count: int = 50) -> dict:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        probes = tuple(checks.SmokeCheck(name=f"check {i}", path=f"/page/{i}", expect_status=200)
+                       for i in range(count))
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with checks.make_client() as client:
+            started = time.perf_counter()
+            results = checks.run_smoke_checks(client, base, probes, context={}, max_workers=count)
+            total = time.perf_counter() - started
+    finally:
+        server.shutdown()
+    slowest = max(r.latency_ms for r in results) / 1000
+    return {"checks": count, "total_s": round(total, 3), "slowest_single_s": round(slowest, 3),
+            "ratio": round(total / slowest, 2), "all_passed": all(r.ok for r in results)}
+
+
+def rollback_latency(world) -> dict:
+    """Failed production smoke check -> previous image healthy, read from the archive's clocks."""
+    _, release_dir = time_runner(world, {"production": "wrong_api_key"})
+    results = release_dir / "results"
+    smoke = json.loads((results / "production_smoke.json").read_text())
+    rollback = json.loads((results / "rollback.json").read_text())
+    healthy_at = rollback["records"]["health"]["checked_at"]
+    failed_at = smoke["finished_at"]
+    seconds = (_parse(healthy_at) - _parse(failed_at)).total_seconds()
+    return {"seconds": round(seconds, 3), "rolled_back_ok": rollback["outcome"] == "passed"}
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def html_bytes(release_dir: Path) -> int:
+    return sum(p.stat().st_size for p in release_dir.glob("*.html"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hotdash-bench-") as tmp:
+        world = make_rehearsal(Path(tmp), wait_timeout_s=10)
+        try:
+            time_runner(world)  # warm-up: first deploys, first imports, page cache
+            runner, script, cli_loop, archive = [], [], [], 0
+            for _ in range(args.runs):
+                seconds, release_dir = time_runner(world)
+                runner.append(seconds)
+                archive = html_bytes(release_dir)
+                script.append(run_as_script(world))
+            for _ in range(max(1, args.runs // 2)):
+                cli_loop.append(run_cli_loop(world))
+            rollback = rollback_latency(world)
+        finally:
+            world.platform().stop()
+    sections = len(PLAN)
+    result = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "sections": sections,
+        "runner_s": spread(runner),
+        "script_s": spread(script),
+        "cli_loop_s": spread(cli_loop),
+        "overhead_per_section_ms": round((statistics.median(runner) - statistics.median(script)) / sections * 1000),
+        "fan_out": fan_out(),
+        "rollback": rollback,
+        "archive_html_bytes": archive,
+        "rollback_section": ROLLBACK.key,
+    }
+    out = args.out or ROOT / "bench" / "results" / f"release-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

