@@ -4,7 +4,9 @@ the issue "Speed: a fresh kernel per section".
     .venv/bin/python bench/bench_release.py [--runs 5] [--out bench/results/release-<date>.json]
 
 Measures, on an isolated rehearsal platform in a temporary folder:
-  runner      the standard rehearsal through `run_release` (papermill, fresh kernel per section)
+  runner      the standard rehearsal through `run_release` (papermill, fresh kernel per section,
+              the next one booting while the current section runs)
+  runner_cold the same, each kernel started only when its section begins
   script      the same runbook cells executed in-process, no kernel (the lower bound)
   cli_loop    a loop of `papermill` CLI calls, one per section (what a user would write by hand)
   overhead    (runner - script) / sections: the runner's machinery per section
@@ -46,9 +48,9 @@ def spread(samples: list[float]) -> dict:
             "max": round(max(samples), 3), "runs": len(samples)}
 
 
-def time_runner(world, defects=None) -> tuple[float, Path]:
+def time_runner(world, defects=None, *, ahead=1) -> tuple[float, Path]:
     options = ReleaseOptions(config_path=world.config, outputs=world.outputs, operator="bench",
-                             defects=defects or {})
+                             defects=defects or {}, kernels_ahead=ahead)
     started = time.perf_counter()
     record = run_release(options, progress=lambda line: None)
     return time.perf_counter() - started, record.release_dir
@@ -64,11 +66,13 @@ def run_as_script(world) -> float:
     release_dir = world.outputs / "hotdash-production" / new_release_id()
     started = time.perf_counter()
     for section in PLAN:
-        namespace = {"target": "", "config_path": str(world.config), "release_dir": str(release_dir),
-                     "operator": "bench", "rehearsal_defect": "", **section.notebook_parameters()}
         cells = code_cells(RUNBOOKS_DIR / section.notebook)
+        namespace: dict = {}
+        exec(cells[0], namespace)  # noqa: S102  the notebook's defaults, then what papermill would inject
+        namespace.update({"config_path": str(world.config), "release_dir": str(release_dir),
+                          "operator": "bench", **section.notebook_parameters()})
         try:
-            for source in cells[1:]:  # cells[0] holds the defaults the namespace replaces
+            for source in cells[1:]:
                 exec(compile(source, section.notebook, "exec"), namespace)  # noqa: S102
         except GateFailed:
             break
@@ -151,11 +155,13 @@ def main() -> None:
         world = make_rehearsal(Path(tmp), wait_timeout_s=10)
         try:
             time_runner(world)  # warm-up: first deploys, first imports, page cache
-            runner, script, cli_loop, archive = [], [], [], 0
+            runner, cold, two_ahead, script, cli_loop, archive = [], [], [], [], [], 0
             for _ in range(args.runs):
                 seconds, release_dir = time_runner(world)
                 runner.append(seconds)
                 archive = html_bytes(release_dir)
+                cold.append(time_runner(world, ahead=0)[0])
+                two_ahead.append(time_runner(world, ahead=2)[0])
                 script.append(run_as_script(world))
             for _ in range(max(1, args.runs // 2)):
                 cli_loop.append(run_cli_loop(world))
@@ -168,6 +174,9 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
         "sections": sections,
         "runner_s": spread(runner),
+        "runner_cold_kernels_s": spread(cold),
+        "runner_two_ahead_s": spread(two_ahead),
+        "overhead_per_section_cold_ms": round((statistics.median(cold) - statistics.median(script)) / sections * 1000),
         "script_s": spread(script),
         "cli_loop_s": spread(cli_loop),
         "overhead_per_section_ms": round((statistics.median(runner) - statistics.median(script)) / sections * 1000),

@@ -15,9 +15,7 @@ import re
 import secrets as _random
 import shutil
 import signal
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Callable
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .errors import UsageError
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
+from .kernels import KernelPool
 from .locks import release_lock
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
@@ -72,6 +71,7 @@ class ReleaseOptions:
     kernel_name: str = "python3"
     resume: str | None = None  # id of a stopped release to continue
     skip_staging_check: bool = False  # the workflow's input: needs a reason, and the report says so
+    kernels_ahead: int = 1  # kernels booting for the sections to come (bench/ compares 0, 1, 2)
 
 
 @dataclass
@@ -112,6 +112,7 @@ class ReleaseRecord:
     resumed_from: str | None = None
     resume_folder: Path | None = None
     resume_manifest: dict | None = None
+    kernels: KernelPool | None = None
 
     @property
     def exit_code(self) -> int:
@@ -153,6 +154,17 @@ def release_inputs(config: ReleaseConfig) -> dict:
             "runbooks_sha256": runbooks.hexdigest()}
 
 
+def _check_kernel(kernel_name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    specs = KernelSpecManager()
+    try:
+        specs.get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        allowed = ", ".join(sorted(specs.find_kernel_specs())) or "none installed"
+        raise UsageError(f"--kernel: no Jupyter kernel named {kernel_name!r}; allowed: {allowed}") from None
+
+
 def _check_writable(outputs: Path) -> None:
     try:
         outputs.mkdir(parents=True, exist_ok=True)
@@ -180,6 +192,7 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     if resumed and resumed[1].get("inputs") != inputs:
         raise UsageError(f"--resume: the configuration or runbooks changed since release {options.resume}; "
                          "start a new release instead")
+    _check_kernel(options.kernel_name)
     _check_writable(options.outputs)
     target = make_target(config, target_name)
     from .runbook import default_operator
@@ -244,12 +257,15 @@ def _run_and_seal(record: ReleaseRecord, progress: Progress) -> None:
              f"via {record.target_name}, operator {record.operator}")
     progress(f"archive: {record.release_dir}")
     previous_handlers = _raise_on_signals()
+    record.kernels = KernelPool(record.options.kernel_name, cwd=RUNBOOKS_DIR,
+                                ahead=record.options.kernels_ahead)
     try:
         start = _reuse_resumed_sections(record, progress) if record.resumed_from else 0
         _run_sections(record, start, progress, redactor)
     except ReleaseAborted as exc:
         record.outcome, record.reason = "aborted", f"{exc} during {_last_section(record)}"
     finally:
+        record.kernels.close()
         _restore_signals(previous_handlers)
         record.finished_at = utc_now()
         from .archive import seal_release
@@ -348,7 +364,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     started_at, started = utc_now(), time.perf_counter()
     error = ""
     try:
-        with fresh_kernel(record.options.kernel_name) as kernel:
+        with record.kernels.kernel() as kernel:
             papermill.execute_notebook(
                 str(RUNBOOKS_DIR / section.notebook), str(output), parameters=parameters,
                 kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(RUNBOOKS_DIR),
@@ -375,27 +391,6 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     progress(f"{label}: {outcome} in {duration:.1f} s{budget_text}"
              + (f" - {_first(section_record)}" if outcome != "passed" else ""))
     return section_record
-
-
-@contextmanager
-def fresh_kernel(kernel_name: str):
-    """A new kernel for one section, over private IPC sockets instead of TCP ports.
-
-    It must be an async manager: nbclient's event loop also watches whether the kernel is
-    alive, which a blocking client would starve (a dead kernel would hang the release).
-    nbclient leaves a manager it did not create running, so we stop the kernel here.
-    """
-    from jupyter_client import AsyncKernelManager
-    from jupyter_core.utils import run_sync
-
-    socket_dir = tempfile.mkdtemp(prefix="hotdash-kernel-")
-    manager = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(socket_dir, "kernel"))
-    try:
-        yield manager
-    finally:
-        if manager.has_kernel:  # shutting down also removes its connection file and sockets
-            run_sync(manager.shutdown_kernel)(now=True)
-        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def _first(section: SectionRecord) -> str:
