@@ -3,6 +3,10 @@
 A cell reads like a line of the plan (`run.deploy()`, `run.check_health()`); this
 module does the work, shows results as tables, records them (redacted) under
 <release dir>/results/, and `run.gate()` decides whether the release goes on.
+
+What only a person can confirm (the manual smoke checks, the go/no-go call) is recorded
+the same way, as attestations (attest.py): ticked in JupyterLab widgets (widgets.py) or
+given as the runbook's `attestations` parameter in a headless run.
 """
 
 from __future__ import annotations
@@ -10,19 +14,19 @@ from __future__ import annotations
 import base64
 import getpass
 import os
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
-from . import checks
+from . import attest, checks
 from .config import ReleaseConfig, load_config
-from .errors import DeployError, GateFailed, ReleaseError, SecretError, UsageError
-from .gonogo import Decision, collect_measures, decide
+from .errors import GateFailed, ReleaseError, SecretError, TargetError, UsageError
+from .gonogo import Decision, collect_measures, decide, with_person_decision
+from .interactive import default_release_dir
 from .notify import NotificationResult, compose_message, send_notification
-from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
+from .paths import RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
 from .readiness import read_readiness
 from .results import read_all_results, results_path, utc_now, write_json_atomic
@@ -31,6 +35,7 @@ from .supabase import SupabaseResult, check_supabase
 from .tables import ResultTable, ShowsAsRecord, record_frame
 from .targets import make_target, secret_source_for
 from .targets.base import Target, choose_rollback_release
+from .widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
 
 
 
@@ -77,13 +82,17 @@ class RollbackResult(ShowsAsRecord):
 
 
 def open_section(kind: str, *, environment: str = "", target: str = "", config_path: str = "",
-                 release_dir: str = "", operator: str = "") -> "SectionRun":
-    """Start a section: load and validate the configuration, connect to the target."""
+                 release_dir: str = "", operator: str = "", attestations: Sequence = ()) -> "SectionRun":
+    """Start a section: load and validate the configuration, connect to the target.
+
+    release_dir "": the JupyterLab session folder the kernel runs in, else outputs/interactive/<date>.
+    """
     config = load_config(_config_file(config_path))
     section = section_for(kind, environment or None)
     target_name = target or config.default_target
-    folder = Path(release_dir) if release_dir else _interactive_dir()
-    return SectionRun(config, section, target_name, folder, operator or default_operator())
+    folder = Path(release_dir) if release_dir else default_release_dir()
+    return SectionRun(config, section, target_name, folder, operator or default_operator(),
+                      attestations=attestations)
 
 
 def default_operator() -> str:
@@ -91,22 +100,19 @@ def default_operator() -> str:
 
 
 def _config_file(config_path: str) -> Path | None:
+    """"": the default ($HOTDASH_CONFIG or runbooks/hotdash.toml); a relative path that is not
+    found where the kernel runs (a session folder, papermill's cwd) is taken from runbooks/."""
     if not config_path:
         return None
     path = Path(config_path)
-    # Relative paths are relative to runbooks/, where JupyterLab and papermill both run.
     return path if path.is_absolute() or path.exists() else RUNBOOKS_DIR / path
-
-
-def _interactive_dir() -> Path:
-    return OUTPUTS_DIR / "interactive" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
 
 class SectionRun:
     """One section of one release: what it checked, and whether the release may go on."""
 
     def __init__(self, config: ReleaseConfig, section: Section, target_name: str,
-                 release_dir: Path, operator: str) -> None:
+                 release_dir: Path, operator: str, *, attestations: Sequence = ()) -> None:
         self.config = config
         self.section = section
         self.environment = config.environment(section.environment) if section.environment else None
@@ -123,6 +129,11 @@ class SectionRun:
         self._decision: Decision | None = None
         self._secret_source = secret_source_for(config, target_name, self.target)
         self.redactor = redactor_for(config, self._secret_source)
+        redact_tracebacks(self.redactor)
+        self._ledger = attest.Ledger(attest.required_for(section.key, config.manual_checks))
+        for given in attest.from_parameters(attestations, section_key=section.key, manual_checks=config.manual_checks):
+            self._ledger.add(replace(given, note=self.redactor.redact(given.note)))
+        self._measures.update(attest.measures_for(section.key, section.environment, self._ledger))
         self._save("running")
 
     # -- identity -------------------------------------------------------------------------
@@ -239,8 +250,9 @@ class SectionRun:
         settings = self.config.target_settings(self.target_name)
         if defect and self.target_name != "local":
             raise UsageError(f"rehearsal_defect: only the local target ships rehearsal defects, not {self.target_name!r}")
-        previous = self.target.status(env.app).image_ref or ""
+        previous = ""
         try:
+            previous = self.target.status(env.app).image_ref or ""
             release = self.target.deploy(
                 env.app, config_file=str(self.config.base_dir / env.fly_config),
                 build_args={"HOTDASH_DEFECT": defect} if defect else {},
@@ -248,8 +260,8 @@ class SectionRun:
                 reason=f"release {self.release_id}", user=self.operator, on_output=self._print_output)
             result = DeploymentResult(env.app, True, release.version, release.status, release.image_ref,
                                       previous, self.app_url(), "")
-        except DeployError as exc:
-            failed = exc.release
+        except TargetError as exc:  # a DeployError carries the failed release, when one was made
+            failed = getattr(exc, "release", None)
             result = DeploymentResult(env.app, False, failed.version if failed else None,
                                       failed.status if failed else "not started",
                                       failed.image_ref if failed else "", previous, self.app_url(),
@@ -326,23 +338,37 @@ class SectionRun:
                                         redactor=self.redactor)
         return self._record("supabase", result)
 
-    def manual_checks(self) -> pd.DataFrame:
-        """What only a person in a browser can confirm (the plan's manual steps)."""
-        env = self._require_environment()
-        steps = [f"Visit {env.base_url}", "Verify Shopify OAuth works", "Check dashboard loads",
-                 "Test navigation", "Verify no critical errors"]
-        covered = ["Landing page", "Shopify OAuth: login form, install redirect",
-                   "Dashboard: App Bridge key", "Navigation: opens inside Shopify admin",
-                   "Webhook checks, latency bound"]
-        return pd.DataFrame({"manual step": steps, "headless evidence above": covered,
-                             "attestation": ["not given in this run"] * len(steps)})
+    def manual_checks(self) -> ManualChecksPanel:
+        """What only a person in a browser can confirm (the plan's manual steps), next to the
+        headless evidence for each: in JupyterLab a checkbox and a note per check; headless,
+        the `attestations` parameter. Each attestation is recorded with who and when."""
+        self._require_environment()
+        descriptions = {check.name: check.description for check in self.config.smoke_checks}
+        evidence = evidence_by_check(self.config.manual_checks, (self._records.get("smoke") or {}).get("rows", []),
+                                     descriptions)
+        return ManualChecksPanel(f"Manual checks on {self.app_url()}", evidence, self._ledger,
+                                 on_attest=self._attest, on_withdraw=self._withdraw)
 
     # -- go/no-go ------------------------------------------------------------------------------
     def go_no_go(self) -> Decision:
-        """Judge the plan's criteria from what the earlier sections measured."""
-        decision = decide(self.config.criteria, collect_measures(read_all_results(self.release_dir)))
+        """Judge the plan's criteria from what the earlier sections measured and people attested."""
+        return self._judge()
+
+    def attest_decision(self) -> DecisionPanel:
+        """The call itself, made by a person: Go or No-go with a reason. A No-go stops the
+        release whatever the criteria say; a Go cannot lift a blocking criterion."""
+        if self.section.key != "go_no_go":
+            raise UsageError(f"attest_decision: only the go/no-go section decides, not {self.section.key!r}")
+        return DecisionPanel(self._ledger, on_decide=self._attest,
+                             outcome=lambda: self._decision.explanation if self._decision else "criteria not judged yet")
+
+    def _judge(self) -> Decision:
+        own = {self.section.key: {"measures": self._measures}}
+        measures = collect_measures({**read_all_results(self.release_dir), **own})
+        decision = with_person_decision(decide(self.config.criteria, measures), self._ledger.decision)
         self._decision = decision
-        self._record("criteria", ResultTable.of("Go/No-Go criteria", decision.criteria, ok=decision.go))
+        criteria_ok = all(c.ok for c in decision.criteria)
+        self._record("criteria", ResultTable.of("Go/No-Go criteria", decision.criteria, ok=criteria_ok))
         return self._record("decision", decision)
 
     def criteria_table(self) -> ResultTable:
@@ -405,6 +431,26 @@ class SectionRun:
                              section=self.section.key, findings=failures)
         return f"{self.section.title}: passed"
 
+    # -- attestations (widget callbacks) ------------------------------------------------------------
+    def _attest(self, check: str, note: str) -> None:
+        """A tick or a decision in JupyterLab, by this section's operator, now."""
+        attestation = attest.Attestation(check, self.operator, utc_now(),
+                                         self.redactor.redact(note.strip())[:attest.NOTE_MAX_CHARS], "widget")
+        attest.require_reason(attestation)
+        self._ledger.add(attestation)
+        self._attestations_changed()
+
+    def _withdraw(self, check: str) -> None:
+        self._ledger.withdraw(check)
+        self._attestations_changed()
+
+    def _attestations_changed(self) -> None:
+        """Measures follow the attestations; a decision taken is taken again; the gate must run again."""
+        self._measures.update(attest.measures_for(self.section.key, self.section.environment, self._ledger))
+        if self._decision is not None:
+            self._judge()
+        self._save("running")
+
     # -- plumbing --------------------------------------------------------------------------------
     def _record(self, name: str, value):
         self._records[name] = self.redactor.redact_obj(_jsonable(value))
@@ -416,6 +462,7 @@ class SectionRun:
             "section": self.section.key, "title": self.section.title,
             "environment": self.section.environment, "target": self.target_name,
             "app": self.app, "operator": self.operator, "release_id": self.release_id,
+            "config_path": str(self.config.path), "attestations": self._ledger.rows(),
             "started_at": self.started_at, "finished_at": utc_now(), "outcome": outcome,
             "failures": failures or [], "warnings": self._warnings,
             "measures": self._measures, "records": self._records,
@@ -431,6 +478,31 @@ class SectionRun:
 
     def _environments(self):
         return [self.environment] if self.environment else list(self.config.environments.values())
+
+def redact_tracebacks(redactor) -> None:
+    """Errors a cell raises are shown in the notebook, and so archived: redact them too.
+
+    IPython hands such errors to the handler, which must show them itself: it redacts the
+    exception's message in place (the kernel's error reply reads it afterwards) and every
+    traceback line, then shows them as IPython would.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not redactor:
+        return
+
+    def show_redacted(shell, etype, evalue, tb, tb_offset=None):
+        evalue.args = (redactor.redact(str(evalue)),)
+        lines = shell.InteractiveTB.structured_traceback(etype, evalue, tb, tb_offset=tb_offset)
+        lines = [redactor.redact(line) for line in lines]
+        shell._showtraceback(etype, evalue, lines)
+        return lines
+
+    shell.set_custom_exc((Exception,), show_redacted)
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, ResultTable):
