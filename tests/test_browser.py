@@ -21,8 +21,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from conftest import run_cli
-
 CHROMIUM = Path(os.environ.get("HOTDASH_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -189,9 +187,10 @@ def test_report_loads_offline_and_links_to_every_section_page(browser, archive_w
 
 
 def test_plan_page_loads_offline(browser, rehearsal, tmp_path):
+    from hotdash_release.cli import main
+
     out = tmp_path / "plan.html"
-    done = run_cli("plan", "--config", str(rehearsal.config), "--out", str(out))
-    assert done.returncode == 0, done.stderr
+    assert main(["plan", "--config", str(rehearsal.config), "--out", str(out)]) == 0
     with offline(browser) as (context, refused):
         page = visit(context, refused, out)
         page.assert_quiet("plan.html")

@@ -62,3 +62,43 @@ def test_secret_values_come_from_stdin_never_argv(rehearsal):
     assert rehearsal.platform().secret_values("hotdash-staging") == {"SCOPES": "read_products"}
     listed = run_cli("platform", "--config", str(rehearsal.config), "secrets", "hotdash-staging")
     assert "SCOPES" in listed.stdout and "read_products" not in listed.stdout
+
+
+# -- the bad-input table: configuration through the CLI, and notebook parameters ------------
+
+from test_config import BAD_CONFIGS  # noqa: E402
+
+
+@pytest.mark.parametrize("old,new,key,allowed", BAD_CONFIGS, ids=[c[2] for c in BAD_CONFIGS])
+def test_bad_configuration_through_the_cli_exits_2_before_anything_runs(rehearsal, old, new, key, allowed):
+    rehearsal.config.write_text(rehearsal.config.read_text().replace(old, new, 1))
+    done = rehearsal.release()
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and "Traceback" not in done.stderr
+    assert not rehearsal.outputs.exists() and not rehearsal.state_dir.exists()
+
+
+BAD_PARAMETERS = [
+    ("deploy.ipynb", {"environment": "qa"}, "environment"),
+    ("smoke_test.ipynb", {"environment": "prod"}, "environment"),
+    ("deploy.ipynb", {"environment": "staging", "target": "heroku"}, "target"),
+    ("deploy.ipynb", {"environment": "staging", "rehearsal_defect": "meltdown"}, "HOTDASH_DEFECT"),
+]
+
+
+@pytest.mark.parametrize("notebook,parameters,field", BAD_PARAMETERS,
+                         ids=[f"{n}:{f}" for n, _, f in BAD_PARAMETERS])
+def test_bad_notebook_parameters_stop_with_a_named_usage_error(rehearsal, tmp_path, notebook, parameters, field):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from hotdash_release.paths import RUNBOOKS_DIR
+
+    with pytest.raises(PapermillExecutionError) as failed:
+        papermill.execute_notebook(str(RUNBOOKS_DIR / notebook), str(tmp_path / "out.ipynb"), progress_bar=False,
+                                   parameters={"config_path": str(rehearsal.config),
+                                               "release_dir": str(tmp_path / "release"), **parameters})
+    assert failed.value.ename in ("UsageError", "ConfigError")
+    assert field in failed.value.evalue and "allowed" in failed.value.evalue
+    assert rehearsal.platform().releases("hotdash-staging") == []

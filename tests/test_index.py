@@ -14,8 +14,11 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 from hotdash_release.catalog import CACHE_FILE, load_catalog
+from hotdash_release.cli import main
 from hotdash_release.config import load_config
 from hotdash_release.plan import ALL_SECTIONS
 from hotdash_release.report import render_report
@@ -144,24 +147,29 @@ def test_unsealed_and_unreadable_releases_are_listed_not_hidden(tmp_path):
 
 # -- the CLI verbs ------------------------------------------------------------------------------------
 
-def test_runbook_index_and_history_list_the_archive(archive_world):
+def test_runbook_index_and_history_list_the_archive(archive_world, capsys):
     outputs = str(archive_world.outputs)
     done = run_cli("index", "--outputs", outputs)
     assert done.returncode == 0, done.stderr
     assert "2 releases (0 manifests read, 2 from the cache)" in done.stdout
-    listing = run_cli("history", "--outputs", outputs)
-    lines = listing.stdout.splitlines()
-    assert listing.returncode == 0 and lines[0].startswith("started (UTC)")
+
+    def history(*args: str) -> list[str]:
+        assert main(["history", "--outputs", outputs, *args]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    lines = history()
+    assert lines[0].startswith("started (UTC)")
     assert archive_world.hostile.name in lines[1] and "rolled back" in lines[1] and "test-operator" in lines[1]
     assert archive_world.good.name in lines[2] and lines[-1].startswith("2 of 2 releases")
-    only = run_cli("history", "--outputs", outputs, "--outcome", "released", "--limit", "1").stdout.splitlines()
+    only = history("--outcome", "released", "--limit", "1")
     assert len(only) == 3 and archive_world.good.name in only[1]
-    assert run_cli("history", "--outputs", outputs, "--app", "nope").stdout.startswith("no releases match")
-    refused = run_cli("history", "--outputs", outputs, "--outcome", "great")
-    assert refused.returncode == 2 and "invalid choice" in refused.stderr
+    assert history("--app", "nope")[0].startswith("no releases match")
+    with pytest.raises(SystemExit) as refused:
+        main(["history", "--outputs", outputs, "--outcome", "great"])
+    assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
-def test_runbook_plan_renders_what_a_release_would_do_and_deploys_nothing(rehearsal, tmp_path):
+def test_runbook_plan_renders_what_a_release_would_do_and_deploys_nothing(rehearsal, tmp_path, capsys):
     out = tmp_path / "plan.html"
     done = run_cli("plan", "--config", str(rehearsal.config), "--out", str(out), "--break", "production:slow")
     assert done.returncode == 0, done.stderr
@@ -174,5 +182,5 @@ def test_runbook_plan_renders_what_a_release_would_do_and_deploys_nothing(rehear
     assert "<script" not in page
     platform = rehearsal.platform()
     assert platform.releases("hotdash-staging") == [] and platform.releases("hotdash-production") == []
-    refused = run_cli("plan", "--config", str(rehearsal.config), "--target", "fly", "--break", "production:slow")
-    assert refused.returncode == 2 and "--target local" in refused.stderr
+    assert main(["plan", "--config", str(rehearsal.config), "--target", "fly", "--break", "production:slow"]) == 2
+    assert "--target local" in capsys.readouterr().err

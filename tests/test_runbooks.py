@@ -18,8 +18,9 @@ PINNED_PARAMETERS = {
     "preflight": COMMON,
     "verify_secrets": COMMON,
     "deploy": {"environment": "str", "rehearsal_defect": "str", **COMMON},
-    "smoke_test": {"environment": "str", **COMMON},
-    "go_no_go": COMMON,
+    # A person's attestations, headless: [{"check", "by", "at", "note"}] (attest.py).
+    "smoke_test": {"environment": "str", **COMMON, "attestations": "list"},
+    "go_no_go": {**COMMON, "attestations": "list"},
     "notify": COMMON,
     "rollback": {"environment": "str", **COMMON},
 }

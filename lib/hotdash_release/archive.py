@@ -104,9 +104,10 @@ def git_commit(folder: Path) -> dict:
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")
+    committed_at = git("log", "-1", "--format=%cI", "HEAD") if commit else ""
     # Only the runbooks and the library decide what a release does; other changes do not taint it.
     dirty = bool(git("status", "--porcelain", "--", ".", "../lib")) if commit else None
-    return {"commit": commit or None, "dirty": dirty}
+    return {"commit": commit or None, "committed_at": committed_at or None, "dirty": dirty}
 
 
 def tool_versions() -> dict:

@@ -131,9 +131,7 @@ def _from_parameter(item, key: str, allowed: Sequence[str]) -> Attestation:
     if unknown:
         raise UsageError(f"{key}: unknown key {unknown[0]!r}; allowed: {', '.join(_PARAMETER_KEYS)}")
     check = canonical_check(_text(item, "check", key), allowed, key=f"{key}.check")
-    by = _text(item, "by", key)
-    if not _PERSON.match(by):
-        raise UsageError(f"{key}.by: {by!r} is not a name (letters, digits, space and . @ + - _ [ ], at most 64)")
+    by = check_person(_text(item, "by", key), key=f"{key}.by")
     at = _text(item, "at", key)
     _require_time(at, f"{key}.at")
     note = item.get("note", "")
@@ -142,6 +140,13 @@ def _from_parameter(item, key: str, allowed: Sequence[str]) -> Attestation:
     attestation = Attestation(check, by, at, note.strip(), "parameter")
     require_reason(attestation, key=key)
     return attestation
+
+
+def check_person(name: str, *, key: str) -> str:
+    """Who attests: a name as an operator is given (letters, digits, space and . @ + - _ [ ])."""
+    if not _PERSON.match(name):
+        raise UsageError(f"{key}: {name!r} is not a name (letters, digits, space and . @ + - _ [ ], at most 64)")
+    return name
 
 
 def _text(item: Mapping, name: str, key: str) -> str:
@@ -220,4 +225,4 @@ def section_parameters(section_key: str, by_section: Mapping[str, list[dict]] | 
 
 __all__ = ["Attestation", "Ledger", "GO", "NO_GO", "DECISIONS", "SCOPES", "ATTESTABLE", "checks_for",
            "required_for", "measures_for", "from_parameters", "parse_attest_flags",
-           "check_release_attestations", "section_parameters", "require_reason"]
+           "check_release_attestations", "section_parameters", "require_reason", "check_person"]

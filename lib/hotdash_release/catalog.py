@@ -256,7 +256,7 @@ def write_cache_file(root: Path, data: dict) -> None:
     path = root / CACHE_FILE
     tmp = path.with_name(f"{CACHE_FILE}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        tmp.write_text(json.dumps(data, separators=(",", ":"), check_circular=False), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only archive still gets its index, only slower

@@ -9,7 +9,8 @@ from pathlib import Path
 from .catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
 from .locks import ReleaseLocked
-from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, DEFAULT_OUTPUTS, ReleaseOptions,
+from .paths import outputs_root
+from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions,
                      parse_defects, run_release)
 
 RELEASE_HELP = f"""\
@@ -43,6 +44,21 @@ rehearsal defects for --break (local target): {", ".join(REHEARSAL_DEFECTS)}
 """
 
 
+OUTPUTS_HELP = "archive root (default: $HOTDASH_OUTPUTS, else outputs/)"
+
+LAB_HELP = """\
+A session folder OUTPUTS/interactive/<session id>/ gets one copy of the runbook per plan section
+(01-preflight.ipynb ... 09-rollback.ipynb, each with its section's parameters injected), and
+JupyterLab starts there: runbooks/ stays clean in git. Step through each notebook; results are
+recorded in the session folder; tick the manual checks and record the go/no-go call in their
+widgets (recorded with --operator and the time). Then archive what you ran like a release:
+
+  runbook seal OUTPUTS/interactive/<session id>
+
+Needs the interactive extra: make lab (or pip install -e '.[interactive]').
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other usage error
         self.exit(EXIT_USAGE, f"runbook: error: {message}\n")
@@ -65,11 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rehearsal only: ship a deliberately broken build to ENV (staging|production), "
                               "e.g. production:wrong_api_key; repeatable")
     release.add_argument("--operator", default="", help="who runs the release (default: $HOTDASH_OPERATOR or the OS user)")
-    release.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+    release.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
     release.add_argument("--kernel", default="python3", help="Jupyter kernel for the runbooks (default: python3)")
     release.add_argument("--reason", default="", help="why this release happens (recorded; required with --skip-staging-check)")
     release.add_argument("--skip-staging-check", action="store_true",
                          help="do not run the staging smoke test; needs --reason; the go/no-go shows it as overridden")
+    release.add_argument("--attest", action="append", default=[], metavar="SCOPE:CHECK[:NOTE]",
+                         help="a person's attestation, recorded with --operator and the time; SCOPE staging or "
+                              "production: a manual check of [smoke] manual_checks, e.g. \"staging:Check dashboard "
+                              "loads\"; SCOPE go_no_go: the call with its reason, e.g. \"go_no_go:Go:verified by "
+                              "hand\"; repeatable")
     release.add_argument("--resume", metavar="RELEASE_ID",
                          help="continue a stopped release from the section that failed, reusing the results of "
                               "the sections that passed; refused if the configuration or runbooks changed")
@@ -78,14 +99,37 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Check that archived releases are unaltered: every file against its "
                                              "manifest's sha256, and each manifest linked to the previous one.")
     verify.add_argument("release_id", nargs="?", help="one release to check (default: every release)")
-    verify.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+    verify.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
     commands.add_parser("sections", help="list the plan's sections and the notebook of each")
+
+    lab = commands.add_parser("lab", help="step through the runbooks in JupyterLab, in a session folder of their own",
+                              description="Make an interactive session folder and start JupyterLab on it.",
+                              epilog=LAB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser (print the URL only)")
+    lab.add_argument("--port", type=int, help="JupyterLab's port (default: the first free one from 8888)")
+    lab.add_argument("--operator", default="", help="who attests in this session (default: $HOTDASH_OPERATOR or the OS user)")
+    lab.add_argument("--config", type=Path, help="release configuration (default: $HOTDASH_CONFIG, else runbooks/hotdash.toml)")
+    lab.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    lab.add_argument("--no-start", action="store_true", help="make the session folder and print the command; do not start JupyterLab")
+
+    seal = commands.add_parser("seal", help="archive an interactive session like a release (report, manifest)",
+                               description="Archive what was run in a `runbook lab` session into "
+                                           "OUTPUTS/<production app>/<release id>/, marked interactive: the notebooks "
+                                           "as JupyterLab saved them, their HTML, the report and the manifest.",
+                               epilog="exit codes: as `runbook release` for the outcome the session reached "
+                                      "(0 released, 3 blocked, 4 rolled back, 5 rollback failed, 130 the session "
+                                      "ended before the plan did, 1 sections run out of plan order or a secret in "
+                                      "the archive); 2 not a session, already sealed, or a notebook not saved; "
+                                      "6 a release of the app is running")
+    seal.add_argument("session", type=Path, help="the session folder (OUTPUTS/interactive/<session id>)")
+    seal.add_argument("--operator", default="", help="who seals (default: the operator the session was made for)")
+    seal.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
     index = commands.add_parser("index", help="rebuild outputs/index.html, metrics.json and metrics.csv",
                                 description="Rebuild the archive index (every release, DORA metrics, step "
                                             "durations) from the manifests; only new or changed ones are read.")
-    index.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+    index.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
     index.add_argument("--no-cache", action="store_true", help="read every manifest again (ignore .index-cache.json)")
 
     history = commands.add_parser("history", help="list archived releases, newest first")
@@ -93,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--outcome", choices=OUTCOMES, metavar="OUTCOME",
                          help=f"only this outcome: {', '.join(OUTCOMES)}")
     history.add_argument("--limit", type=int, default=20, help="at most this many (default: 20; 0: all)")
-    history.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+    history.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
     plan = commands.add_parser("plan", help="dry run: render what a release would do as an HTML page to approve",
                                description="Render the release plan (targets, apps, commands, checks, budgets, "
@@ -104,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--break", dest="defects", action="append", default=[], metavar="ENV:DEFECT",
                       help="show the rehearsal defects a release would ship (see release --help)")
     plan.add_argument("--out", type=Path, help="where to write the page (default: OUTPUTS/plan-<timestamp>.html)")
-    plan.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS, help="archive root (default: outputs/)")
+    plan.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
     dispatch = commands.add_parser(
         "dispatch", help="start the production release on GitHub Actions (deploy-production.yml)",
@@ -143,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             options = ReleaseOptions(config_path=args.config, target=args.target,
                                      defects=parse_defects(args.defects), operator=args.operator,
                                      outputs=args.outputs.resolve(), kernel_name=args.kernel, reason=args.reason,
-                                     skip_staging_check=args.skip_staging_check, resume=args.resume)
+                                     skip_staging_check=args.skip_staging_check, resume=args.resume,
+                                     **_attest_options(args))
             return run_release(options, progress=_progress).exit_code
+        if args.command in ("lab", "seal"):
+            return {"lab": _lab, "seal": _seal}[args.command](args)
         if args.command == "verify":
             return _verify(args)
         if args.command in ("index", "history", "plan"):
@@ -166,6 +213,43 @@ def main(argv: list[str] | None = None) -> int:
     except ReleaseError as exc:
         print(f"runbook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _attest_options(args) -> dict:
+    """--attest flags as ReleaseOptions(attestations={section: [parameter dicts]}), by the operator, now."""
+    if not args.attest:
+        return {}
+    from .attest import parse_attest_flags
+    from .runbook import default_operator
+
+    return {"attestations": parse_attest_flags(args.attest, operator=args.operator or default_operator())}
+
+
+def _lab(args) -> int:
+    from .interactive import create_session, plan_lab, require_jupyterlab, start_lab
+    from .runbook import default_operator
+
+    if not args.no_start:
+        require_jupyterlab()  # before making a session folder nobody can open
+    operator = args.operator or default_operator()
+    folder = create_session(args.outputs.resolve(), operator=operator, config_path=args.config, progress=_progress)
+    launch = plan_lab(folder, port=args.port, open_browser=not args.no_browser)
+    print(f"session: {folder}")
+    print(f"operator: {operator} (attestations are recorded in this name)")
+    print("command: " + " ".join(launch.command()))
+    print(f"URL: {launch.url}")
+    print(f"when done: runbook seal {folder}")
+    if args.no_start:
+        return 0
+    start_lab(launch, operator=operator)
+    return 0  # not reached: JupyterLab replaced this process
+
+
+def _seal(args) -> int:
+    from .interactive import seal_session
+
+    return seal_session(args.session, outputs=args.outputs.resolve(), operator=args.operator,
+                        progress=_progress).exit_code
 
 
 def _verify(args) -> int:

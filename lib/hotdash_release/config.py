@@ -150,7 +150,7 @@ class ReleaseConfig:
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
-            raise ConfigError("environment", f"{name!r} is not one of {', '.join(self.environments)}")
+            raise ConfigError("environment", f"{name!r} is not allowed; allowed: {', '.join(self.environments)}")
         return self.environments[name]
 
     def target_settings(self, name: str) -> TargetSettings:

@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .catalog import OUTCOMES, Catalog, ReleaseSummary, load_catalog
+from .catalog import OUTCOMES, Catalog, ReleaseSummary, bulk_allocation, load_catalog
 from .charts import line_chart
 from .htmlpage import Html, css_class, link, page, seconds, table, text
 from .metrics import (BASELINE_WINDOW, TOTAL, Dora, baselines, comparison, dora_by_app, group_by_app_and_target,
@@ -63,13 +63,14 @@ def rebuild_index(root: Path, *, use_cache: bool = True, now: datetime | None = 
     """Write index.html, metrics.json and metrics.csv at the archive root."""
     started = time.perf_counter()
     root = Path(root)
-    catalog = load_catalog(root, use_cache=use_cache)
-    doras = dora_by_app(catalog.releases, now=now)
-    generated_at = utc_now()
-    metrics_json, metrics_csv = write_metrics(root, doras, generated_at=generated_at,
-                                              releases=len(catalog.releases))
-    index = root / INDEX_FILE
-    _write_atomic(index, render_index(catalog, doras, generated_at))
+    with bulk_allocation():
+        catalog = load_catalog(root, use_cache=use_cache)
+        doras = dora_by_app(catalog.releases, now=now)
+        generated_at = utc_now()
+        metrics_json, metrics_csv = write_metrics(root, doras, generated_at=generated_at,
+                                                  releases=len(catalog.releases))
+        index = root / INDEX_FILE
+        _write_atomic(index, render_index(catalog, doras, generated_at))
     return IndexBuild(index, metrics_json, metrics_csv, len(catalog.releases), catalog.parsed,
                       catalog.cached, time.perf_counter() - started)
 

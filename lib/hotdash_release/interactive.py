@@ -34,10 +34,11 @@ from typing import Callable
 
 import nbformat
 
+from .attest import check_person
 from .config import ReleaseConfig, load_config
 from .errors import UsageError
-from .paths import RUNBOOKS_DIR, outputs_root
-from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
+from .paths import DEFAULT_CONFIG, RUNBOOKS_DIR, outputs_root
+from .plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_all_results, utc_now, write_json_atomic
 from .runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_id, release_inputs
 
@@ -76,13 +77,19 @@ def new_session_id() -> str:
     return f"lab-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
 
 
-def create_session(outputs: Path, *, operator: str, config_path: Path | None = None) -> Path:
-    """A new session folder with one parameterized runbook per section and the marker."""
+def create_session(outputs: Path, *, operator: str, config_path: Path | None = None,
+                   progress: Progress = print) -> Path:
+    """A new session folder with one parameterized runbook per section and the marker; on the
+    local target, rehearsal secrets for apps that have none, as `runbook release` gives them."""
+    check_person(operator, key="--operator")
     config = load_config(config_path)  # a bad configuration stops here, before any folder exists
+    if config.default_target == "local":
+        _seed_rehearsal_secrets(config, progress)
     session_id = new_session_id()
     folder = Path(outputs) / INTERACTIVE_DIR / session_id
     folder.mkdir(parents=True)
-    parameters = {"config_path": str(config.path)} if config_path else {}
+    # Another configuration than the repository's is written into each notebook: the session keeps it.
+    parameters = {"config_path": str(config.path)} if config.path != DEFAULT_CONFIG.resolve() else {}
     for section in SECTION_ORDER:
         notebook = section_notebook(section, {**parameters, **section.notebook_parameters()})
         nbformat.write(notebook, folder / section_file(section))
@@ -91,6 +98,15 @@ def create_session(outputs: Path, *, operator: str, config_path: Path | None = N
         "config_path": str(config.path), "runbooks_sha256": release_inputs(config)["runbooks_sha256"],
         "sealed_as": None})
     return folder
+
+
+def _seed_rehearsal_secrets(config: ReleaseConfig, progress: Progress) -> None:
+    from .secrets import seed_rehearsal_secrets
+    from .targets import make_target
+
+    platform = make_target(config, "local")
+    for app in seed_rehearsal_secrets(platform, [env.app for env in config.environments.values()]):
+        progress(f"rehearsal: generated secrets for {app} (kept in the platform store, not in outputs/)")
 
 
 def section_notebook(section: Section, parameters: dict) -> nbformat.NotebookNode:
@@ -137,7 +153,9 @@ class LabLaunch:
         return [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={self.folder}",
                 "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={self.token}",
-                "--ServerApp.open_browser=" + ("True" if self.open_browser else "False")]
+                "--ServerApp.open_browser=" + ("True" if self.open_browser else "False")] + (
+            # Containers and CI machines run as root; JupyterLab refuses that unless told.
+            ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else [])
 
 
 def plan_lab(folder: Path, *, port: int | None = None, open_browser: bool = True) -> LabLaunch:
@@ -156,11 +174,15 @@ def free_port(first: int = 8888, tries: int = 20) -> int:
     raise UsageError(f"--port: ports {first}-{first + tries - 1} are all in use; name a free one")
 
 
-def start_lab(launch: LabLaunch, *, operator: str) -> None:
-    """Replace this process with JupyterLab; its kernels inherit HOTDASH_OPERATOR (who attests)."""
+def require_jupyterlab() -> None:
     if find_spec("jupyterlab") is None:
         raise UsageError("lab: JupyterLab is not installed; install the interactive extra: "
                          "make lab (or: .venv/bin/pip install -e '.[interactive]')")
+
+
+def start_lab(launch: LabLaunch, *, operator: str) -> None:
+    """Replace this process with JupyterLab; its kernels inherit HOTDASH_OPERATOR (who attests)."""
+    require_jupyterlab()
     command = launch.command()
     os.execve(command[0], command, {**os.environ, "HOTDASH_OPERATOR": operator})
 
@@ -257,8 +279,16 @@ def _first(record: SectionRecord) -> str:
     return (record.failures[0] if record.failures else record.error) or record.outcome
 
 
+@dataclass
+class SessionRecord(ReleaseRecord):
+    """A release record whose sections a person ran in JupyterLab; the manifest says so."""
+
+    interactive: bool = True
+    session: dict = field(default_factory=dict)  # id, folder, created_at, sealed_at, sealed_by
+
+
 def seal_session(folder: Path, *, outputs: Path | None = None, operator: str = "",
-                 progress: Progress = print):
+                 progress: Progress = print) -> SessionRecord:
     """Archive a session into <outputs>/<app>/<release id>/; return the sealed record."""
     from .archive import seal_release
     from .index import rebuild_after_release
@@ -289,14 +319,6 @@ def seal_session(folder: Path, *, outputs: Path | None = None, operator: str = "
              f"(exit {record.exit_code})\n  {record.reason}\n  report: {record.release_dir / 'report.html'}")
     rebuild_after_release(outputs, progress)
     return record
-
-
-@dataclass
-class SessionRecord(ReleaseRecord):
-    """A release record whose sections a person ran in JupyterLab; the manifest says so."""
-
-    interactive: bool = True
-    session: dict = field(default_factory=dict)  # id, folder, created_at, sealed_at, sealed_by
 
 
 def _session_record(findings: SessionFindings, release_id: str, release_dir: Path, operator: str,

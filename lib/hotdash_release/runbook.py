@@ -130,6 +130,8 @@ class SectionRun:
         self._secret_source = secret_source_for(config, target_name, self.target)
         self.redactor = redactor_for(config, self._secret_source)
         redact_tracebacks(self.redactor)
+        # Evidence (log lines, image refs) must reach the archive whole, not cut at 50 characters.
+        pd.set_option("display.max_colwidth", None)
         self._ledger = attest.Ledger(attest.required_for(section.key, config.manual_checks))
         for given in attest.from_parameters(attestations, section_key=section.key, manual_checks=config.manual_checks):
             self._ledger.add(replace(given, note=self.redactor.redact(given.note)))

@@ -5,11 +5,12 @@ A panel only collects. Recording is the section's job: SectionRun hands each pan
 callbacks that write an attestation, with who and when, to results/ (attest.py), so a
 tick in JupyterLab and a headless `attestations` parameter end up in the same record.
 
-Each panel is displayed as one output that carries both the widgets and an HTML table of
-what is recorded, and that table is updated in place (a display handle) after every
-change. JupyterLab shows the widgets; a headless run, the archived notebook page (which
-drops widget views, see htmlexport.py) and any viewer without a widget manager show the
-table. So a saved notebook never shows less than the record says.
+Each panel is displayed as two outputs: the widgets, and below them an HTML table of what
+is recorded (who, when, the note), updated in place through a display handle after every
+change. In JupyterLab the table confirms each tick; a headless run, the archived notebook
+page (which drops widget views, see htmlexport.py) and any viewer without a widget manager
+show the table. So a saved notebook never shows less than the record says. Only the
+table is redrawn: the widgets keep their place and focus.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import pandas as pd
 from .attest import DECISIONS, Attestation, Ledger
 
 Summary = Callable[[], str]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 class Panel:
-    """Widgets plus a live HTML summary of what is recorded, displayed as one updatable output."""
+    """Widgets, and below them a live HTML table of what is recorded."""
 
     title = ""
 
@@ -37,19 +39,20 @@ class Panel:
     def summary_html(self) -> str:
         raise NotImplementedError
 
-    def _bundle(self) -> dict:
-        return {**self.widget._repr_mimebundle_(), "text/plain": self.title,
-                "text/html": self.summary_html()}
-
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        from IPython.display import HTML, display
 
-        self._handles.append(display(self._bundle(), raw=True, display_id=True))
+        view = self.widget._repr_mimebundle_()[WIDGET_VIEW]
+        display({WIDGET_VIEW: view, "text/plain": f"{self.title} (widgets: open the notebook in JupyterLab)"},
+                raw=True)
+        self._handles.append(display(HTML(self.summary_html()), display_id=True))
 
     def refresh(self) -> None:
-        """Show the current record wherever this panel is displayed."""
+        """Show the current record under every display of this panel."""
+        from IPython.display import HTML
+
         for handle in self._handles:
-            handle.update(self._bundle(), raw=True)
+            handle.update(HTML(self.summary_html()))
 
     def _repr_html_(self) -> str:
         return self.summary_html()
@@ -69,8 +72,9 @@ class ManualChecksPanel(Panel):
         self._on_attest, self._on_withdraw = on_attest, on_withdraw
         self._checkboxes: dict[str, w.Checkbox] = {}
         self._notes: dict[str, w.Text] = {}
-        rows = [self._row(check) for check in evidence]
-        super().__init__(w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), *rows]))
+        cells = [cell for check in evidence for cell in self._row(check)]
+        grid = w.GridBox(cells, layout=w.Layout(grid_template_columns="260px 320px auto"))
+        super().__init__(w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), grid]))
 
     def checkbox(self, check: str) -> w.Checkbox:
         return self._checkboxes[check]
@@ -78,17 +82,17 @@ class ManualChecksPanel(Panel):
     def note(self, check: str) -> w.Text:
         return self._notes[check]
 
-    def _row(self, check: str) -> w.HBox:
+    def _row(self, check: str) -> tuple[w.Widget, ...]:
+        """Checkbox, note and evidence: one row of the panel's grid."""
         given = self.ledger.get(check)
         locked = given is not None and given.source == "parameter"
-        box = w.Checkbox(value=given is not None, description=check, indent=False, disabled=locked,
-                         layout=w.Layout(width="260px"))
+        box = w.Checkbox(value=given is not None, description=check, indent=False, disabled=locked)
         note = w.Text(value=given.note if given else "", placeholder="note: what you saw",
-                      continuous_update=False, disabled=locked, layout=w.Layout(width="320px"))
+                      continuous_update=False, disabled=locked)
         box.observe(lambda change: self._ticked(check, change["new"]), "value")
         note.observe(lambda change: self._noted(check), "value")
         self._checkboxes[check], self._notes[check] = box, note
-        return w.HBox([box, note, w.Label(f"headless evidence: {self.evidence[check]}")])
+        return box, note, w.Label(f"headless evidence: {self.evidence[check]}")
 
     def _ticked(self, check: str, ticked: bool) -> None:
         if ticked:
@@ -106,8 +110,9 @@ class ManualChecksPanel(Panel):
         rows = [{"manual check": check, "headless evidence": evidence, **_attested_columns(self.ledger.get(check))}
                 for check, evidence in self.evidence.items()]
         missing = self.ledger.missing()
-        verdict = "all attested" if not missing else f"{len(missing)} of {len(self.evidence)} not attested"
-        return (f"<p><b>{html.escape(self.title)}</b>: {verdict}</p>"
+        verdict = ("all attested" if not missing else "none attested yet" if len(missing) == len(self.evidence)
+                   else f"{len(missing)} of {len(self.evidence)} not attested yet")
+        return (f"<p><b>Recorded</b> ({html.escape(self.title)}): {verdict}</p>"
                 + pd.DataFrame(rows).to_html(index=False, escape=True))
 
 
@@ -140,8 +145,8 @@ class DecisionPanel(Panel):
     def summary_html(self) -> str:
         given = self.ledger.decision
         rows = [{"decision": given.check if given else "none recorded", **_attested_columns(given)}]
-        return (f"<p><b>{html.escape(self.title)}</b></p>" + pd.DataFrame(rows).to_html(index=False, escape=True)
-                + f"<p>{html.escape(self._outcome())}</p>")
+        return (f"<p><b>Recorded</b> ({html.escape(self.title)})</p>"
+                + pd.DataFrame(rows).to_html(index=False, escape=True) + f"<p>{html.escape(self._outcome())}</p>")
 
 
 def _attested_columns(attestation: Attestation | None) -> dict:

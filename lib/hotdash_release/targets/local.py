@@ -451,7 +451,7 @@ def _check_deploy_request(app: str, image: str | None, build_args: Mapping[str, 
                           strategy: str, wait_timeout_s: float) -> None:
     _check_app(app)
     if strategy not in STRATEGIES:
-        raise UsageError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        raise UsageError(f"strategy: {strategy!r} is not allowed; allowed: {', '.join(STRATEGIES)}")
     if not wait_timeout_s > 0:
         raise UsageError(f"wait_timeout_s: must be positive, got {wait_timeout_s!r}")
     if image and build_args:
@@ -460,7 +460,7 @@ def _check_deploy_request(app: str, image: str | None, build_args: Mapping[str, 
     defect = (build_args or {}).get("HOTDASH_DEFECT", "")
     if defect not in DEFECTS:
         allowed = ", ".join(repr(d) for d in DEFECTS)
-        raise UsageError(f"build_args HOTDASH_DEFECT: {defect!r} is not one of {allowed}")
+        raise UsageError(f"build_args HOTDASH_DEFECT: {defect!r} is not allowed; allowed: {allowed}")
 
 
 # -- helpers -------------------------------------------------------------------------
