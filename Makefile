@@ -10,7 +10,8 @@ LAB_STAMP := $(VENV)/.installed-interactive
 help:
 	@echo "make rehearsal   set up, then run a full release rehearsal on the local platform (archive in outputs/)"
 	@echo "make test        set up, then run the test suite (what CI runs)"
-	@echo "make lab         set up with JupyterLab, then open runbooks/ in it"
+	@echo "make lab         set up with JupyterLab, then step through the runbooks in a session folder of their"
+	@echo "                 own (outputs/interactive/); ARGS=--no-browser prints the URL only"
 	@echo "make stop        stop the rehearsal apps left running by 'make rehearsal'"
 
 setup: $(STAMP)
@@ -31,8 +32,9 @@ $(LAB_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[interactive,test]'
 	@touch $@
 
+# A session folder with a copy of each runbook, so runbooks/ stays clean; `runbook seal` archives it.
 lab: $(LAB_STAMP)
-	cd runbooks && ../$(BIN)/jupyter lab
+	$(BIN)/runbook lab $(ARGS)
 
 stop: setup
 	$(BIN)/runbook platform stop

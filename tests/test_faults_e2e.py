@@ -185,6 +185,7 @@ def test_notification_endpoint_down_is_reported_without_undoing_the_release(tmp_
 
 @pytest.mark.parametrize("defect,evidence", [
     ("health_malformed", "malformed JSON"),
+    ("health_stale", "s old (max 120 s)"),
     ("health_flapping", "Health contract"),
 ])
 def test_health_faults_in_production_roll_back(released, defect, evidence):

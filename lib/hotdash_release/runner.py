@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from .attest import check_release_attestations, section_parameters
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .errors import UsageError
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
@@ -72,6 +73,8 @@ class ReleaseOptions:
     resume: str | None = None  # id of a stopped release to continue
     skip_staging_check: bool = False  # the workflow's input: needs a reason, and the report says so
     kernels_ahead: int = 1  # kernels booting for the sections to come (bench/ compares 0, 1, 2)
+    # --attest: section key -> the `attestations` parameter dicts of that section (attest.py)
+    attestations: dict[str, list[dict]] = field(default_factory=dict)
 
 
 @dataclass
@@ -184,6 +187,7 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     config = load_config(config_path)
     target_name = resumed[1]["target"] if resumed else options.target or config.default_target
     config.target_settings(target_name)
+    check_release_attestations(options.attestations, config.manual_checks)
     if options.defects and target_name != "local":
         raise UsageError(f"--break: rehearsal defects need --target local, not {target_name!r}")
     if options.operator and not re.fullmatch(r"[\w.@+ \[\]-]{1,64}", options.operator):
@@ -354,7 +358,8 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     from papermill.exceptions import PapermillExecutionError
 
     config = record.config
-    parameters = {**record.parameters, **section.notebook_parameters()}
+    parameters = {**record.parameters, **section.notebook_parameters(),
+                  **section_parameters(section.key, record.options.attestations)}
     if section.notebook == "deploy.ipynb" and section.environment in record.options.defects:
         parameters["rehearsal_defect"] = record.options.defects[section.environment]
     output = record.release_dir / f"{index:02d}-{section.key}.ipynb"
