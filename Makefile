@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-base
-LAB_STAMP := $(VENV)/.installed-interactive
+# JupyterLab lives in a venv of its own: its dependencies (jsonschema's format checkers) add
+# seconds to every nbformat import, which papermill runs and the tests would pay too.
+LAB_VENV  ?= .venv-lab
+LAB_STAMP := $(LAB_VENV)/.installed-interactive
 
 .PHONY: help setup rehearsal test lab stop bench clean
 
@@ -28,13 +31,15 @@ rehearsal: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-$(LAB_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[interactive,test]'
+$(LAB_STAMP): pyproject.toml
+	@test -x $(LAB_VENV)/bin/python || $(PYTHON) -m venv $(LAB_VENV)
+	$(LAB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LAB_VENV)/bin/python -m pip install --quiet -e '.[interactive]'
 	@touch $@
 
 # A session folder with a copy of each runbook, so runbooks/ stays clean; `runbook seal` archives it.
 lab: $(LAB_STAMP)
-	$(BIN)/runbook lab $(ARGS)
+	$(LAB_VENV)/bin/runbook lab $(ARGS)
 
 stop: setup
 	$(BIN)/runbook platform stop
