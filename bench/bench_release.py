@@ -107,8 +107,13 @@ class _Slow(BaseHTTPRequestHandler):
         pass
 
 
+class _BackloggedServer(ThreadingHTTPServer):
+    # The default listen backlog (5) would make most of 50 simultaneous connects wait for a SYN retry.
+    request_queue_size = 128
+
+
 def fan_out(count: int = 50) -> dict:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server = _BackloggedServer(("127.0.0.1", 0), _Slow)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
