@@ -4,9 +4,10 @@ the issue "Speed: a fresh kernel per section".
     .venv/bin/python bench/bench_release.py [--runs 5] [--out bench/results/release-<date>.json]
 
 Measures, on an isolated rehearsal platform in a temporary folder:
-  runner      the standard rehearsal through `run_release` (papermill, fresh kernel per section,
-              the next one booting while the current section runs)
-  runner_cold the same, each kernel started only when its section begins
+  runner      the standard rehearsal through `run_release` (papermill, a fresh kernel per section
+              forked from a kernel template, the next one starting while the current section runs)
+  runner_spawned  the same with kernels started as new interpreters, one ahead (the pool alone)
+  runner_cold the same with kernels started as new interpreters, each when its section begins
   script      the same runbook cells executed in-process, no kernel (the lower bound)
   cli_loop    a loop of `papermill` CLI calls, one per section (what a user would write by hand)
   overhead    (runner - script) / sections: the runner's machinery per section
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,12 +51,22 @@ def spread(samples: list[float]) -> dict:
             "max": round(max(samples), 3), "runs": len(samples)}
 
 
-def time_runner(world, defects=None, *, ahead=1) -> tuple[float, Path]:
+def time_runner(world, defects=None, *, ahead=1, fork=True) -> tuple[float, Path]:
+    seconds, record = run_once(world, defects, ahead=ahead, fork=fork)
+    return seconds, record.release_dir
+
+
+def run_once(world, defects=None, *, ahead=1, fork=True):
     options = ReleaseOptions(config_path=world.config, outputs=world.outputs, operator="bench",
-                             defects=defects or {}, kernels_ahead=ahead)
+                             defects=defects or {}, kernels_ahead=ahead, fork_kernels=fork)
     started = time.perf_counter()
     record = run_release(options, progress=lambda line: None)
-    return time.perf_counter() - started, record.release_dir
+    return time.perf_counter() - started, record
+
+
+def runner_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def code_cells(notebook: Path) -> list[str]:
@@ -147,6 +160,10 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def per_section(runs: list[float], script: list[float], sections: int) -> int:
+    return round((statistics.median(runs) - statistics.median(script)) / sections * 1000)
+
+
 def html_bytes(release_dir: Path) -> int:
     return sum(p.stat().st_size for p in release_dir.glob("*.html"))
 
@@ -160,12 +177,17 @@ def main() -> None:
         world = make_rehearsal(Path(tmp), wait_timeout_s=10)
         try:
             time_runner(world)  # warm-up: first deploys, first imports, page cache
-            runner, cold, two_ahead, script, cli_loop, archive = [], [], [], [], [], 0
+            runner, spawned, cold, two_ahead, script, cli_loop, archive = [], [], [], [], [], [], 0
+            in_sections, runner_cpu = [], []
             for _ in range(args.runs):
-                seconds, release_dir = time_runner(world)
+                cpu_before = runner_cpu_seconds()
+                seconds, record = run_once(world)
+                runner_cpu.append(runner_cpu_seconds() - cpu_before)
                 runner.append(seconds)
-                archive = html_bytes(release_dir)
-                cold.append(time_runner(world, ahead=0)[0])
+                in_sections.append(sum(s.duration_s for s in record.sections))
+                archive = html_bytes(record.release_dir)
+                spawned.append(time_runner(world, fork=False)[0])
+                cold.append(time_runner(world, ahead=0, fork=False)[0])
                 two_ahead.append(time_runner(world, ahead=2)[0])
                 script.append(run_as_script(world))
             for _ in range(max(1, args.runs // 2)):
@@ -176,15 +198,20 @@ def main() -> None:
     sections = len(PLAN)
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_average_1m": round(os.getloadavg()[0], 2)},
         "sections": sections,
         "runner_s": spread(runner),
+        "runner_sections_s": spread(in_sections),  # the sections' own clocks, kernel wait included
+        "runner_cpu_s": spread(runner_cpu),  # the runner process only, not kernels or workers
+        "runner_spawned_s": spread(spawned),
         "runner_cold_kernels_s": spread(cold),
         "runner_two_ahead_s": spread(two_ahead),
-        "overhead_per_section_cold_ms": round((statistics.median(cold) - statistics.median(script)) / sections * 1000),
         "script_s": spread(script),
         "cli_loop_s": spread(cli_loop),
-        "overhead_per_section_ms": round((statistics.median(runner) - statistics.median(script)) / sections * 1000),
+        "overhead_per_section_ms": per_section(runner, script, sections),
+        "overhead_per_section_spawned_ms": per_section(spawned, script, sections),
+        "overhead_per_section_cold_ms": per_section(cold, script, sections),
         "fan_out": fan_out(),
         "rollback": rollback,
         "archive_html_bytes": archive,

@@ -28,15 +28,64 @@ def export_html(notebook_path: Path) -> Path:
     return export_notebook_html(notebook_path)
 
 
-def seal_release(record, redactor: Redactor) -> None:
+class HtmlExports:
+    """Section pages written by a worker process while the next sections run.
+
+    Exporting a page is ~100 ms of CPU (templates, sanitizing, highlighting); in a thread of
+    the runner it would hold the GIL that nbclient needs to talk to the running kernel. The
+    worker starts with the first page, so its imports do not delay the first kernel. It is
+    only a head start: the seal exports in the runner whatever the worker did not finish.
+    """
+
+    def __init__(self) -> None:
+        self._worker: subprocess.Popen | None = None
+
+    def submit(self, notebook: Path) -> None:
+        if not notebook.is_file():
+            return
+        try:
+            if self._worker is None:
+                self._worker = subprocess.Popen(
+                    [sys.executable, "-m", "hotdash_release.htmlexport"], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, text=True, start_new_session=True)
+            self._worker.stdin.write(f"{notebook}\n")
+            self._worker.stdin.flush()
+        except OSError:
+            pass  # a worker that went away leaves its pages to the seal
+
+    def finish(self) -> set[str]:
+        """Wait for the worker to end; the names of the notebooks it wrote pages for."""
+        if self._worker is None:
+            return set()
+        try:
+            replies, _ = self._worker.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self._worker.kill()
+            self._worker.communicate()
+            return set()
+        finally:
+            self._worker = None
+        done = set()
+        for line in replies.splitlines():
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue  # not a reply: something in the worker printed
+            if isinstance(reply, dict) and reply.get("ok"):
+                done.add(reply["notebook"])
+        return done
+
+
+def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None) -> None:
     """Write HTML, report and manifest; record (not raise) what went wrong while sealing."""
     from .report import write_report
 
     folder = record.release_dir
+    exported = exports.finish() if exports else set()
     for section in record.sections:
         notebook = folder / section.notebook
         # A resumed release keeps the reused sections' HTML exactly as it was archived.
-        if notebook.is_file() and not section.reused_from:
+        if notebook.is_file() and not section.reused_from and notebook.name not in exported:
             try:
                 export_html(notebook)
             except Exception as exc:  # an unexportable notebook must not lose the rest of the archive
@@ -82,6 +131,8 @@ def write_manifest(record) -> Path:
         "inputs": record.inputs,
         "lock": record.lock_note,
         "resumed_from": record.resumed_from,
+        # How the sections' kernels were started: forked from the kernel template, or spawned.
+        "kernels": getattr(getattr(record, "kernels", None), "mode", None),
         # A session a person ran in JupyterLab and sealed (interactive.py), or a headless run.
         "interactive": getattr(record, "interactive", False),
         "session": getattr(record, "session", None),

@@ -8,6 +8,7 @@
     │   ├── DeployError           a deploy did not reach a complete release
     │   └── RollbackError         no release to roll back to, or the rollback failed
     ├── DispatchError             GitHub did not start the deploy workflow
+    ├── KernelStartError          no kernel could be started for a section
     └── GateFailed                a gate decided that the release must stop here
 
 Foreign errors (subprocess, httpx, papermill) are wrapped where they enter, with the
@@ -75,6 +76,10 @@ class DispatchError(ReleaseError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         self.status_code = status_code
         super().__init__(message)
+
+
+class KernelStartError(ReleaseError):
+    """A section's kernel could not be started (the kernel template failed or went away)."""
 
 
 class GateFailed(ReleaseError):

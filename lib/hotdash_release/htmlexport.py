@@ -154,3 +154,28 @@ def export_notebook_html(notebook_path: Path) -> Path:
     target = notebook_path.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
+
+
+def serve_exports(requests, replies) -> None:
+    """The export worker (see archive.HtmlExports): a notebook path per line in, a JSON line
+    per page out, until the input ends."""
+    import json
+
+    archive_exporter()  # built while the release's first sections run
+    for line in requests:
+        notebook = Path(line.rstrip("\n"))
+        try:
+            export_notebook_html(notebook)
+            reply = {"notebook": notebook.name, "ok": True}
+        except Exception as exc:  # the seal exports it again in the runner and records why it fails
+            reply = {"notebook": notebook.name, "ok": False, "error": type(exc).__name__}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when the worker stops
+    serve_exports(sys.stdin, sys.stdout)

@@ -1,10 +1,17 @@
-"""Fresh kernels for the runbook sections, started one section ahead.
+"""Fresh kernels for the runbook sections, one per section, ready before the section asks.
 
 An audit record needs every section to run in a kernel no other section touched. Starting
-a kernel and importing the library in it costs about a second on our machines, so the
-pool boots the next section's kernel (and imports the library there) while the current
-section runs, and stops used kernels in the background. Each kernel still serves exactly
-one section.
+a kernel means starting Python and importing IPython, zmq and the library: about a second
+of CPU each on our machines. Two things keep that off the release's clock:
+
+- fork (the default on Linux): a kernel template process (kernel_template.py) does those
+  imports once per release; each section's kernel is a fork of it, a new process in which
+  no code of any section has run.
+- the pool: the next section's kernel is started while the current section runs, and used
+  kernels are stopped in the background.
+
+With fork off (`fork=False`, or a kernel spec that is not this Python's ipykernel) each
+kernel is started the usual way and imports the library while it boots.
 
 Kernels talk over private IPC sockets rather than TCP ports, and the managers are async:
 nbclient's event loop also watches whether the kernel is alive, which a blocking client
@@ -13,9 +20,17 @@ would starve (a kernel that died would then hang the release).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
+import time
+import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,8 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-#: Imported while the kernel boots, before its section asks for it.
+from .errors import KernelStartError
+
+#: Imported while a spawned kernel boots, before its section asks for it.
 PRELOAD = "import hotdash_release.runbook"
+#: Every kernel: no IPython history database. Cell sources would otherwise go to a file
+#: outside the archive that every release shares, and each cell would wait on a write to it.
+KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False",)
+#: How long the template may take to import everything and answer.
+TEMPLATE_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -36,10 +58,13 @@ class _Kernel:
 class KernelPool:
     """Hands out started kernels, one per section, and keeps the next one warming up."""
 
-    def __init__(self, kernel_name: str, *, cwd: Path, ahead: int = 1) -> None:
+    def __init__(self, kernel_name: str, *, cwd: Path, ahead: int = 1, fork: bool = True) -> None:
         self.kernel_name = kernel_name
         self.cwd = cwd
         self.ahead = ahead  # kernels kept booting for the sections to come; 0: start on demand
+        # Started here, in the thread that owns the release: the template dies with its parent thread.
+        self.template = KernelTemplate(cwd) if fork and forkable(kernel_name) else None
+        self.mode = "forked from a kernel template" if self.template else "spawned"
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-stop")
         self._spares: deque[Future] = deque()
@@ -64,15 +89,28 @@ class KernelPool:
                 pass
         self._starter.shutdown(wait=True)
         self._stopper.shutdown(wait=True)
+        if self.template:
+            self.template.close()
 
     def _start(self) -> _Kernel:
         from jupyter_client import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
+        from .kernel_launch import ForkedKernelProvisioner
+
         socket_dir = tempfile.mkdtemp(prefix="hotdash-kernel-")
         manager = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
-                                     ip=os.path.join(socket_dir, "kernel"))
-        run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}"])
+                                     ip=os.path.join(socket_dir, "kernel"),
+                                     client_class="hotdash_release.kernel_launch.PromptReadyClient")
+        extra_arguments = list(KERNEL_ARGUMENTS)
+        if self.template:
+            manager.kernel_id = str(uuid.uuid4())
+            manager.provisioner = ForkedKernelProvisioner(kernel_id=manager.kernel_id,
+                                                          kernel_spec=manager.kernel_spec, parent=manager)
+            manager.provisioner.template = self.template
+        else:
+            extra_arguments.append(f"--IPKernelApp.exec_lines={PRELOAD}")
+        run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments)
         return _Kernel(manager, socket_dir)
 
 
@@ -84,3 +122,139 @@ def _stop(kernel: _Kernel) -> None:
             run_sync(kernel.manager.shutdown_kernel)(now=True)
     finally:
         shutil.rmtree(kernel.socket_dir, ignore_errors=True)
+
+
+def forkable(kernel_name: str) -> bool:
+    """Fork only stands in for `python -m ipykernel_launcher` of this very interpreter on Linux."""
+    if not sys.platform.startswith("linux"):
+        return False
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
+    except Exception:
+        return False
+    return launcher_arguments([_interpreter(argv[0]), *argv[1:]]) is not None
+
+
+def _interpreter(program: str) -> str:
+    # What jupyter_client does too: a bare "python" in a kernel spec means the running one.
+    major, minor = sys.version_info[:2]
+    return sys.executable if program in ("python", f"python{major}", f"python{major}.{minor}") else program
+
+
+def launcher_arguments(cmd: list[str]) -> list[str] | None:
+    if len(cmd) < 3 or cmd[1:3] != ["-m", "ipykernel_launcher"]:
+        return None
+    try:
+        same = os.path.samefile(cmd[0], sys.executable)
+    except OSError:
+        return None
+    return cmd[3:] if same else None
+
+
+class KernelTemplate:
+    """The runner's end of the kernel template process: asks it for forks, and ends it."""
+
+    def __init__(self, cwd: Path) -> None:
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}  # no BLAS worker threads in a process that forks
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "hotdash_release.kernel_template", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, cwd=cwd, env=env,
+            start_new_session=True)  # a Ctrl-C at the terminal is for the runner, which stops kernels itself
+        theirs.close()
+        ours.settimeout(TEMPLATE_TIMEOUT_S)
+        self._socket = ours
+        self._stream = ours.makefile("rwb", buffering=0)
+        self._lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def fork_kernel(self, argv: list[str], *, cwd: str, env: dict[str, str]) -> int:
+        reply = self._ask({"argv": argv, "cwd": cwd, "env": env})
+        if "pid" not in reply:
+            raise KernelStartError(f"kernel template: {reply.get('error', reply)}")
+        return int(reply["pid"])
+
+    def exit_status(self, pid: int) -> int | None:
+        """A forked kernel's exit code once it is gone; None while it runs or if nobody knows."""
+        try:
+            return self._ask({"exited": pid}).get("status")
+        except KernelStartError:
+            return None
+
+    def close(self) -> None:
+        """Closing our end makes the template kill what it forked and exit."""
+        self._stream.close()  # the socket's descriptor stays open while its file object is
+        self._socket.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def _ask(self, message: dict) -> dict:
+        with self._lock:
+            try:
+                if not self._ready:
+                    self._read()  # {"ready": pid} once the imports are done
+                    self._ready = True
+                self._stream.write(json.dumps(message).encode() + b"\n")
+                return self._read()
+            except (OSError, ValueError) as exc:
+                raise KernelStartError(f"kernel template: {exc}") from None
+
+    def _read(self) -> dict:
+        line = self._stream.readline()
+        if not line:
+            code = self._process.poll()
+            raise KernelStartError("kernel template exited" + (f" with code {code}" if code is not None else ""))
+        return json.loads(line)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: the template reaps its children, but not instantly."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+class ForkedProcess:
+    """What jupyter_client's local provisioner expects of a Popen, for a kernel the template forked."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, template: KernelTemplate) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._template = template
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not _running(self.pid):
+            status = self._template.exit_status(self.pid)
+            self.returncode = status if status is not None else -signal.SIGKILL
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)

@@ -73,6 +73,7 @@ class ReleaseOptions:
     resume: str | None = None  # id of a stopped release to continue
     skip_staging_check: bool = False  # the workflow's input: needs a reason, and the report says so
     kernels_ahead: int = 1  # kernels booting for the sections to come (bench/ compares 0, 1, 2)
+    fork_kernels: bool = True  # kernels forked from a template that imported the library (bench/ compares)
     # --attest: section key -> the `attestations` parameter dicts of that section (attest.py)
     attestations: dict[str, list[dict]] = field(default_factory=dict)
 
@@ -116,6 +117,7 @@ class ReleaseRecord:
     resume_folder: Path | None = None
     resume_manifest: dict | None = None
     kernels: KernelPool | None = None
+    html_exports: object = None  # archive.HtmlExports: section pages written while the next section runs
 
     @property
     def exit_code(self) -> int:
@@ -251,18 +253,27 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print) -> Relea
 
 
 def _run_and_seal(record: ReleaseRecord, progress: Progress) -> None:
-    target = record.target
-    if record.target_name == "local":
-        seeded = seed_rehearsal_secrets(target, [e.app for e in record.config.environments.values()])
-        for app in seeded:
-            progress(f"rehearsal: generated secrets for {app} (kept in the platform store, not in outputs/)")
-    redactor = redactor_for(record.config, secret_source_for(record.config, record.target_name, target))
+    from .archive import HtmlExports, seal_release
+
+    # First, so that the kernel template imports while the secrets are made ready.
+    record.kernels = KernelPool(record.options.kernel_name, cwd=RUNBOOKS_DIR,
+                                ahead=record.options.kernels_ahead, fork=record.options.fork_kernels)
+    record.html_exports = HtmlExports()
+    try:
+        target = record.target
+        if record.target_name == "local":
+            seeded = seed_rehearsal_secrets(target, [e.app for e in record.config.environments.values()])
+            for app in seeded:
+                progress(f"rehearsal: generated secrets for {app} (kept in the platform store, not in outputs/)")
+        redactor = redactor_for(record.config, secret_source_for(record.config, record.target_name, target))
+    except BaseException:
+        record.kernels.close()
+        record.html_exports.finish()
+        raise
     progress(f"HotDash release {record.release_id}: {record.config.environment('production').app} "
              f"via {record.target_name}, operator {record.operator}")
     progress(f"archive: {record.release_dir}")
     previous_handlers = _raise_on_signals()
-    record.kernels = KernelPool(record.options.kernel_name, cwd=RUNBOOKS_DIR,
-                                ahead=record.options.kernels_ahead)
     try:
         start = _reuse_resumed_sections(record, progress) if record.resumed_from else 0
         _run_sections(record, start, progress, redactor)
@@ -272,9 +283,7 @@ def _run_and_seal(record: ReleaseRecord, progress: Progress) -> None:
         record.kernels.close()
         _restore_signals(previous_handlers)
         record.finished_at = utc_now()
-        from .archive import seal_release
-
-        seal_release(record, redactor)
+        seal_release(record, redactor, record.html_exports)
         if record.archive_problems:
             record.outcome = "error"
             record.reason = "; ".join(record.archive_problems)
@@ -357,6 +366,8 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .engine import ENGINE_NAME
+
     config = record.config
     parameters = {**record.parameters, **section.notebook_parameters(),
                   **section_parameters(section.key, record.options.attestations)}
@@ -373,7 +384,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
             papermill.execute_notebook(
                 str(RUNBOOKS_DIR / section.notebook), str(output), parameters=parameters,
                 kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(RUNBOOKS_DIR),
-                km=kernel)
+                km=kernel, engine_name=ENGINE_NAME)
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
     except ReleaseAborted as exc:
@@ -384,6 +395,8 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     except Exception as exc:  # the kernel died, or papermill could not run the notebook at all
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     duration = time.perf_counter() - started
+    if record.html_exports:
+        record.html_exports.submit(output)
     result = read_section_result(record.release_dir, section.key) or {}
     outcome = result.get("outcome", "error")
     if outcome == "running" or (error and outcome == "passed"):

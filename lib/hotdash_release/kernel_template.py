@@ -1,0 +1,139 @@
+"""The kernel template: a process that imports the kernel and the library once, then forks a
+fresh kernel process for each section.
+
+Booting a kernel is mostly importing (IPython, zmq, the library, pandas): about a second of
+CPU per kernel on our machines. A fork copies a process that has done the imports, so each
+section still gets a process of its own that no other section ran code in, for a few
+milliseconds. The template itself never runs runbook code and never starts a kernel: it
+imports, waits for requests and reaps its children. What a forked kernel inherits is what
+a freshly started one would have after the same imports.
+
+Protocol, one JSON line each way over the socket the runner passes as argv[1]:
+    {"argv": [...], "cwd": "...", "env": {...}}  ->  {"pid": 1234} | {"error": "..."}
+    {"exited": 1234}                             ->  {"status": <exit code or null>}
+When the runner closes its end (or dies), the template kills the kernels it forked and exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+#: Imported once here instead of in every kernel: the kernel itself and the runbooks' library.
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "hotdash_release.runbook")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def main(argv: list[str]) -> None:
+    channel = socket.socket(fileno=int(argv[1]))
+    # The template is not a kernel; what a kernel started by ipykernel_launcher would not
+    # have on its path, the template must not hand down either.
+    if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
+        del sys.path[0]
+    _die_with_parent()
+    for module in PRELOAD:
+        __import__(module)
+    children: dict[int, int | None] = {}  # pid -> exit status once reaped
+
+    def reap(_signum=None, _frame=None) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            children[pid] = os.waitstatus_to_exitcode(status)
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when kernels stop
+    stream = channel.makefile("rwb", buffering=0)
+    _send(stream, {"ready": os.getpid()})
+    try:
+        for line in stream:
+            request = json.loads(line)
+            if "exited" in request:
+                reap()
+                _send(stream, {"status": children.get(int(request["exited"]))})
+                continue
+            # SIGCHLD waits until the child is on record, so a kernel that dies at once is reaped too.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+            try:
+                pid = _fork_kernel(request, channel)
+                children[pid] = None
+            except OSError as exc:
+                _send(stream, {"error": f"fork failed: {exc}"})
+                continue
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            _send(stream, {"pid": pid})
+    finally:
+        for pid, status in children.items():
+            if status is None:
+                _kill_group(pid)
+        # Nothing to flush or finalize: leave without tearing down the imported modules.
+        os._exit(0)
+
+
+def _fork_kernel(request: dict, channel: socket.socket) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    # The child: from here on a kernel, never back into the template's loop.
+    code = 1
+    try:
+        os.close(channel.fileno())  # the runner talks to the template, never to a kernel
+        os.setsid()  # its own process group, so the runner can signal the kernel and its children
+        _die_with_parent()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        # ipykernel read JPY_PARENT_PID when the template imported it; the kernel's parent is the
+        # template, and the kernel ends if the template goes.
+        argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
+        sys.argv = ["ipykernel_launcher", *argv]
+        from ipykernel.kernelapp import IPKernelApp
+
+        IPKernelApp.launch_instance(argv=argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the parent goes, so a killed runner leaves no template or kernel."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the runner's closed channel still ends the template and its kernels
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _send(stream, message: dict) -> None:
+    stream.write(json.dumps(message).encode() + b"\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,202 @@
+"""The kernel pool and its kernel template: real kernels, forked from a real template.
+
+What the audit record relies on: each section's kernel is a process of its own in which no
+other section ran code; it starts in the runbooks' folder with the runner's environment of
+the moment; a kernel that dies is seen as dead; and when the runner ends, however it ends,
+no template or kernel is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hotdash_release.kernels import KernelPool, forkable, launcher_arguments
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
+
+
+def run_cell(manager, code: str, timeout: float = 30) -> dict:
+    """Execute one cell; its execute_reply content plus the text it printed as "stdout"."""
+
+    async def go():
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=timeout)
+            msg_id = client.execute(code)
+            printed = []
+            while True:
+                message = await client.get_iopub_msg(timeout=timeout)
+                if message["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if message["msg_type"] == "stream":
+                    printed.append(message["content"]["text"])
+                if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                    break
+            while True:
+                reply = await client.get_shell_msg(timeout=timeout)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    return {**reply["content"], "stdout": "".join(printed)}
+        finally:
+            client.stop_channels()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def pool(tmp_path):
+    pool = KernelPool("python3", cwd=tmp_path, ahead=1)
+    yield pool
+    pool.close()
+
+
+def test_the_default_kernel_is_forked_from_a_template(pool):
+    assert forkable("python3")
+    assert pool.template is not None and pool.mode == "forked from a kernel template"
+    with pool.kernel() as manager:
+        pid = manager.provisioner.pid
+        assert psutil.Process(pid).ppid() == pool.template.pid
+        reply = run_cell(manager, "import os, sys; print(os.getpid(), 'hotdash_release.runbook' in sys.modules)")
+    assert reply["status"] == "ok"
+    assert reply["stdout"].split() == [str(pid), "True"]  # the library came imported
+
+
+def test_each_section_gets_a_process_no_other_section_touched(pool):
+    with pool.kernel() as first:
+        run_cell(first, "import hotdash_release.plan as plan; plan.LEFT_BEHIND = 1; leftover = 1")
+        first_pid = first.provisioner.pid
+    with pool.kernel() as second:
+        reply = run_cell(second, "import hotdash_release.plan as plan\n"
+                                 "print(hasattr(plan, 'LEFT_BEHIND'), 'leftover' in globals())")
+        assert second.provisioner.pid != first_pid
+    assert reply["stdout"].split() == ["False", "False"]
+
+
+def test_a_kernel_runs_in_the_runbooks_folder_with_the_runners_environment_of_the_moment(pool, tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("HOTDASH_SET_AFTER_THE_TEMPLATE_STARTED", "yes")
+    with pool.kernel() as manager:
+        reply = run_cell(manager, "import os; print(os.getcwd()); "
+                                  "print(os.environ.get('HOTDASH_SET_AFTER_THE_TEMPLATE_STARTED'))")
+    cwd, value = reply["stdout"].split()
+    assert Path(cwd) == tmp_path and value == "yes"
+
+
+def test_a_kernel_that_dies_is_seen_dead_with_its_exit_code(pool):
+    with pool.kernel() as manager:
+        process = manager.provisioner.process
+        with pytest.raises(Exception):
+            run_cell(manager, "import os; os._exit(7)", timeout=3)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() == 7
+        assert not asyncio.run(manager.is_alive())
+
+
+def test_an_interrupt_reaches_the_running_cell(pool):
+    with pool.kernel() as manager:
+
+        async def interrupt_soon():
+            await asyncio.sleep(1.0)
+            await manager.interrupt_kernel()
+
+        async def go():
+            client = manager.client()
+            client.start_channels()
+            try:
+                await client.wait_for_ready(timeout=30)
+                msg_id = client.execute("import time; time.sleep(30)")
+                started = time.monotonic()
+                await interrupt_soon()
+                while True:
+                    reply = await client.get_shell_msg(timeout=20)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        return reply["content"], time.monotonic() - started
+            finally:
+                client.stop_channels()
+
+        content, seconds = asyncio.run(go())
+    assert content["status"] == "error" and content["ename"] == "KeyboardInterrupt"
+    assert seconds < 20
+
+
+def test_closing_the_pool_leaves_no_template_and_no_kernel(tmp_path):
+    pool = KernelPool("python3", cwd=tmp_path, ahead=1)
+    with pool.kernel() as manager:
+        run_cell(manager, "x = 1")
+        used = manager.provisioner.pid
+    template = pool.template.pid
+    spare = pool._spares[0].result().manager.provisioner.pid  # booting for a next section
+    pool.close()
+    gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in (used, spare, template)
+                                     if psutil.pid_exists(pid)], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_runner_killed_outright_takes_its_template_and_kernels_along(tmp_path):
+    """SIGKILL leaves the runner no chance to clean up: the kernel processes must still go."""
+    script = tmp_path / "runner.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from hotdash_release.kernels import KernelPool
+        pool = KernelPool("python3", cwd=Path({str(tmp_path)!r}), ahead=1)
+        with pool.kernel() as manager:
+            spare = pool._spares[0].result().manager.provisioner.pid
+            print(pool.template.pid, manager.provisioner.pid, spare, flush=True)
+            time.sleep(120)
+    """))
+    runner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(pid) for pid in runner.stdout.readline().split()]
+        assert len(pids) == 3 and all(psutil.pid_exists(pid) for pid in pids)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in pids if _running(pid)]
+    finally:
+        runner.kill()
+        runner.wait()
+
+
+def test_without_fork_kernels_are_spawned_and_still_fresh(tmp_path):
+    pool = KernelPool("python3", cwd=tmp_path, ahead=0, fork=False)
+    try:
+        assert pool.template is None and pool.mode == "spawned"
+        with pool.kernel() as manager:
+            reply = run_cell(manager, "import os, sys; print(os.getppid(), 'hotdash_release.runbook' in sys.modules)")
+        assert reply["stdout"].split() == [str(os.getpid()), "True"]  # preloaded by exec_lines
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize(("cmd", "forks"), [
+    ([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"], ["-f", "k.json"]),
+    ([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json", "--IPKernelApp.exec_lines=x=1"],
+     ["-f", "k.json", "--IPKernelApp.exec_lines=x=1"]),
+    (["/usr/bin/false", "-m", "ipykernel_launcher", "-f", "k.json"], None),  # another interpreter
+    ([sys.executable, "-m", "some_other_kernel", "-f", "k.json"], None),
+    (["R", "--slave", "-e", "IRkernel::main()"], None),
+])
+def test_only_this_pythons_ipykernel_is_forked(cmd, forks):
+    assert launcher_arguments(cmd) == forks
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
