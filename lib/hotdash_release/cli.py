@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
+from .kernels import start_kernel_template
 from .locks import ReleaseLocked
 from .paths import outputs_root
 from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions,
@@ -184,12 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "release":
+            # Importing IPython and the library takes the template about a second: let it
+            # happen while the release is prepared and checked.
             options = ReleaseOptions(config_path=args.config, target=args.target,
                                      defects=parse_defects(args.defects), operator=args.operator,
                                      outputs=args.outputs.resolve(), kernel_name=args.kernel, reason=args.reason,
                                      skip_staging_check=args.skip_staging_check, resume=args.resume,
                                      **_attest_options(args))
-            return run_release(options, progress=_progress).exit_code
+            template = start_kernel_template()
+            try:
+                return run_release(options, progress=_progress, kernel_template=template).exit_code
+            finally:
+                if template:
+                    template.close()  # unused if the release stopped before its first kernel
         if args.command in ("lab", "seal"):
             return {"lab": _lab, "seal": _seal}[args.command](args)
         if args.command == "verify":
@@ -220,14 +228,14 @@ def _attest_options(args) -> dict:
     if not args.attest:
         return {}
     from .attest import parse_attest_flags
-    from .runbook import default_operator
+    from .results import default_operator
 
     return {"attestations": parse_attest_flags(args.attest, operator=args.operator or default_operator())}
 
 
 def _lab(args) -> int:
     from .interactive import create_session, plan_lab, require_jupyterlab, start_lab
-    from .runbook import default_operator
+    from .results import default_operator
 
     if not args.no_start:
         require_jupyterlab()  # before making a session folder nobody can open

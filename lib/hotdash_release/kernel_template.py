@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 
 #: Imported once here instead of in every kernel: the kernel itself and the runbooks' library.
-PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "hotdash_release.runbook")
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "hotdash_release.runbook")
 
 _PR_SET_PDEATHSIG = 1
 

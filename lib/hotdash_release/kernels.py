@@ -58,12 +58,19 @@ class _Kernel:
 class KernelPool:
     """Hands out started kernels, one per section, and keeps the next one warming up."""
 
-    def __init__(self, kernel_name: str, *, cwd: Path, ahead: int = 1, fork: bool = True) -> None:
+    def __init__(self, kernel_name: str, *, cwd: Path, ahead: int = 1, fork: bool = True,
+                 template: KernelTemplate | None = None) -> None:
         self.kernel_name = kernel_name
         self.cwd = cwd
         self.ahead = ahead  # kernels kept booting for the sections to come; 0: start on demand
-        # Started here, in the thread that owns the release: the template dies with its parent thread.
-        self.template = KernelTemplate(cwd) if fork and forkable(kernel_name) else None
+        if fork and forkable(kernel_name):
+            # A template started early (by the CLI) if it forks kernels where this pool runs them.
+            if template is None or template.cwd != Path(cwd):
+                template = KernelTemplate(cwd)  # in the thread that owns the release: see KernelTemplate
+        elif template is not None:
+            template.close()
+            template = None
+        self.template = template
         self.mode = "forked from a kernel template" if self.template else "spawned"
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-stop")
@@ -153,12 +160,29 @@ def launcher_arguments(cmd: list[str]) -> list[str] | None:
     return cmd[3:] if same else None
 
 
+def start_kernel_template(cwd: Path | None = None) -> KernelTemplate | None:
+    """A template for the runbooks' kernels, started ahead of the release that will use it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    from .paths import RUNBOOKS_DIR
+
+    return KernelTemplate(cwd or RUNBOOKS_DIR)
+
+
 class KernelTemplate:
-    """The runner's end of the kernel template process: asks it for forks, and ends it."""
+    """The runner's end of the kernel template process: asks it for forks, and ends it.
+
+    Start it from the thread that runs the release: on Linux the template is killed when
+    the thread that started it ends, so a runner killed outright leaves no template behind.
+    """
 
     def __init__(self, cwd: Path) -> None:
+        self.cwd = Path(cwd)
+        self._closed = False
         ours, theirs = socket.socketpair()
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}  # no BLAS worker threads in a process that forks
+        env = {**os.environ,
+               "OPENBLAS_NUM_THREADS": "1",  # no BLAS worker threads in a process that forks
+               "PYDEVD_DISABLE_FILE_VALIDATION": "1"}  # what jupyter_client gives every kernel; read at import
         self._process = subprocess.Popen(
             [sys.executable, "-m", "hotdash_release.kernel_template", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, cwd=cwd, env=env,
@@ -189,8 +213,13 @@ class KernelTemplate:
 
     def close(self) -> None:
         """Closing our end makes the template kill what it forked and exit."""
+        if self._closed:
+            return
+        self._closed = True
         self._stream.close()  # the socket's descriptor stays open while its file object is
         self._socket.close()
+        if not self._ready:
+            self._process.kill()  # nothing forked yet; it may still be importing: no need to wait for that
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:

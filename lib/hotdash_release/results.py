@@ -3,6 +3,7 @@ and the report read back. One JSON file per section under <release dir>/results/
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from datetime import datetime, timezone
@@ -13,6 +14,11 @@ RESULTS_DIR = "results"
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_operator() -> str:
+    """Who runs a release or a section when nobody said: $HOTDASH_OPERATOR, else the login name."""
+    return os.environ.get("HOTDASH_OPERATOR") or getpass.getuser()
 
 
 def results_path(release_dir: Path, section_key: str) -> Path:

@@ -12,8 +12,6 @@ given as the runbook's `attestations` parameter in a headless run.
 from __future__ import annotations
 
 import base64
-import getpass
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,7 +27,7 @@ from .notify import NotificationResult, compose_message, send_notification
 from .paths import RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
 from .readiness import read_readiness
-from .results import read_all_results, results_path, utc_now, write_json_atomic
+from .results import default_operator, read_all_results, results_path, utc_now, write_json_atomic
 from .secrets import redactor_for, require_values, verify_required_secrets
 from .supabase import SupabaseResult, check_supabase
 from .tables import ResultTable, ShowsAsRecord, record_frame
@@ -93,10 +91,6 @@ def open_section(kind: str, *, environment: str = "", target: str = "", config_p
     folder = Path(release_dir) if release_dir else default_release_dir()
     return SectionRun(config, section, target_name, folder, operator or default_operator(),
                       attestations=attestations)
-
-
-def default_operator() -> str:
-    return os.environ.get("HOTDASH_OPERATOR") or getpass.getuser()
 
 
 def _config_file(config_path: str) -> Path | None:

@@ -25,7 +25,7 @@ from .attest import check_release_attestations, section_parameters
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .errors import UsageError
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
-from .kernels import KernelPool
+from .kernels import KernelPool, KernelTemplate
 from .locks import release_lock
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
@@ -201,7 +201,7 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     _check_kernel(options.kernel_name)
     _check_writable(options.outputs)
     target = make_target(config, target_name)
-    from .runbook import default_operator
+    from .results import default_operator
 
     operator = options.operator or default_operator()
     release_id = new_release_id()
@@ -234,8 +234,12 @@ def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
     return folders[0], manifest
 
 
-def run_release(options: ReleaseOptions, *, progress: Progress = print) -> ReleaseRecord:
-    """Run the plan under the app's release lock; always seal an archive once it exists."""
+def run_release(options: ReleaseOptions, *, progress: Progress = print,
+                kernel_template: KernelTemplate | None = None) -> ReleaseRecord:
+    """Run the plan under the app's release lock; always seal an archive once it exists.
+
+    kernel_template: started ahead by the caller (the CLI) so that its imports overlap with
+    preparing the release; the release's kernel pool closes it."""
     record = prepare_release(options)
     with release_lock(record.release_dir.parent, release_id=record.release_id,
                       operator=record.operator) as stale_holder:
@@ -244,7 +248,7 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print) -> Relea
             record.lock_note = {"taken_over_from": stale_holder, "at": utc_now()}
             progress(f"took over a stale lock of release {stale_holder.get('release_id')} "
                      f"(pid {stale_holder.get('pid')} is gone)")
-        _run_and_seal(record, progress)
+        _run_and_seal(record, progress, kernel_template)
     progress(_summary(record))
     from .index import rebuild_after_release
 
@@ -252,12 +256,13 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print) -> Relea
     return record
 
 
-def _run_and_seal(record: ReleaseRecord, progress: Progress) -> None:
+def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_template: KernelTemplate | None) -> None:
     from .archive import HtmlExports, seal_release
 
     # First, so that the kernel template imports while the secrets are made ready.
     record.kernels = KernelPool(record.options.kernel_name, cwd=RUNBOOKS_DIR,
-                                ahead=record.options.kernels_ahead, fork=record.options.fork_kernels)
+                                ahead=record.options.kernels_ahead, fork=record.options.fork_kernels,
+                                template=kernel_template)
     record.html_exports = HtmlExports()
     try:
         target = record.target

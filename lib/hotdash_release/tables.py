@@ -1,16 +1,18 @@
 """Results shown as pandas tables, in JupyterLab and in the archived HTML alike.
 
 pandas escapes cell text, so whatever an app under test answers (HTML, script) is
-shown as inert text.
+shown as inert text. pandas is imported when a table is drawn: the runner and the CLI
+import this module without needing it.
 """
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def as_rows(values: Iterable[Any]) -> list[dict]:
@@ -33,6 +35,8 @@ class ResultTable:
         return cls(title, tuple(as_rows(values)), ok)
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(list(self.rows))
 
     def _repr_html_(self) -> str:
@@ -45,6 +49,8 @@ class ResultTable:
 
 def record_frame(record: Any) -> pd.DataFrame:
     """One record as a two-column table (field, value): easier to read than one wide row."""
+    import pandas as pd
+
     row = record.as_row() if hasattr(record, "as_row") else dict(record)
     return pd.DataFrame({"field": list(row), "value": [_cell(v) for v in row.values()]})
 
