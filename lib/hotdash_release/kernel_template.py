@@ -17,6 +17,7 @@ When the runner closes its end (or dies), the template kills the kernels it fork
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import signal
@@ -40,6 +41,10 @@ def main(argv: list[str]) -> None:
     _die_with_parent()
     for module in PRELOAD:
         __import__(module)
+    # What the imports made stays put: the kernels' garbage collector never walks it, so it
+    # does not write to (and copy) every page a fork shares with the template.
+    gc.collect()
+    gc.freeze()
     children: dict[int, int | None] = {}  # pid -> exit status once reaped
 
     def reap(_signum=None, _frame=None) -> None:
