@@ -9,6 +9,8 @@ Measures, on an isolated rehearsal platform in a temporary folder:
   runner_spawned  the same with kernels started as new interpreters, one ahead (the pool alone)
   runner_cold the same with kernels started as new interpreters, each when its section begins
   script      the same runbook cells executed in-process, no kernel (the lower bound)
+  runner_cli / script_cli   the same two as commands a person runs: `runbook release`, and
+              `python` on the plain script; each pays for starting Python and its imports
   cli_loop    a loop of `papermill` CLI calls, one per section (what a user would write by hand)
   overhead    (runner - script) / sections: the runner's machinery per section
   fan_out     50 smoke checks against a loopback server answering each in 200 ms
@@ -36,8 +38,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import make_rehearsal  # noqa: E402  (the tests' isolated rehearsal world)
 
 from hotdash_release import checks  # noqa: E402
 from hotdash_release.errors import GateFailed  # noqa: E402
@@ -76,13 +76,17 @@ def code_cells(notebook: Path) -> list[str]:
 
 def run_as_script(world) -> float:
     """Every section's cells in this process, parameters set as papermill would: no kernel."""
-    release_dir = world.outputs / "hotdash-production" / new_release_id()
+    return run_cells(world.config, world.outputs)
+
+
+def run_cells(config: Path, outputs: Path) -> float:
+    release_dir = outputs / "hotdash-production" / new_release_id()
     started = time.perf_counter()
     for section in PLAN:
         cells = code_cells(RUNBOOKS_DIR / section.notebook)
         namespace: dict = {}
         exec(cells[0], namespace)  # noqa: S102  the notebook's defaults, then what papermill would inject
-        namespace.update({"config_path": str(world.config), "release_dir": str(release_dir),
+        namespace.update({"config_path": str(config), "release_dir": str(release_dir),
                           "operator": "bench", **section.notebook_parameters()})
         try:
             for source in cells[1:]:
@@ -90,6 +94,22 @@ def run_as_script(world) -> float:
         except GateFailed:
             break
     return time.perf_counter() - started
+
+
+def time_command(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def runner_command(world) -> list[str]:
+    return [str(ROOT / ".venv" / "bin" / "runbook"), "release", "--config", str(world.config),
+            "--outputs", str(world.outputs), "--operator", "bench"]
+
+
+def script_command(world) -> list[str]:
+    """The plain script as its own process: Python starts, imports the library, runs the cells."""
+    return [sys.executable, str(Path(__file__).resolve()), "--cells-of", str(world.config), str(world.outputs)]
 
 
 def run_cli_loop(world) -> float:
@@ -172,13 +192,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cells-of", nargs=2, type=Path, metavar=("CONFIG", "OUTPUTS"),
+                        help=argparse.SUPPRESS)  # script_command: the plain script, in a process of its own
     args = parser.parse_args()
+    if args.cells_of:
+        run_cells(*args.cells_of)
+        return
+    from conftest import make_rehearsal  # the tests' isolated rehearsal world (imports pytest)
+
     with tempfile.TemporaryDirectory(prefix="hotdash-bench-") as tmp:
         world = make_rehearsal(Path(tmp), wait_timeout_s=10)
         try:
             time_runner(world)  # warm-up: first deploys, first imports, page cache
             runner, spawned, cold, two_ahead, script, cli_loop, archive = [], [], [], [], [], [], 0
-            in_sections, runner_cpu = [], []
+            in_sections, runner_cpu, runner_cli, script_cli = [], [], [], []
             for _ in range(args.runs):
                 cpu_before = runner_cpu_seconds()
                 seconds, record = run_once(world)
@@ -190,6 +217,8 @@ def main() -> None:
                 cold.append(time_runner(world, ahead=0, fork=False)[0])
                 two_ahead.append(time_runner(world, ahead=2)[0])
                 script.append(run_as_script(world))
+                runner_cli.append(time_command(runner_command(world)))
+                script_cli.append(time_command(script_command(world)))
             for _ in range(max(1, args.runs // 2)):
                 cli_loop.append(run_cli_loop(world))
             rollback = rollback_latency(world)
@@ -208,8 +237,11 @@ def main() -> None:
         "runner_cold_kernels_s": spread(cold),
         "runner_two_ahead_s": spread(two_ahead),
         "script_s": spread(script),
+        "runner_cli_s": spread(runner_cli),
+        "script_cli_s": spread(script_cli),
         "cli_loop_s": spread(cli_loop),
         "overhead_per_section_ms": per_section(runner, script, sections),
+        "overhead_per_section_as_commands_ms": per_section(runner_cli, script_cli, sections),
         "overhead_per_section_spawned_ms": per_section(spawned, script, sections),
         "overhead_per_section_cold_ms": per_section(cold, script, sections),
         "fan_out": fan_out(),

@@ -120,8 +120,10 @@ def test_resume_is_refused_for_a_released_release_and_with_conflicting_flags(rel
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_a_release_aborts_kills_children_and_archives_where(world, sig):
+    # A slow staging build answers its health check after 2.5 s, so the signal surely comes
+    # while the deploy waits for it (a good build deploys in well under a second).
     command = [sys.executable, "-m", "hotdash_release.cli", "release", "--config", str(world.config),
-               "--outputs", str(world.outputs)]
+               "--outputs", str(world.outputs), "--break", "staging:slow"]
     runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     children = []
     deadline = time.monotonic() + 120
@@ -131,7 +133,7 @@ def test_signal_during_a_release_aborts_kills_children_and_archives_where(world,
             # The runner's own processes (kernel template, kernels, export worker). An app the
             # deploy started belongs to the platform and outlives releases, as on Fly.
             children = [child for child in psutil.Process(runner.pid).children(recursive=True)
-                        if str(world.state_dir) not in " ".join(child.cmdline())]
+                        if str(world.state_dir) not in _command_line(child)]
             runner.send_signal(sig)
             break
         assert time.monotonic() < deadline
@@ -213,3 +215,10 @@ def test_skipping_the_staging_check_needs_a_reason_and_is_shown_as_an_override(r
     criteria = result_of(folder, "go_no_go")["records"]["criteria"]["rows"]
     smoke = next(c for c in criteria if c["criterion"].startswith("Core functionality"))
     assert smoke["verdict"] == "overridden" and "hotfix for checkout outage" in smoke["override"]
+
+
+def _command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie waiting to be reaped
+        return ""

@@ -228,7 +228,7 @@ def check_health(
         detail=redactor.redact(problem or ""),
         # Redact the whole body before cutting, so no partial value survives at the cut.
         body_excerpt=redactor.redact(body)[:BODY_EXCERPT_CHARS],
-        checked_at=_utc_now().isoformat(timespec="seconds"),
+        checked_at=_utc_now().isoformat(timespec="milliseconds"),  # rollback latency is sub-second
     )
 
 

@@ -11,6 +11,7 @@ Imported on first use: the runner does not import jupyter_client until a kernel 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from queue import Empty
@@ -41,6 +42,13 @@ class ForkedKernelProvisioner(LocalProvisioner):
         self.pid = self.pgid = pid  # the fork made itself a process group leader
         self.cwd = cwd
         return self.connection_info
+
+    async def wait(self) -> int | None:
+        # A killed kernel is reaped by the template within milliseconds; jupyter_client looks
+        # every 100 ms, and the release's end waits for its last two kernels to be gone.
+        while self.process is not None and await self.poll() is None:
+            await asyncio.sleep(0.005)
+        return await super().wait()
 
 
 class PromptReadyClient(AsyncKernelClient):
