@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -200,3 +201,37 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_the_template_imported_everything_a_release_imports(tmp_path, monkeypatch):
+    """Whatever a section imports on its own, each forked kernel imports again: the template
+    preloads it all (kernel_template.PRELOAD). Each runbook is instrumented with a first cell
+    noting sys.modules and a last one printing what was imported in between."""
+    import nbformat
+
+    from conftest import make_rehearsal
+    from hotdash_release import runner
+    from hotdash_release.paths import RUNBOOKS_DIR
+
+    books = tmp_path / "runbooks"
+    shutil.copytree(RUNBOOKS_DIR, books)
+    for path in books.glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        notebook.cells.insert(0, nbformat.v4.new_code_cell("import sys as _sys; _before = set(_sys.modules)"))
+        notebook.cells.append(nbformat.v4.new_code_cell(
+            "print('IMPORTED', sorted(set(_sys.modules) - _before))"))
+        nbformat.write(notebook, path)
+    monkeypatch.setattr(runner, "RUNBOOKS_DIR", books)
+    world = make_rehearsal(tmp_path / "world")
+    try:
+        record = runner.run_release(runner.ReleaseOptions(config_path=world.config, outputs=world.outputs),
+                                    progress=lambda line: None)
+    finally:
+        world.platform().stop()
+    assert record.outcome == "released" and record.kernels.mode == "forked from a kernel template"
+    imported = {}
+    for section in record.sections:
+        last = nbformat.read(record.release_dir / section.notebook, as_version=4).cells[-1]
+        text = "".join(output.get("text", "") for output in last.outputs)
+        imported[section.section.key] = text.split("IMPORTED", 1)[1].strip()
+    assert imported == {key: "[]" for key in imported}
