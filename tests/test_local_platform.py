@@ -16,6 +16,8 @@ import re
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -228,6 +230,36 @@ def test_a_release_left_running_by_a_dead_runner_becomes_interrupted(staging, st
     deploy(staging)
 
     assert [r.status for r in staging.releases(APP)] == ["complete", "interrupted"]
+
+
+def test_an_app_started_by_a_deploy_killed_before_recording_it_is_found_and_stopped(staging, state_dir):
+    """A kernel stopped by an aborted release can die between starting the app's process and
+    saving its pid. That process still holds the app's port; the next deploy must stop it."""
+    deploy(staging)
+    script = f"""
+import os, signal, subprocess
+from pathlib import Path
+from hotdash_release.targets import local
+real_popen = subprocess.Popen
+def popen_then_die(*args, **kwargs):
+    real_popen(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # the pid is never saved
+local.subprocess.Popen = popen_then_die
+platform = local.LocalPlatform(Path({str(state_dir)!r}), app_source=Path({str(TINY_APP)!r}))
+platform.deploy({APP!r}, build_args={{"HOTDASH_VERSION": "2.0.0"}}, wait_timeout_s=10)
+"""
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    state = json.loads((state_dir / "apps" / APP / "state.json").read_text())
+    assert state["process"] is None and state.get("launching"), "the old process was stopped, the new one not recorded"
+    orphans = processes_running_from(state_dir / "images")
+    assert orphans, "the app process the killed deploy started still runs"
+
+    release = deploy(staging, "3.0.0")
+
+    assert release.status == "complete" and get(staging.url(APP) + "/health").status_code == 200
+    assert wait_for(lambda: not any(is_running(pid) for pid in orphans))
+    assert "launching" not in json.loads((state_dir / "apps" / APP / "state.json").read_text())
 
 
 # -- rollback ------------------------------------------------------------------------

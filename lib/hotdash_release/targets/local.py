@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import secrets as secrets_module
 import shutil
 import signal
 import socket
@@ -60,7 +61,7 @@ _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IMAGE_REF = re.compile(r"^rehearsal\.local/hotdash@sha256:([0-9a-f]{64})$")
 _BUILD_ARG_KEYS = {"HOTDASH_DEFECT": "defect", "HOTDASH_VERSION": "version"}
 #: The platform sets these itself; a secret of the same name would be silently overridden.
-_PLATFORM_ENV = ("PORT", "HOST", "HOTDASH_BUILD_INFO")
+_PLATFORM_ENV = ("PORT", "HOST", "HOTDASH_BUILD_INFO", "HOTDASH_LAUNCH")
 #: The only variables a release inherits from the runner, so rehearsals cannot lean on it.
 _INHERITED_ENV = ("PATH", "LANG", "HOME")
 _STOP_GRACE_S = 5.0
@@ -267,6 +268,13 @@ class LocalPlatform:
             # Logs are read while the process runs, so they must not sit in a buffer.
             "PYTHONUNBUFFERED": "1",
         }
+        # The process is on record only once it runs and its pid is saved. A deploy killed in
+        # between (its kernel stopped by an aborted release) would leave an app nobody knows
+        # holding the app's port; the launch token in its environment lets _stop_process find it.
+        launch = secrets_module.token_hex(8)
+        env["HOTDASH_LAUNCH"] = launch
+        state["launching"] = launch
+        self._save_state(app, state)
         log_path = self._log_path(app, release.version)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
@@ -285,20 +293,24 @@ class LocalPlatform:
             "version": release.version,
             "secret_digests": _digests(secrets),
         }
+        state.pop("launching", None)
         self._save_state(app, state)
         return process
 
     def _stop_process(self, state: dict) -> bool:
-        """Terminate the app's process group if it still runs; True if there was one."""
+        """Terminate the app's process group if it still runs; True if there was one.
+
+        Also a process whose launch was never recorded (see _start_process)."""
+        unrecorded = [{"pid": pid, "start_time": start} for pid, start in _launched_with(state.pop("launching", None))]
         process = state["process"]
-        if not process or not self._is_alive(process):
-            return False
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process["pid"], sig)
-            if self._wait_until_gone(process, _STOP_GRACE_S):
-                break
-        return True
+        running = [p for p in [process, *unrecorded] if p and self._is_alive(p)]
+        for process in running:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process["pid"], sig)
+                if self._wait_until_gone(process, _STOP_GRACE_S):
+                    break
+        return bool(running)
 
     def _wait_until_gone(self, process: dict, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -511,6 +523,23 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _launched_with(token: str | None) -> list[tuple[int, int]]:
+    """(pid, start time) of the processes whose environment carries this launch token."""
+    if not token:
+        return []
+    needle = f"HOTDASH_LAUNCH={token}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                stat = _proc_stat(int(entry.name))
+                if stat is not None:
+                    found.append((int(entry.name), stat[1]))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
