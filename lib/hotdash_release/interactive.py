@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable
-
-import nbformat
+from typing import TYPE_CHECKING, Callable
 
 from .attest import check_person
 from .config import ReleaseConfig, load_config
@@ -40,6 +38,9 @@ from .errors import UsageError
 from .paths import DEFAULT_CONFIG, RUNBOOKS_DIR, outputs_root
 from .plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_all_results, utc_now, write_json_atomic
+
+if TYPE_CHECKING:
+    import nbformat
 from .runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_id, release_inputs
 
 SESSION_MARKER = ".hotdash-session.json"
@@ -90,6 +91,8 @@ def create_session(outputs: Path, *, operator: str, config_path: Path | None = N
     folder.mkdir(parents=True)
     # Another configuration than the repository's is written into each notebook: the session keeps it.
     parameters = {"config_path": str(config.path)} if config.path != DEFAULT_CONFIG.resolve() else {}
+    import nbformat  # here: every runbook kernel imports this module, and sections never need it
+
     for section in SECTION_ORDER:
         notebook = section_notebook(section, {**parameters, **section.notebook_parameters()})
         nbformat.write(notebook, folder / section_file(section))
@@ -112,6 +115,7 @@ def _seed_rehearsal_secrets(config: ReleaseConfig, progress: Progress) -> None:
 def section_notebook(section: Section, parameters: dict) -> nbformat.NotebookNode:
     """The section's runbook with its parameters in a cell below the parameters cell, tagged
     injected-parameters as papermill tags it; the defaults stay visible above."""
+    import nbformat
     from papermill.translators import translate_parameters
 
     notebook = nbformat.read(RUNBOOKS_DIR / section.notebook, as_version=4)
@@ -245,6 +249,8 @@ def _section_record(folder: Path, section: Section, result: dict) -> SectionReco
 def _has_outputs(path: Path) -> bool:
     if not path.is_file():
         return False
+    import nbformat
+
     notebook = nbformat.read(path, as_version=4)
     return any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
 

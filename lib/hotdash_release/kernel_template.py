@@ -29,11 +29,12 @@ from pathlib import Path
 #: Imported once here instead of in every kernel: the kernel itself (its debugger too, which
 #: it imports while starting), the runbooks' library, and what the library imports on first
 #: use in a section (httpx's transport stack on the first request, the targets, pandas' table
-#: formatters on the first display). tests/test_kernels.py lists what a section still imports.
+#: formatters on the first display, importlib.resources readers when a build reads the app
+#: source). tests/test_kernels.py lists what a section still imports.
 PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "hotdash_release.runbook",
            "httpcore", "httpcore._backends.sync", "httpcore._backends.anyio", "certifi",
            "hotdash_release.targets.local", "hotdash_release.targets.fly",
-           "pandas.io.formats.html", "pandas.io.formats.string")
+           "pandas.io.formats.html", "pandas.io.formats.string", "importlib.readers")
 
 _PR_SET_PDEATHSIG = 1
 
