@@ -84,6 +84,7 @@ def test_good_release_is_all_green_and_archived(world, good_release):
     assert [s["outcome"] for s in manifest["sections"]] == ["passed"] * len(PLAN)
     assert manifest["tools"]["papermill"] and manifest["tools"]["nbconvert"]
     assert set(manifest["parameters"]) == {"target", "config_path", "operator", "release_dir"}
+    assert manifest["kernels"] == "forked from a kernel template"  # on Linux; README "Release flow"
 
     report = (folder / "report.html").read_text()
     assert "Timing: planned vs actual" in report
@@ -92,6 +93,7 @@ def test_good_release_is_all_green_and_archived(world, good_release):
     assert "Shopify OAuth: install redirect" in report and "Webhook correctly signed accepted" in report
     assert report.count('class="badge passed"') >= 11  # every smoke check of production, at least
     assert "GO" in report and "not met (acceptable)" in report.lower()
+    assert "a new one per section, forked from a kernel template" in report
 
     platform = world.platform()
     for app in ("hotdash-staging", "hotdash-production"):

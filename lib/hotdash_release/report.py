@@ -188,6 +188,9 @@ def facts_section(record) -> str:
             ("Operator", record.operator), ("Started", record.started_at), ("Finished", record.finished_at),
             ("Rehearsal defects", ", ".join(f"{k}: {v}" for k, v in record.options.defects.items()) or "none"),
             ("Configuration", str(record.config.path)), ("Runbooks commit", _commit_text())]
+    kernels = getattr(getattr(record, "kernels", None), "mode", None)
+    if kernels:
+        rows.append(("Kernels", f"a new one per section, {kernels}"))
     if getattr(record, "resumed_from", None):
         rows.append(("Resumed from", link(f"../{record.resumed_from}/report.html", record.resumed_from)))
     rows.append(("Integrity", "sha256 of every file, and of the previous release's manifest, in manifest.json"))
