@@ -82,7 +82,7 @@ def rebuild_after_release(root: Path, progress: Callable[[str], None] = print) -
     except Exception as exc:  # the release is sealed already; the index can be rebuilt later
         progress(f"archive index not rebuilt ({type(exc).__name__}: {exc}); run: runbook index")
         return None
-    progress(f"  archive index: {build.index} ({build.releases} releases)")
+    progress(f"  archive index: {build.index} ({build.releases} release{'' if build.releases == 1 else 's'})")
     return build
 
 
