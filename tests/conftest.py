@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def make_rehearsal(root: Path, **config_options) -> Rehearsal:
     return Rehearsal(root, config, state_dir, root / "outputs")
 
 
+def wait_for(condition, timeout_s: float = 5.0) -> bool:
+    """Poll a condition every 50 ms until it holds (True) or the time is up (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture
 def rehearsal(tmp_path):
     world = make_rehearsal(tmp_path)
@@ -107,3 +118,13 @@ def archive_world(tmp_path_factory):
     world = build_archive_world(tmp_path_factory.mktemp("archive"))
     yield world
     world.rehearsal.platform().stop()
+
+
+@pytest.fixture
+def loopback():
+    """A started LoopbackServer (loopback.py) with no routes yet; stopped after the test."""
+    from loopback import LoopbackServer
+
+    with LoopbackServer() as server:
+        yield server
+

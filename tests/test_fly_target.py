@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_for
 
 from fakes.fakefly import SECRET_SHAPES, FakeFly, install_flyctl
 from hotdash_release.config import load_config
@@ -58,15 +59,6 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline and state not in "ZX" and int(proc.name) != os.getpid():
             found.append(f"{proc.name}: {cmdline}")
     return found
-
-
-def wait_for(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from hotdash_release.github import (API_URL_ENV, DispatchError, DispatchRequest,
                                    dispatch_workflow, job_summary_markdown, newest_release_dir)
 from hotdash_release.github import main as github_main
 from hotdash_release.paths import RUNBOOKS_DIR
-from test_checks import LoopbackServer, Reply, Request
+from loopback import LoopbackServer, Reply, Request
 
 TOKEN = "ghp_T0k3nThatMustNeverBePrinted0123456789"
 REPO = "acme/hotdash"
@@ -92,11 +92,8 @@ class FakeGitHub:
 
 
 @pytest.fixture
-def server():
-    loopback = LoopbackServer()
-    loopback.start()
-    yield loopback
-    loopback.stop()
+def server(loopback):
+    return loopback
 
 
 @pytest.fixture

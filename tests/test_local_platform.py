@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_for
 
 from hotdash_release.errors import DeployError, RollbackError, UsageError
 from hotdash_release.targets.base import AppStatus, Target, choose_rollback_release
@@ -64,15 +65,6 @@ def processes_running_from(directory: Path) -> list[int]:
         if cwd.is_relative_to(directory):
             found.append(int(entry.name))
     return found
-
-
-def wait_for(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def deploy(platform: LocalPlatform, version: str = "1.0.0", **build_args: str):

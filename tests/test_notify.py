@@ -18,7 +18,7 @@ import pytest
 from hotdash_release.config import load_config
 from hotdash_release.notify import compose_message, send_notification
 from hotdash_release.paths import RUNBOOKS_DIR
-from test_checks import LoopbackServer, Reply
+from loopback import Reply
 
 WEBHOOK_PATH = "/services/T0HOTDASH/B0RELEASE/s3cretWebhookToken"
 WEBHOOK_SECRET_PART = "s3cretWebhookToken"
@@ -34,11 +34,8 @@ def slack_says(status: int, body: str) -> Reply:
 
 
 @pytest.fixture
-def slack():
-    loopback = LoopbackServer()
-    loopback.start()
-    yield loopback
-    loopback.stop()
+def slack(loopback):
+    return loopback
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 
 from hotdash_release.redact import Redactor
 from hotdash_release.supabase import SupabaseResult, check_supabase
-from test_checks import LoopbackServer, Reply, Request
+from loopback import Reply, Request
 
 ANON_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2lnbmF0dXJlLW9mLXRoZS1hbm9uLWtleQ"
 HEALTH_PATH = "/auth/v1/health"
@@ -27,11 +27,8 @@ GOTRUE = {"version": "v2.170.0", "name": "GoTrue",
 
 
 @pytest.fixture
-def supabase():
-    loopback = LoopbackServer()
-    loopback.start()
-    yield loopback
-    loopback.stop()
+def supabase(loopback):
+    return loopback
 
 
 @pytest.fixture
