@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import wait_for
 from hotdash_release.kernels import KernelPool, forkable, launcher_arguments
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
@@ -235,3 +236,21 @@ def test_the_template_imported_everything_a_release_imports(tmp_path, monkeypatc
         text = "".join(output.get("text", "") for output in last.outputs)
         imported[section.section.key] = text.split("IMPORTED", 1)[1].strip()
     assert imported == {key: "[]" for key in imported}
+
+
+def test_when_the_template_dies_the_pool_carries_on_with_spawned_kernels(tmp_path):
+    """The rollback after a failure needs a kernel even if the template is what failed."""
+    pool = KernelPool("python3", cwd=tmp_path, ahead=1)
+    try:
+        with pool.kernel() as manager:
+            run_cell(manager, "x = 1")
+        spare = pool._spares[0].result().manager.provisioner.pid
+        os.kill(pool.template.pid, signal.SIGKILL)  # its forks, the spare among them, die with it
+        assert wait_for(lambda: not _running(spare))
+        with pool.kernel() as manager:
+            reply = run_cell(manager, "import os; print(os.getppid())")
+        assert reply["status"] == "ok" and reply["stdout"].split() == [str(os.getpid())]  # spawned by us
+        assert pool.template is None
+        assert pool.mode.startswith("forked from a kernel template; spawned after the kernel template failed")
+    finally:
+        pool.close()

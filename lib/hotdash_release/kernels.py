@@ -71,7 +71,9 @@ class KernelPool:
             template.close()
             template = None
         self.template = template
+        self._templates = [template] if template else []  # to close at the end, even after a failure
         self.mode = "forked from a kernel template" if self.template else "spawned"
+        self._lock = threading.Lock()
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-stop")
         self._spares: deque[Future] = deque()
@@ -79,7 +81,7 @@ class KernelPool:
     @contextmanager
     def kernel(self) -> Iterator[object]:
         """A started kernel manager for one section; it is stopped when the section ends."""
-        kernel = self._spares.popleft().result() if self._spares else self._start()
+        kernel = self._running_spare() or self._start()
         while len(self._spares) < self.ahead:
             self._spares.append(self._starter.submit(self._start))
         try:
@@ -96,10 +98,36 @@ class KernelPool:
                 pass
         self._starter.shutdown(wait=True)
         self._stopper.shutdown(wait=True)
-        if self.template:
-            self.template.close()
+        for template in self._templates:
+            template.close()
+
+    def _running_spare(self) -> _Kernel | None:
+        """The oldest spare that started and still runs: a template that died took its forks along."""
+        while self._spares:
+            try:
+                kernel = self._spares.popleft().result()
+            except KernelStartError:
+                continue
+            if kernel.manager.provisioner.process.poll() is None:
+                return kernel
+            self._stopper.submit(_stop, kernel)
+        return None
 
     def _start(self) -> _Kernel:
+        """Fork from the template; if the template is gone, carry on with spawned kernels: the
+        sections after a failure (the rollback above all) still need kernels."""
+        template = self.template
+        if template is not None:
+            try:
+                return self._start_kernel(template)
+            except KernelStartError as exc:
+                with self._lock:
+                    if self.template is template:
+                        self.template = None
+                        self.mode += f"; spawned after the kernel template failed ({exc})"
+        return self._start_kernel(None)
+
+    def _start_kernel(self, template: KernelTemplate | None) -> _Kernel:
         from jupyter_client import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
@@ -110,14 +138,19 @@ class KernelPool:
                                      ip=os.path.join(socket_dir, "kernel"),
                                      client_class="hotdash_release.kernel_launch.PromptReadyClient")
         extra_arguments = list(KERNEL_ARGUMENTS)
-        if self.template:
+        if template:
             manager.kernel_id = str(uuid.uuid4())
             manager.provisioner = ForkedKernelProvisioner(kernel_id=manager.kernel_id,
                                                           kernel_spec=manager.kernel_spec, parent=manager)
-            manager.provisioner.template = self.template
+            manager.provisioner.template = template
         else:
             extra_arguments.append(f"--IPKernelApp.exec_lines={PRELOAD}")
-        run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments)
+        try:
+            run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments)
+        except BaseException:
+            manager.cleanup_connection_file()
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            raise
         return _Kernel(manager, socket_dir)
 
 
