@@ -185,13 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "release":
-            # Importing IPython and the library takes the template about a second: let it
-            # happen while the release is prepared and checked.
             options = ReleaseOptions(config_path=args.config, target=args.target,
                                      defects=parse_defects(args.defects), operator=args.operator,
                                      outputs=args.outputs.resolve(), kernel_name=args.kernel, reason=args.reason,
                                      skip_staging_check=args.skip_staging_check, resume=args.resume,
                                      **_attest_options(args))
+            # Importing IPython and the library takes the kernel template about a second: let
+            # it happen while the release is prepared and checked.
             template = start_kernel_template()
             try:
                 return run_release(options, progress=_progress, kernel_template=template).exit_code
