@@ -43,10 +43,15 @@ class Rehearsal:
         return sorted(p for p in (self.outputs / "hotdash-production").glob("*") if p.is_dir())
 
 
+#: The `runbook` command as installed (launch.py), as people and CI run it.
+RUNBOOK_COMMAND = ([str(Path(sys.executable).parent / "runbook")] if (Path(sys.executable).parent / "runbook").is_file()
+                   else [sys.executable, "-m", "hotdash_release.cli"])
+
+
 def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S, stdin: str | None = None,
             extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "hotdash_release.cli", *args], capture_output=True,
+    return subprocess.run([*RUNBOOK_COMMAND, *args], capture_output=True,
                           text=True, timeout=timeout, env=env, input=stdin)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
-from .kernels import start_kernel_template
+from .kernels import KernelTemplate, start_kernel_template
 from .locks import ReleaseLocked
 from .paths import outputs_root
 from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions,
@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, kernel_template: KernelTemplate | None = None) -> int:
+    """kernel_template: already started by the `runbook` command (launch.py) for a release."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "release":
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                                      **_attest_options(args))
             # Importing IPython and the library takes the kernel template about a second: let
             # it happen while the release is prepared and checked.
-            template = start_kernel_template()
+            template = kernel_template or start_kernel_template()
             try:
                 return run_release(options, progress=_progress, kernel_template=template).exit_code
             finally:
