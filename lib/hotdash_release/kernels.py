@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import KernelStartError
+from .procs import running
 
 #: Imported while a spawned kernel boots, before its section asks for it.
 PRELOAD = "import hotdash_release.runbook"
@@ -278,16 +279,6 @@ class KernelTemplate:
         return json.loads(line)
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie: the template reaps its children, but not instantly."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
 class ForkedProcess:
     """What jupyter_client's local provisioner expects of a Popen, for a kernel the template forked."""
 
@@ -299,7 +290,8 @@ class ForkedProcess:
         self._template = template
 
     def poll(self) -> int | None:
-        if self.returncode is None and not _running(self.pid):
+        # running() also says no to a zombie: the template reaps its children, but not instantly.
+        if self.returncode is None and not running(self.pid):
             status = self._template.exit_status(self.pid)
             self.returncode = status if status is not None else -signal.SIGKILL
         return self.returncode

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ReleaseError
+from .procs import proc_stat
 from .results import utc_now
 
 LOCK_NAME = ".release.lock"
@@ -43,11 +44,8 @@ def _holder_alive(holder: dict) -> bool:
 
 
 def _start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    stat = proc_stat(pid)
+    return stat[1] if stat else None
 
 
 def _write_exclusive(path: Path, holder: dict) -> bool:

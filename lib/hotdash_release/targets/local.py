@@ -45,6 +45,7 @@ from typing import Iterator, Mapping, Sequence
 import httpx
 
 from ..errors import DeployError, RollbackError, UsageError
+from ..procs import proc_stat
 from .base import AppStatus, OutputSink, Release, SecretInfo
 
 #: The stand-in HotDash app deployed unless another source is given (it may not exist yet).
@@ -287,7 +288,7 @@ class LocalPlatform:
         _CHILDREN[process.pid] = process
         state["process"] = {
             "pid": process.pid,
-            "start_time": _proc_stat(process.pid)[1],
+            "start_time": proc_stat(process.pid)[1],
             "image_dir": str(image_dir),
             "image_ref": release.image_ref,
             "version": release.version,
@@ -326,7 +327,7 @@ class LocalPlatform:
         child = _CHILDREN.get(pid)
         if child is not None and child.poll() is not None:
             del _CHILDREN[pid]
-        stat = _proc_stat(pid)
+        stat = proc_stat(pid)
         # "Z": exited, and its parent (another runner) has not reaped it yet.
         return stat is not None and stat[1] == process["start_time"] and stat[0] not in "ZX"
 
@@ -534,23 +535,12 @@ def _launched_with(token: str | None) -> list[tuple[int, int]]:
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             if needle in (entry / "environ").read_bytes().split(b"\0"):
-                stat = _proc_stat(int(entry.name))
+                stat = proc_stat(int(entry.name))
                 if stat is not None:
                     found.append((int(entry.name), stat[1]))
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) from /proc/<pid>/stat, None if gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and ')'; fields after the last ')' are fixed.
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[0], int(fields[19])
 
 
 def _wait_until_healthy(process: subprocess.Popen, url: str, timeout_s: float) -> str:
