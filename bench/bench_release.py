@@ -5,7 +5,11 @@ the issue "Speed: a fresh kernel per section".
 
 Measures, on an isolated rehearsal platform in a temporary folder:
   runner      the standard rehearsal through `run_release` (papermill, a fresh kernel per section
-              forked from a kernel template, the next one starting while the current section runs)
+              forked from a kernel template, the next one starting while the current section runs),
+              by a runner that keeps its kernel template and HTML export worker for all its
+              releases, as the plain script keeps its imports
+  runner_own_helpers  the same, each release starting (and ending) its own template and worker,
+              as one `runbook release` does
   runner_spawned  the same with kernels started as new interpreters, one ahead (the pool alone)
   runner_cold the same with kernels started as new interpreters, each when its section begins
   script      the same runbook cells executed in-process, no kernel (the lower bound)
@@ -40,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from hotdash_release import checks  # noqa: E402
+from hotdash_release.archive import ExportWorker  # noqa: E402
+from hotdash_release.kernels import start_kernel_template  # noqa: E402
 from hotdash_release.errors import GateFailed  # noqa: E402
 from hotdash_release.paths import RUNBOOKS_DIR  # noqa: E402
 from hotdash_release.plan import PLAN, ROLLBACK  # noqa: E402
@@ -51,16 +57,32 @@ def spread(samples: list[float]) -> dict:
             "max": round(max(samples), 3), "runs": len(samples)}
 
 
-def time_runner(world, defects=None, *, ahead=1, fork=True) -> tuple[float, Path]:
-    seconds, record = run_once(world, defects, ahead=ahead, fork=fork)
+class KeptHelpers:
+    """What a runner that runs many releases keeps between them: the kernel template and the
+    HTML export worker (the `runbook` command starts both for its one release)."""
+
+    def __init__(self) -> None:
+        self.template = start_kernel_template()
+        self.worker = ExportWorker()
+
+    def close(self) -> None:
+        if self.template:
+            self.template.close()
+        self.worker.close()
+
+
+def time_runner(world, defects=None, *, ahead=1, fork=True, helpers=None) -> tuple[float, Path]:
+    seconds, record = run_once(world, defects, ahead=ahead, fork=fork, helpers=helpers)
     return seconds, record.release_dir
 
 
-def run_once(world, defects=None, *, ahead=1, fork=True):
+def run_once(world, defects=None, *, ahead=1, fork=True, helpers: KeptHelpers | None = None):
     options = ReleaseOptions(config_path=world.config, outputs=world.outputs, operator="bench",
                              defects=defects or {}, kernels_ahead=ahead, fork_kernels=fork)
     started = time.perf_counter()
-    record = run_release(options, progress=lambda line: None)
+    record = run_release(options, progress=lambda line: None,
+                         kernel_template=helpers.template if helpers else None,
+                         export_worker=helpers.worker if helpers else None)
     return time.perf_counter() - started, record
 
 
@@ -164,9 +186,9 @@ def fan_out(count: int = 50) -> dict:
             "ratio": round(total / slowest, 2), "all_passed": all(r.ok for r in results)}
 
 
-def rollback_latency(world) -> dict:
+def rollback_latency(world, helpers: KeptHelpers) -> dict:
     """Failed production smoke check -> previous image healthy, read from the archive's clocks."""
-    _, release_dir = time_runner(world, {"production": "wrong_api_key"})
+    _, release_dir = time_runner(world, {"production": "wrong_api_key"}, helpers=helpers)
     results = release_dir / "results"
     smoke = json.loads((results / "production_smoke.json").read_text())
     rollback = json.loads((results / "rollback.json").read_text())
@@ -202,17 +224,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="hotdash-bench-") as tmp:
         world = make_rehearsal(Path(tmp), wait_timeout_s=10)
+        helpers = KeptHelpers()
         try:
-            time_runner(world)  # warm-up: first deploys, first imports, page cache
-            runner, spawned, cold, two_ahead, script, cli_loop, archive = [], [], [], [], [], [], 0
+            time_runner(world, helpers=helpers)  # warm-up: first deploys, first imports, page cache
+            runner, own_helpers, spawned, cold, two_ahead, script, cli_loop, archive = [], [], [], [], [], [], [], 0
             in_sections, runner_cpu, runner_cli, script_cli = [], [], [], []
             for _ in range(args.runs):
                 cpu_before = runner_cpu_seconds()
-                seconds, record = run_once(world)
+                seconds, record = run_once(world, helpers=helpers)
                 runner_cpu.append(runner_cpu_seconds() - cpu_before)
                 runner.append(seconds)
                 in_sections.append(sum(s.duration_s for s in record.sections))
                 archive = html_bytes(record.release_dir)
+                own_helpers.append(time_runner(world)[0])
                 spawned.append(time_runner(world, fork=False)[0])
                 cold.append(time_runner(world, ahead=0, fork=False)[0])
                 two_ahead.append(time_runner(world, ahead=2)[0])
@@ -221,8 +245,9 @@ def main() -> None:
                 script_cli.append(time_command(script_command(world)))
             for _ in range(max(1, args.runs // 2)):
                 cli_loop.append(run_cli_loop(world))
-            rollback = rollback_latency(world)
+            rollback = rollback_latency(world, helpers)
         finally:
+            helpers.close()
             world.platform().stop()
     sections = len(PLAN)
     result = {
@@ -233,6 +258,7 @@ def main() -> None:
         "runner_s": spread(runner),
         "runner_sections_s": spread(in_sections),  # the sections' own clocks, kernel wait included
         "runner_cpu_s": spread(runner_cpu),  # the runner process only, not kernels or workers
+        "runner_own_helpers_s": spread(own_helpers),
         "runner_spawned_s": spread(spawned),
         "runner_cold_kernels_s": spread(cold),
         "runner_two_ahead_s": spread(two_ahead),
@@ -241,6 +267,7 @@ def main() -> None:
         "script_cli_s": spread(script_cli),
         "cli_loop_s": spread(cli_loop),
         "overhead_per_section_ms": per_section(runner, script, sections),
+        "overhead_per_section_own_helpers_ms": per_section(own_helpers, script, sections),
         "overhead_per_section_as_commands_ms": per_section(runner_cli, script_cli, sections),
         "overhead_per_section_spawned_ms": per_section(spawned, script, sections),
         "overhead_per_section_cold_ms": per_section(cold, script, sections),

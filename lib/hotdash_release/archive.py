@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import platform
+import queue
 import subprocess
 import sys
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -28,52 +31,107 @@ def export_html(notebook_path: Path) -> Path:
     return export_notebook_html(notebook_path)
 
 
-class HtmlExports:
-    """Section pages written by a worker process while the next sections run.
+class ExportWorker:
+    """The HTML export worker process (`python -m hotdash_release.htmlexport`): a notebook path
+    per line in, a JSON reply per page out. It starts with the first page it is given; a runner
+    that runs several releases keeps one for all of them, so nbconvert is imported once.
 
-    Exporting a page is ~100 ms of CPU (templates, sanitizing, highlighting); in a thread of
+    Exporting a page is ~50 ms of CPU (templates, sanitizing, highlighting); in a thread of
     the runner it would hold the GIL that nbclient needs to talk to the running kernel. The
-    worker starts with the first page, so its imports do not delay the first kernel. It is
-    only a head start: the seal exports in the runner whatever the worker did not finish.
+    worker runs at a lower priority than the kernels: it uses the CPU the sections leave idle.
     """
 
     def __init__(self) -> None:
-        self._worker: subprocess.Popen | None = None
+        self._process: subprocess.Popen | None = None
+        self._replies: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()  # held by the release whose pages it is writing
 
     def submit(self, notebook: Path) -> None:
-        if not notebook.is_file():
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "hotdash_release.htmlexport"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, start_new_session=True)
+            self._replies = queue.Queue()
+            threading.Thread(target=_read_replies, args=(self._process.stdout, self._replies),
+                             daemon=True, name="html-export-replies").start()
+        self._process.stdin.write(f"{notebook}\n")
+        self._process.stdin.flush()
+
+    def collect(self, notebooks: set[str], timeout: float) -> set[str]:
+        """Wait for the replies about these notebooks (paths); the ones it wrote pages for."""
+        done, waiting = set(), set(notebooks)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            try:
+                reply = self._replies.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                break  # a stuck or dead worker: the seal exports what is missing
+            if reply is None:
+                break  # the worker ended
+            waiting.discard(reply.get("notebook"))
+            if reply.get("ok"):
+                done.add(reply.get("notebook"))
+        return done
+
+    def close(self) -> None:
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        try:
+            process.stdin.close()
+            process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+
+
+def _read_replies(stream, replies: queue.Queue) -> None:
+    for line in stream:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            continue  # not a reply: something in the worker printed
+        if isinstance(reply, dict):
+            replies.put(reply)
+    replies.put(None)
+
+
+class HtmlExports:
+    """One release's section pages, written by an export worker while the next sections run.
+    It is only a head start: the seal exports in the runner whatever the worker did not finish.
+
+    worker: one kept by the caller for several releases (used if no other release holds it),
+    else the release starts its own and ends it when sealed."""
+
+    def __init__(self, worker: ExportWorker | None = None) -> None:
+        if worker is not None and worker.lock.acquire(blocking=False):
+            self._worker, self._own = worker, False
+        else:
+            self._worker, self._own = ExportWorker(), True
+        self._submitted: set[str] = set()
+
+    def submit(self, notebook: Path) -> None:
+        if not notebook.is_file() or self._worker is None:
             return
         try:
-            if self._worker is None:
-                self._worker = subprocess.Popen(
-                    [sys.executable, "-m", "hotdash_release.htmlexport"], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, text=True, start_new_session=True)
-            self._worker.stdin.write(f"{notebook}\n")
-            self._worker.stdin.flush()
+            self._worker.submit(notebook)
+            self._submitted.add(str(notebook))
         except OSError:
             pass  # a worker that went away leaves its pages to the seal
 
     def finish(self) -> set[str]:
-        """Wait for the worker to end; the names of the notebooks it wrote pages for."""
+        """Wait for this release's pages; the names of the notebooks the worker wrote pages for."""
         if self._worker is None:
             return set()
+        worker, self._worker = self._worker, None
         try:
-            replies, _ = self._worker.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            self._worker.kill()
-            self._worker.communicate()
-            return set()
+            done = worker.collect(self._submitted, timeout=120)
         finally:
-            self._worker = None
-        done = set()
-        for line in replies.splitlines():
-            try:
-                reply = json.loads(line)
-            except ValueError:
-                continue  # not a reply: something in the worker printed
-            if isinstance(reply, dict) and reply.get("ok"):
-                done.add(reply["notebook"])
-        return done
+            if self._own:
+                worker.close()
+            else:
+                worker.lock.release()
+        return {Path(notebook).name for notebook in done}
 
 
 def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None) -> None:

@@ -190,16 +190,21 @@ def serve_exports(requests, replies) -> None:
         notebook = Path(line.rstrip("\n"))
         try:
             export_notebook_html(notebook)
-            reply = {"notebook": notebook.name, "ok": True}
+            reply = {"notebook": str(notebook), "ok": True}
         except Exception as exc:  # the seal exports it again in the runner and records why it fails
-            reply = {"notebook": notebook.name, "ok": False, "error": type(exc).__name__}
+            reply = {"notebook": str(notebook), "ok": False, "error": type(exc).__name__}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 
 
+#: The worker's nice value above the runner's: pages can wait, a running section should not.
+NICENESS = 10
+
 if __name__ == "__main__":
+    import os
     import signal
     import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when the worker stops
+    os.nice(NICENESS)
     serve_exports(sys.stdin, sys.stdout)

@@ -73,7 +73,10 @@ def main(argv: list[str]) -> None:
             request = json.loads(line)
             if "exited" in request:
                 reap()
-                _send(stream, {"status": children.get(int(request["exited"]))})
+                status = children.get(int(request["exited"]))
+                if status is not None:
+                    del children[int(request["exited"])]  # a template that serves many releases forgets its dead
+                _send(stream, {"status": status})
                 continue
             # SIGCHLD waits until the child is on record, so a kernel that dies at once is reaped too.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})

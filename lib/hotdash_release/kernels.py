@@ -64,15 +64,14 @@ class KernelPool:
         self.kernel_name = kernel_name
         self.cwd = cwd
         self.ahead = ahead  # kernels kept booting for the sections to come; 0: start on demand
-        if fork and forkable(kernel_name):
-            # A template started early (by the CLI) if it forks kernels where this pool runs them.
-            if template is None or template.cwd != Path(cwd):
-                template = KernelTemplate(cwd)  # in the thread that owns the release: see KernelTemplate
-        elif template is not None:
-            template.close()
+        # A template handed in (started early by the CLI, or kept by a runner for all its
+        # releases) belongs to the caller, who closes it; one started here is closed by close().
+        self._own_template: KernelTemplate | None = None
+        if not (fork and forkable(kernel_name)):
             template = None
+        elif template is None or template.cwd != Path(cwd) or not template.alive():
+            template = self._own_template = KernelTemplate(cwd)  # in the thread that owns the release
         self.template = template
-        self._templates = [template] if template else []  # to close at the end, even after a failure
         self.mode = "forked from a kernel template" if self.template else "spawned"
         self._lock = threading.Lock()
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
@@ -92,15 +91,19 @@ class KernelPool:
 
     def close(self) -> None:
         """Stop the spares and wait for every kernel to be gone."""
+        spares = []
         while self._spares:
             try:
-                self._stopper.submit(_stop, self._spares.popleft().result())
+                spares.append(self._spares.popleft().result())
             except Exception:  # a spare that failed to start has nothing to stop
                 pass
+        # The spares are stopped beside the last section's kernel, not after it.
+        with ThreadPoolExecutor(max_workers=max(len(spares), 1), thread_name_prefix="kernel-stop") as stoppers:
+            list(stoppers.map(_stop, spares))
         self._starter.shutdown(wait=True)
         self._stopper.shutdown(wait=True)
-        for template in self._templates:
-            template.close()
+        if self._own_template:
+            self._own_template.close()
 
     def _running_spare(self) -> _Kernel | None:
         """The oldest spare that started and still runs: a template that died took its forks along."""
@@ -159,7 +162,15 @@ def _stop(kernel: _Kernel) -> None:
     from jupyter_core.utils import run_sync
 
     try:
-        if kernel.manager.has_kernel:  # shutting down also removes its connection file and sockets
+        if kernel.manager.has_kernel:
+            # jupyter_client looks every 100 ms whether a killed kernel is gone: kill and wait here,
+            # so that its shutdown finds it gone (and removes its connection file and sockets).
+            provisioner = kernel.manager.provisioner
+            run_sync(provisioner.kill)()
+            try:
+                provisioner.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             run_sync(kernel.manager.shutdown_kernel)(now=True)
     finally:
         shutil.rmtree(kernel.socket_dir, ignore_errors=True)
@@ -232,6 +243,9 @@ class KernelTemplate:
     def pid(self) -> int:
         return self._process.pid
 
+    def alive(self) -> bool:
+        return not self._closed and self._process.poll() is None
+
     def fork_kernel(self, argv: list[str], *, cwd: str, env: dict[str, str]) -> int:
         reply = self._ask({"argv": argv, "cwd": cwd, "env": env})
         if "pid" not in reply:
@@ -301,11 +315,15 @@ class ForkedProcess:
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
-            time.sleep(0.02)
+            time.sleep(0.002)  # a killed kernel is gone within milliseconds
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
+        if self.poll() is None:  # as Popen: a process known to be gone is not signalled
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass  # it went between the two
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

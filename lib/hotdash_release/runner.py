@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .attest import check_release_attestations, section_parameters
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
@@ -31,6 +31,9 @@ from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
 from .secrets import redactor_for, seed_rehearsal_secrets
 from .targets import make_target, secret_source_for
+
+if TYPE_CHECKING:
+    from .archive import ExportWorker
 
 #: Exit codes: documented in README, asserted by the end-to-end tests.
 EXIT_RELEASED = 0
@@ -235,11 +238,14 @@ def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
 
 
 def run_release(options: ReleaseOptions, *, progress: Progress = print,
-                kernel_template: KernelTemplate | None = None) -> ReleaseRecord:
+                kernel_template: KernelTemplate | None = None,
+                export_worker: ExportWorker | None = None) -> ReleaseRecord:
     """Run the plan under the app's release lock; always seal an archive once it exists.
 
-    kernel_template: started ahead by the caller (the CLI) so that its imports overlap with
-    preparing the release; the release's kernel pool closes it."""
+    kernel_template, export_worker: helper processes the caller started and closes: the CLI
+    starts the template early so that its imports overlap with preparing the release; a
+    runner that runs several releases keeps both for all of them. Without them the release
+    starts its own and ends them."""
     record = prepare_release(options)
     with release_lock(record.release_dir.parent, release_id=record.release_id,
                       operator=record.operator) as stale_holder:
@@ -248,7 +254,7 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print,
             record.lock_note = {"taken_over_from": stale_holder, "at": utc_now()}
             progress(f"took over a stale lock of release {stale_holder.get('release_id')} "
                      f"(pid {stale_holder.get('pid')} is gone)")
-        _run_and_seal(record, progress, kernel_template)
+        _run_and_seal(record, progress, kernel_template, export_worker)
     progress(_summary(record))
     from .index import rebuild_after_release
 
@@ -256,14 +262,15 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print,
     return record
 
 
-def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_template: KernelTemplate | None) -> None:
+def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_template: KernelTemplate | None,
+                  export_worker: ExportWorker | None) -> None:
     from .archive import HtmlExports, seal_release
 
     # First, so that the kernel template imports while the secrets are made ready.
     record.kernels = KernelPool(record.options.kernel_name, cwd=RUNBOOKS_DIR,
                                 ahead=record.options.kernels_ahead, fork=record.options.fork_kernels,
                                 template=kernel_template)
-    record.html_exports = HtmlExports()
+    record.html_exports = HtmlExports(export_worker)
     try:
         target = record.target
         if record.target_name == "local":
