@@ -81,6 +81,20 @@ def make_rehearsal(root: Path, **config_options) -> Rehearsal:
     return Rehearsal(root, config, state_dir, root / "outputs")
 
 
+def assert_canonical_notebooks(folder: Path) -> None:
+    """Every archived notebook is written as nbformat writes it: validated, indented, sorted
+    (the runner saves compact JSON while cells run, and must leave the canonical file)."""
+    import nbformat
+
+    notebooks = sorted(folder.glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        text = path.read_text(encoding="utf-8")
+        node = nbformat.reads(text, as_version=4)
+        nbformat.validate(node)
+        assert text == nbformat.writes(node), f"{path.name} is not nbformat's canonical layout"
+
+
 def wait_for(condition, timeout_s: float = 5.0) -> bool:
     """Poll a condition every 50 ms until it holds (True) or the time is up (False)."""
     deadline = time.monotonic() + timeout_s

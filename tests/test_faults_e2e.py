@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from conftest import make_rehearsal, run_cli
+from conftest import assert_canonical_notebooks, make_rehearsal, run_cli
 from hotdash_release.integrity import verify_release
 from hotdash_release.locks import LOCK_NAME, release_lock
 from hotdash_release.secrets import rehearsal_secret_values
@@ -148,6 +148,7 @@ def test_signal_during_a_release_aborts_kills_children_and_archives_where(world,
     assert sig.name in manifest["reason"] and "Deploy to staging" in manifest["reason"]
     assert not (world.outputs / "hotdash-production" / LOCK_NAME).exists()
     assert (folder / "report.html").is_file() and not verify_release(folder)
+    assert_canonical_notebooks(folder)  # the aborted section's notebook too
 
 
 def test_a_kernel_that_dies_stops_the_release_with_an_archive(world, tmp_path):
@@ -170,6 +171,7 @@ def test_a_kernel_that_dies_stops_the_release_with_an_archive(world, tmp_path):
     assert "DeadKernelError" in manifest["sections"][2]["error"]
     assert "Deploy to staging" in manifest["reason"]
     assert (folder / "03-deploy_staging.html").is_file() and not verify_release(folder)
+    assert_canonical_notebooks(folder)
     assert world.platform().releases("hotdash-staging") == []
 
 

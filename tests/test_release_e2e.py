@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conftest import make_rehearsal
+from conftest import assert_canonical_notebooks, make_rehearsal
 from hotdash_release.archive import read_manifest, sha256_file
 from hotdash_release.paths import RUNBOOKS_DIR
 from hotdash_release.plan import PLAN
@@ -109,6 +109,7 @@ def test_executed_notebooks_record_papermill_timings_and_no_secret_parameters(go
     notebook = json.loads((folder / "03-deploy_staging.ipynb").read_text())
     assert notebook["metadata"]["papermill"]["parameters"]["environment"] == "staging"
     assert notebook["metadata"]["papermill"]["duration"] > 0
+    assert_canonical_notebooks(folder)
     injected = [c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1
     assert not re.search(r"SECRET|API_KEY\s*=|DATABASE_URL\s*=", "".join(injected[0]["source"]))
@@ -137,6 +138,7 @@ def test_broken_production_build_rolls_back_to_the_previous_image(world, good_re
     assert newest.description.startswith("Rollback to v") and newest.status == "complete"
     report = (folder / "report.html").read_text()
     assert "Rollback" in report and "No rollback was needed" not in report
+    assert_canonical_notebooks(folder)  # failed cells: papermill's error path wrote them
 
 
 def test_first_release_broken_has_nothing_to_roll_back_to(rehearsal):

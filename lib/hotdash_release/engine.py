@@ -1,13 +1,18 @@
 """The papermill engine a release runs its sections with.
 
 It is papermill's nbclient engine with one change: how the notebook is saved while cells run.
-papermill saves the output notebook as each cell starts and again as it completes, so that
-a run stopped anywhere leaves the notebook up to that cell. Each of those saves goes through
-`nbformat.writes` (indented JSON from the pure-Python encoder, then schema validation) and
-truncates the file: about 3 ms per save, two saves per cell. Here the saves while cells run
-write compact JSON (the C encoder; still a valid notebook) over the file in place, and the
-save when the notebook completes is papermill's own, so the archived notebook is canonical
-and validated as before.
+papermill saves the output notebook as each cell starts and again as it completes (markdown
+cells included), so that a run stopped anywhere leaves the notebook up to that cell; when the
+engine is done it saves once more, and papermill's `execute_notebook` then writes the same
+notebook again. Each of those saves goes through `nbformat.writes` (indented JSON from the
+pure-Python encoder, then schema validation, about 6 ms for a section's notebook) and
+truncates the file. Here:
+- saves while cells run write compact JSON (the C encoder; still a valid notebook) over the
+  file in place, and only when a code cell starts or completes;
+- the engine's own last save is compact too when execution ended normally, because
+  papermill's final write follows it; it is papermill's canonical, validated one when
+  execution raised (a dead kernel, an abort), since papermill then writes nothing more.
+So the archived notebook is canonical and validated either way, written once.
 """
 
 from __future__ import annotations
@@ -22,21 +27,31 @@ ENGINE_NAME = "hotdash"
 
 
 class _LightSavesManager(NotebookExecutionManager):
-    _complete = False
+    _canonical = False  # the next save is the last one anybody makes: write it canonically
+    _quiet = False  # a markdown cell's bookkeeping: saved with the next code cell
 
     @catch_nb_assignment
     def save(self, **kwargs):
-        if self.output_path:
-            if self._complete:
+        if self.output_path and not self._quiet:
+            if self._canonical:
                 write_ipynb(self.nb, self.output_path)
             else:
                 _write_over(self.output_path, json.dumps(self.nb, ensure_ascii=False).encode())
         self.last_save_time = self.now()
 
-    @catch_nb_assignment
-    def notebook_complete(self, **kwargs):
-        self._complete = True
-        super().notebook_complete(**kwargs)
+    def cell_start(self, cell, cell_index=None, **kwargs):
+        self._quiet = cell.get("cell_type") != "code"
+        try:
+            super().cell_start(cell, cell_index, **kwargs)
+        finally:
+            self._quiet = False
+
+    def cell_complete(self, cell, cell_index=None, **kwargs):
+        self._quiet = cell.get("cell_type") != "code"
+        try:
+            super().cell_complete(cell, cell_index, **kwargs)
+        finally:
+            self._quiet = False
 
 
 def _write_over(path: str, data: bytes) -> None:
@@ -64,6 +79,9 @@ class ReleaseEngine(NBClientEngine):
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        except BaseException:
+            nb_man._canonical = True  # papermill writes nothing after an exception from here
+            raise
         finally:
             nb_man.cleanup_pbar()
             nb_man.notebook_complete()
