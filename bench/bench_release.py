@@ -6,10 +6,9 @@ the issue "Speed: a fresh kernel per section".
 Measures, on an isolated rehearsal platform in a temporary folder:
   runner      the standard rehearsal through `run_release` (papermill, a fresh kernel per section
               forked from a kernel template, the next one starting while the current section runs),
-              by a runner that keeps its kernel template and HTML export worker for all its
-              releases, as the plain script keeps its imports
-  runner_own_helpers  the same, each release starting (and ending) its own template and worker,
-              as one `runbook release` does
+              by a runner that keeps its kernel pool (template and a spare kernel) and HTML
+              export worker for all its releases, as the plain script keeps its imports
+  runner_own_helpers  the same, each release starting (and ending) its own pool and worker
   runner_spawned  the same with kernels started as new interpreters, one ahead (the pool alone)
   runner_cold the same with kernels started as new interpreters, each when its section begins
   script      the same runbook cells executed in-process, no kernel (the lower bound)
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from hotdash_release import checks  # noqa: E402
 from hotdash_release.archive import ExportWorker  # noqa: E402
-from hotdash_release.kernels import start_kernel_template  # noqa: E402
+from hotdash_release.kernels import start_kernel_pool  # noqa: E402
 from hotdash_release.errors import GateFailed  # noqa: E402
 from hotdash_release.paths import RUNBOOKS_DIR  # noqa: E402
 from hotdash_release.plan import PLAN, ROLLBACK  # noqa: E402
@@ -58,16 +57,16 @@ def spread(samples: list[float]) -> dict:
 
 
 class KeptHelpers:
-    """What a runner that runs many releases keeps between them: the kernel template and the
-    HTML export worker (the `runbook` command starts both for its one release)."""
+    """What a runner that runs many releases keeps between them: the kernel pool (its template
+    and a spare kernel) and the HTML export worker (the `runbook` command starts both for
+    its one release)."""
 
     def __init__(self) -> None:
-        self.template = start_kernel_template()
+        self.pool = start_kernel_pool()
         self.worker = ExportWorker()
 
     def close(self) -> None:
-        if self.template:
-            self.template.close()
+        self.pool.close()
         self.worker.close()
 
 
@@ -81,7 +80,7 @@ def run_once(world, defects=None, *, ahead=1, fork=True, helpers: KeptHelpers | 
                              defects=defects or {}, kernels_ahead=ahead, fork_kernels=fork)
     started = time.perf_counter()
     record = run_release(options, progress=lambda line: None,
-                         kernel_template=helpers.template if helpers else None,
+                         kernel_pool=helpers.pool if helpers else None,
                          export_worker=helpers.worker if helpers else None)
     return time.perf_counter() - started, record
 

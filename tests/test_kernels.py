@@ -16,13 +16,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 
 from conftest import wait_for
-from hotdash_release.kernels import KernelPool, forkable, launcher_arguments
+from hotdash_release.kernels import KernelPool, forkable, launcher_arguments, start_kernel_pool
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
 
@@ -92,6 +93,49 @@ def test_a_kernel_runs_in_the_runbooks_folder_with_the_runners_environment_of_th
                                   "print(os.environ.get('HOTDASH_SET_AFTER_THE_TEMPLATE_STARTED'))")
     cwd, value = reply["stdout"].split()
     assert Path(cwd) == tmp_path and value == "yes"
+
+
+def test_a_spare_started_before_the_environment_changed_is_not_handed_out(pool, monkeypatch):
+    with pool.kernel() as manager:
+        run_cell(manager, "x = 1")
+    stale = pool._spares[0].result().manager.provisioner.pid  # started with the environment of then
+    monkeypatch.setenv("HOTDASH_SET_WHILE_A_SPARE_WAITED", "yes")
+    with pool.kernel() as manager:
+        reply = run_cell(manager, "import os; print(os.getpid(), os.environ.get('HOTDASH_SET_WHILE_A_SPARE_WAITED'))")
+    pid, value = reply["stdout"].split()
+    assert value == "yes" and int(pid) != stale
+    assert wait_for(lambda: not _running(stale))  # stopped, not left behind
+
+
+def test_a_pool_kept_for_several_releases_gives_every_section_a_new_kernel(tmp_path):
+    from conftest import make_rehearsal
+    from hotdash_release.paths import RUNBOOKS_DIR
+    from hotdash_release.runner import ReleaseOptions, run_release
+
+    world = make_rehearsal(tmp_path / "world")
+    pool = start_kernel_pool()
+    handed_out, hand_out = [], pool.kernel
+
+    @contextmanager
+    def recording_kernel():
+        with hand_out() as manager:
+            handed_out.append(manager.provisioner.pid)
+            yield manager
+
+    pool.kernel = recording_kernel
+    try:
+        template = pool.template.pid
+        records = [run_release(ReleaseOptions(config_path=world.config, outputs=world.outputs),
+                               progress=lambda line: None, kernel_pool=pool) for _ in range(2)]
+        assert pool.template.pid == template and pool.template.alive(), "kept for the next release"
+        assert not pool.serves("python3", RUNBOOKS_DIR, fork=False)  # such a release starts its own
+    finally:
+        pool.close()
+        world.platform().stop()
+    assert [r.outcome for r in records] == ["released", "released"]
+    assert all(r.kernels is pool for r in records)
+    assert len(handed_out) == 2 * len(records[0].sections) == len(set(handed_out))
+    assert wait_for(lambda: not any(_running(pid) for pid in [template, *handed_out]))
 
 
 def test_a_kernel_that_dies_is_seen_dead_with_its_exit_code(pool):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
-from .kernels import KernelTemplate, start_kernel_template
+from .kernels import KernelPool, start_kernel_pool
 from .locks import ReleaseLocked
 from .paths import outputs_root
 from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions,
@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, kernel_template: KernelTemplate | None = None) -> int:
-    """kernel_template: already started by the `runbook` command (launch.py) for a release."""
+def main(argv: list[str] | None = None, *, kernel_pool: KernelPool | None = None) -> int:
+    """kernel_pool: already started by the `runbook` command (launch.py) for a release."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "release":
@@ -192,13 +192,12 @@ def main(argv: list[str] | None = None, *, kernel_template: KernelTemplate | Non
                                      skip_staging_check=args.skip_staging_check, resume=args.resume,
                                      **_attest_options(args))
             # Importing IPython and the library takes the kernel template about a second: let
-            # it happen while the release is prepared and checked.
-            template = kernel_template or start_kernel_template()
+            # it happen, and the first kernel start, while the release is prepared and checked.
+            pool = kernel_pool or start_kernel_pool()
             try:
-                return run_release(options, progress=_progress, kernel_template=template).exit_code
+                return run_release(options, progress=_progress, kernel_pool=pool).exit_code
             finally:
-                if template:
-                    template.close()  # unused if the release stopped before its first kernel
+                pool.close()  # unused if the release stopped before its first kernel
         if args.command in ("lab", "seal"):
             return {"lab": _lab, "seal": _seal}[args.command](args)
         if args.command == "verify":

@@ -54,29 +54,46 @@ TEMPLATE_TIMEOUT_S = 120.0
 class _Kernel:
     manager: object  # jupyter_client.AsyncKernelManager, started
     socket_dir: str
+    environment: dict[str, str]  # the runner's environment when the kernel started: it has a copy
 
 
 class KernelPool:
-    """Hands out started kernels, one per section, and keeps the next one warming up."""
+    """Hands out started kernels, one per section, and keeps the next one warming up.
+
+    A pool serves one release, or all the releases of a runner that keeps it (the `runbook`
+    command starts one before it parses its arguments; bench/ keeps one for many releases):
+    a spare kernel is handed out only if the runner's environment is still the one the
+    kernel was started with."""
 
     def __init__(self, kernel_name: str, *, cwd: Path, ahead: int = 1, fork: bool = True,
-                 template: KernelTemplate | None = None) -> None:
+                 template: KernelTemplate | None = None, own_template: bool = False) -> None:
         self.kernel_name = kernel_name
-        self.cwd = cwd
+        self.cwd = Path(cwd)
         self.ahead = ahead  # kernels kept booting for the sections to come; 0: start on demand
-        # A template handed in (started early by the CLI, or kept by a runner for all its
-        # releases) belongs to the caller, who closes it; one started here is closed by close().
-        self._own_template: KernelTemplate | None = None
+        self.fork = fork
+        # A template handed in belongs to the caller, who closes it, unless own_template says
+        # the pool takes it over; one started here is the pool's, closed by close().
+        self._own_template: KernelTemplate | None = template if own_template else None
         if not (fork and forkable(kernel_name)):
             template = None
-        elif template is None or template.cwd != Path(cwd) or not template.alive():
+        elif template is None or template.cwd != self.cwd or not template.alive():
             template = self._own_template = KernelTemplate(cwd)  # in the thread that owns the release
         self.template = template
         self.mode = "forked from a kernel template" if self.template else "spawned"
         self._lock = threading.Lock()
+        self._closing = False
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-stop")
         self._spares: deque[Future] = deque()
+
+    def serves(self, kernel_name: str, cwd: Path, fork: bool) -> bool:
+        """Whether this pool's kernels are the ones a release with these settings needs."""
+        return not self._closing and (self.kernel_name, self.cwd, self.fork) == (kernel_name, Path(cwd), fork)
+
+    def prestart(self) -> None:
+        """Start the spares now, for a first section that has not asked yet."""
+        while len(self._spares) < max(self.ahead, 1):
+            self._spares.append(self._starter.submit(self._start))
 
     @contextmanager
     def kernel(self) -> Iterator[object]:
@@ -91,6 +108,9 @@ class KernelPool:
 
     def close(self) -> None:
         """Stop the spares and wait for every kernel to be gone."""
+        self._closing = True  # a spare still starting must not fall back to spawning a kernel
+        if self._own_template and not self._own_template.ready:
+            self._own_template.close()  # still importing: nothing was forked, nothing to wait for
         spares = []
         while self._spares:
             try:
@@ -106,13 +126,14 @@ class KernelPool:
             self._own_template.close()
 
     def _running_spare(self) -> _Kernel | None:
-        """The oldest spare that started and still runs: a template that died took its forks along."""
+        """The oldest spare that started, still runs (a template that died took its forks along)
+        and has the environment the runner has now."""
         while self._spares:
             try:
                 kernel = self._spares.popleft().result()
             except KernelStartError:
                 continue
-            if kernel.manager.provisioner.process.poll() is None:
+            if kernel.manager.provisioner.process.poll() is None and kernel.environment == dict(os.environ):
                 return kernel
             self._stopper.submit(_stop, kernel)
         return None
@@ -120,11 +141,15 @@ class KernelPool:
     def _start(self) -> _Kernel:
         """Fork from the template; if the template is gone, carry on with spawned kernels: the
         sections after a failure (the rollback above all) still need kernels."""
+        if self._closing:
+            raise KernelStartError("the kernel pool is closing")
         template = self.template
         if template is not None:
             try:
                 return self._start_kernel(template)
             except KernelStartError as exc:
+                if self._closing:
+                    raise
                 with self._lock:
                     if self.template is template:
                         self.template = None
@@ -141,6 +166,7 @@ class KernelPool:
         manager = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
                                      ip=os.path.join(socket_dir, "kernel"),
                                      client_class="hotdash_release.kernel_launch.PromptReadyClient")
+        environment = dict(os.environ)  # what jupyter_client gives the kernel, with its own additions
         extra_arguments = list(KERNEL_ARGUMENTS)
         if template:
             manager.kernel_id = str(uuid.uuid4())
@@ -150,12 +176,12 @@ class KernelPool:
         else:
             extra_arguments.append(f"--IPKernelApp.exec_lines={PRELOAD}")
         try:
-            run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments)
+            run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments, env=environment)
         except BaseException:
             manager.cleanup_connection_file()
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise
-        return _Kernel(manager, socket_dir)
+        return _Kernel(manager, socket_dir, environment)
 
 
 def _stop(kernel: _Kernel) -> None:
@@ -214,6 +240,18 @@ def start_kernel_template(cwd: Path | None = None) -> KernelTemplate | None:
     return KernelTemplate(cwd or RUNBOOKS_DIR)
 
 
+def start_kernel_pool(kernel_name: str = "python3") -> KernelPool:
+    """The runbooks' kernel pool, its template importing and its first kernel starting at once:
+    before a release has even been prepared (the `runbook` command), or once for all the
+    releases of a runner that keeps it. The caller closes it."""
+    from .paths import RUNBOOKS_DIR
+
+    template = start_kernel_template(RUNBOOKS_DIR)  # first: its imports are the long part
+    pool = KernelPool(kernel_name, cwd=RUNBOOKS_DIR, template=template, own_template=True)
+    pool.prestart()
+    return pool
+
+
 class KernelTemplate:
     """The runner's end of the kernel template process: asks it for forks, and ends it.
 
@@ -243,6 +281,10 @@ class KernelTemplate:
     def pid(self) -> int:
         return self._process.pid
 
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
     def alive(self) -> bool:
         return not self._closed and self._process.poll() is None
 
@@ -264,6 +306,10 @@ class KernelTemplate:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)  # wakes a thread waiting in _ask for a reply
+        except OSError:
+            pass
         self._stream.close()  # the socket's descriptor stays open while its file object is
         self._socket.close()
         if not self._ready:

@@ -1,6 +1,7 @@
-"""The `runbook` command. For `runbook release` the kernel template starts first, before the
-rest of the CLI is imported (about 0.2 s): the template's own imports (about a second) are
-what the first section waits for, so they start as early as they can."""
+"""The `runbook` command. For `runbook release` the kernel pool starts first, before the rest
+of the CLI is imported (about 0.2 s): the kernel template's own imports (about a second) and
+the first kernel's start are what the first section waits for, so they start as early as
+they can. A release for another kernel (--kernel) makes its own pool; this one is closed."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import sys
 
 def main() -> int:
     argv = sys.argv[1:]
-    template = None
+    pool = None
     if argv[:1] == ["release"] and not {"-h", "--help"} & set(argv):
-        from .kernels import start_kernel_template
+        from .kernels import start_kernel_pool
 
-        template = start_kernel_template()
+        pool = start_kernel_pool()
     try:
         from .cli import main as cli_main
 
-        return cli_main(argv, kernel_template=template)
+        return cli_main(argv, kernel_pool=pool)
     finally:
-        if template:
-            template.close()  # unused if the release stopped before its first kernel
+        if pool:
+            pool.close()  # unused if the release stopped before its first kernel

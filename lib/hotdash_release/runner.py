@@ -25,7 +25,7 @@ from .attest import check_release_attestations, section_parameters
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .errors import UsageError
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
-from .kernels import KernelPool, KernelTemplate
+from .kernels import KernelPool
 from .locks import release_lock
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
@@ -238,14 +238,15 @@ def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
 
 
 def run_release(options: ReleaseOptions, *, progress: Progress = print,
-                kernel_template: KernelTemplate | None = None,
+                kernel_pool: KernelPool | None = None,
                 export_worker: ExportWorker | None = None) -> ReleaseRecord:
     """Run the plan under the app's release lock; always seal an archive once it exists.
 
-    kernel_template, export_worker: helper processes the caller started and closes: the CLI
-    starts the template early so that its imports overlap with preparing the release; a
-    runner that runs several releases keeps both for all of them. Without them the release
-    starts its own and ends them."""
+    kernel_pool, export_worker: helpers the caller started and closes. The `runbook` command
+    starts its kernel pool first, so that the kernel template's imports and the first kernel
+    overlap with preparing the release; a runner that runs several releases keeps both for
+    all of them. Without them (or with a pool for other kernels) the release starts its own
+    and ends them."""
     record = prepare_release(options)
     with release_lock(record.release_dir.parent, release_id=record.release_id,
                       operator=record.operator) as stale_holder:
@@ -254,7 +255,7 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print,
             record.lock_note = {"taken_over_from": stale_holder, "at": utc_now()}
             progress(f"took over a stale lock of release {stale_holder.get('release_id')} "
                      f"(pid {stale_holder.get('pid')} is gone)")
-        _run_and_seal(record, progress, kernel_template, export_worker)
+        _run_and_seal(record, progress, kernel_pool, export_worker)
     progress(_summary(record))
     from .index import rebuild_after_release
 
@@ -262,14 +263,17 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print,
     return record
 
 
-def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_template: KernelTemplate | None,
+def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_pool: KernelPool | None,
                   export_worker: ExportWorker | None) -> None:
     from .archive import HtmlExports, seal_release
 
-    # First, so that the kernel template imports while the secrets are made ready.
-    record.kernels = KernelPool(record.options.kernel_name, cwd=RUNBOOKS_DIR,
-                                ahead=record.options.kernels_ahead, fork=record.options.fork_kernels,
-                                template=kernel_template)
+    options = record.options
+    if kernel_pool is not None and kernel_pool.serves(options.kernel_name, RUNBOOKS_DIR, options.fork_kernels):
+        record.kernels, own_pool = kernel_pool, False
+    else:
+        # First, so that the kernel template imports while the secrets are made ready.
+        record.kernels, own_pool = KernelPool(options.kernel_name, cwd=RUNBOOKS_DIR, ahead=options.kernels_ahead,
+                                              fork=options.fork_kernels), True
     record.html_exports = HtmlExports(export_worker)
     try:
         target = record.target
@@ -279,7 +283,8 @@ def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_template: Ke
                 progress(f"rehearsal: generated secrets for {app} (kept in the platform store, not in outputs/)")
         redactor = redactor_for(record.config, secret_source_for(record.config, record.target_name, target))
     except BaseException:
-        record.kernels.close()
+        if own_pool:
+            record.kernels.close()
         record.html_exports.finish()
         raise
     progress(f"HotDash release {record.release_id}: {record.config.environment('production').app} "
@@ -292,7 +297,8 @@ def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_template: Ke
     except ReleaseAborted as exc:
         record.outcome, record.reason = "aborted", f"{exc} during {_last_section(record)}"
     finally:
-        record.kernels.close()
+        if own_pool:
+            record.kernels.close()
         _restore_signals(previous_handlers)
         record.finished_at = utc_now()
         seal_release(record, redactor, record.html_exports)
