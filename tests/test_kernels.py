@@ -138,6 +138,28 @@ def test_a_pool_kept_for_several_releases_gives_every_section_a_new_kernel(tmp_p
     assert wait_for(lambda: not any(_running(pid) for pid in [template, *handed_out]))
 
 
+def test_every_output_of_a_cell_arrives_in_order(pool):
+    """Forked kernels skip flushes with nothing written (kernel_template._skip_empty_flushes):
+    what a cell writes, displays and returns still reaches the notebook, in order."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(
+        "import sys\nfrom IPython.display import HTML, display\n"
+        "print('one')\nprint('two', file=sys.stderr)\ndisplay(HTML('<b>three</b>'))\n"
+        "sys.stdout.write('four')\n'five'"),
+        nbformat.v4.new_code_cell("import time\nfor n in range(3):\n    print(n, end=' ')\n    time.sleep(0.05)")]
+    with pool.kernel() as manager:
+        NotebookClient(notebook, km=manager, timeout=30).execute()
+    first, second = ([(o.output_type, o.get("name"), o.get("text") or o.get("data", {}).get("text/html")
+                       or o.get("data", {}).get("text/plain")) for o in cell.outputs] for cell in notebook.cells)
+    assert first == [("stream", "stdout", "one\n"), ("stream", "stderr", "two\n"),
+                     ("display_data", None, "<b>three</b>"), ("stream", "stdout", "four"),
+                     ("execute_result", None, "'five'")]
+    assert "".join(text for _, _, text in second) == "0 1 2 "
+
+
 def test_a_kernel_that_dies_is_seen_dead_with_its_exit_code(pool):
     with pool.kernel() as manager:
         process = manager.provisioner.process

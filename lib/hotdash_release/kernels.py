@@ -43,9 +43,11 @@ from .procs import running
 
 #: Imported while a spawned kernel boots, before its section asks for it.
 PRELOAD = "import hotdash_release.runbook"
-#: Every kernel: no IPython history database. Cell sources would otherwise go to a file
-#: outside the archive that every release shares, and each cell would wait on a write to it.
-KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False",)
+#: Every kernel: no IPython history database (cell sources would otherwise go to a file outside
+#: the archive that every release shares, and each cell would wait on a write to it); no 0.5 ms
+#: sleep before each execute reply (ipykernel's guard for clients that stop reading outputs at
+#: the reply; nbclient reads them until the kernel's idle status).
+KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False", "--IPythonKernel._execute_sleep=0")
 #: How long the template may take to import everything and answer.
 TEMPLATE_TIMEOUT_S = 120.0
 
