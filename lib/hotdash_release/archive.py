@@ -139,6 +139,7 @@ def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None)
     from .report import write_report
 
     folder = record.release_dir
+    write_report(record, read_all_results(folder))  # while the export worker writes the last pages
     exported = exports.finish() if exports else set()
     for section in record.sections:
         notebook = folder / section.notebook
@@ -148,7 +149,6 @@ def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None)
                 export_html(notebook)
             except Exception as exc:  # an unexportable notebook must not lose the rest of the archive
                 record.archive_problems.append(f"HTML export of {notebook.name} failed: {type(exc).__name__}")
-    write_report(record, read_all_results(folder))
     leaks = scan_for_secrets(folder, redactor)
     if leaks:
         record.archive_problems.append("secret values found in " + ", ".join(leaks) + ": archive not sealed")
@@ -184,8 +184,7 @@ def write_manifest(record) -> Path:
         "finished_at": record.finished_at,
         "parameters": record.parameters,
         "rehearsal_defects": record.options.defects,
-        "runbooks_commit": git_commit(RUNBOOKS_DIR),
-        "tools": tool_versions(),
+        **(record.provenance.result() if getattr(record, "provenance", None) else release_provenance()),
         "inputs": record.inputs,
         "lock": record.lock_note,
         "resumed_from": record.resumed_from,
@@ -205,6 +204,12 @@ def write_manifest(record) -> Path:
     path = folder / MANIFEST
     write_json_atomic(path, manifest)
     return path
+
+
+def release_provenance() -> dict:
+    """Which runbooks and tools ran the release: the same for all its sections, so the runner
+    asks git and the package metadata (a few subprocesses and file scans) while they run."""
+    return {"runbooks_commit": git_commit(RUNBOOKS_DIR), "tools": tool_versions()}
 
 
 def git_commit(folder: Path) -> dict:

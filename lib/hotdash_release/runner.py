@@ -16,6 +16,7 @@ import secrets as _random
 import shutil
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -121,6 +122,7 @@ class ReleaseRecord:
     resume_manifest: dict | None = None
     kernels: KernelPool | None = None
     html_exports: object = None  # archive.HtmlExports: section pages written while the next section runs
+    provenance: Future | None = None  # archive.release_provenance(), asked while the sections run
 
     @property
     def exit_code(self) -> int:
@@ -265,7 +267,7 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print,
 
 def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_pool: KernelPool | None,
                   export_worker: ExportWorker | None) -> None:
-    from .archive import HtmlExports, seal_release
+    from .archive import HtmlExports, release_provenance
 
     options = record.options
     if kernel_pool is not None and kernel_pool.serves(options.kernel_name, RUNBOOKS_DIR, options.fork_kernels):
@@ -275,6 +277,14 @@ def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_pool: Kernel
         record.kernels, own_pool = KernelPool(options.kernel_name, cwd=RUNBOOKS_DIR, ahead=options.kernels_ahead,
                                               fork=options.fork_kernels), True
     record.html_exports = HtmlExports(export_worker)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance") as asker:
+        record.provenance = asker.submit(release_provenance)
+        _run_sections_and_seal(record, progress, own_pool)
+
+
+def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: bool) -> None:
+    from .archive import seal_release
+
     try:
         target = record.target
         if record.target_name == "local":
