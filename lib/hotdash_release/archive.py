@@ -46,7 +46,8 @@ class ExportWorker:
         self._replies: queue.Queue = queue.Queue()
         self.lock = threading.Lock()  # held by the release whose pages it is writing
 
-    def submit(self, notebook: Path) -> None:
+    def start(self) -> None:
+        """Start the process now (it imports nbconvert), if it does not run yet."""
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "hotdash_release.htmlexport"], stdin=subprocess.PIPE,
@@ -54,6 +55,9 @@ class ExportWorker:
             self._replies = queue.Queue()
             threading.Thread(target=_read_replies, args=(self._process.stdout, self._replies),
                              daemon=True, name="html-export-replies").start()
+
+    def submit(self, notebook: Path) -> None:
+        self.start()
         self._process.stdin.write(f"{notebook}\n")
         self._process.stdin.flush()
 

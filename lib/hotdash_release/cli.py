@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
@@ -13,6 +14,9 @@ from .locks import ReleaseLocked
 from .paths import outputs_root
 from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions,
                      parse_defects, run_release)
+
+if TYPE_CHECKING:
+    from .archive import ExportWorker
 
 RELEASE_HELP = f"""\
 The release flow, in plan order; each section is a notebook in runbooks/ run by papermill
@@ -181,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, kernel_pool: KernelPool | None = None) -> int:
-    """kernel_pool: already started by the `runbook` command (launch.py) for a release."""
+def main(argv: list[str] | None = None, *, kernel_pool: KernelPool | None = None,
+         export_worker: ExportWorker | None = None) -> int:
+    """kernel_pool, export_worker: already started by the `runbook` command (launch.py) for a release."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "release":
@@ -195,7 +200,8 @@ def main(argv: list[str] | None = None, *, kernel_pool: KernelPool | None = None
             # it happen, and the first kernel start, while the release is prepared and checked.
             pool = kernel_pool or start_kernel_pool()
             try:
-                return run_release(options, progress=_progress, kernel_pool=pool).exit_code
+                return run_release(options, progress=_progress, kernel_pool=pool,
+                                   export_worker=export_worker).exit_code
             finally:
                 pool.close()  # unused if the release stopped before its first kernel
         if args.command in ("lab", "seal"):
