@@ -104,16 +104,16 @@ def test_bad_notebook_parameters_stop_with_a_named_usage_error(rehearsal, tmp_pa
     assert rehearsal.platform().releases("hotdash-staging") == []
 
 
-def test_bad_input_to_release_leaves_no_kernel_template_behind(tmp_path):
-    """`runbook release` starts the kernel template before it reads its input; after a usage
-    error nothing of it may still run, and nothing was written."""
+def test_bad_input_to_release_leaves_no_kernel_template_or_export_worker_behind(tmp_path):
+    """`runbook release` starts the kernel template and the HTML export worker before it reads
+    its input; after a usage error nothing of them may still run, and nothing was written."""
     import psutil
 
     done = run_cli("release", "--config", str(tmp_path / "missing.toml"), "--outputs", str(tmp_path / "out"))
     assert done.returncode == 2 and "missing.toml" in done.stderr
     ours = {child.pid for child in psutil.Process().children(recursive=True)}
     left = [process for process in psutil.process_iter(["cmdline"])
-            if "hotdash_release.kernel_template" in " ".join(process.info["cmdline"] or [])
+            if {"hotdash_release.kernel_template", "hotdash_release.htmlexport"} & set(process.info["cmdline"] or [])
             and process.pid not in ours]
     assert not left
     assert not (tmp_path / "out").exists()

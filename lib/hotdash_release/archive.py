@@ -78,15 +78,18 @@ class ExportWorker:
         return done
 
     def close(self) -> None:
+        """End the process. Its pages were collected (or given up on) before: nothing to wait for,
+        and after a usage error it may still be importing."""
         if self._process is None:
             return
         process, self._process = self._process, None
-        try:
-            process.stdin.close()
-            process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait()
+        process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 def _read_replies(stream, replies: queue.Queue) -> None:
