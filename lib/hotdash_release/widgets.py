@@ -72,6 +72,7 @@ class ManualChecksPanel(Panel):
         self._on_attest, self._on_withdraw = on_attest, on_withdraw
         self._checkboxes: dict[str, w.Checkbox] = {}
         self._notes: dict[str, w.Text] = {}
+        self._models = _SharedModels()
         cells = [cell for check in evidence for cell in self._row(check)]
         grid = w.GridBox(cells, layout=w.Layout(grid_template_columns="260px 320px auto"))
         super().__init__(w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), grid]))
@@ -86,13 +87,14 @@ class ManualChecksPanel(Panel):
         """Checkbox, note and evidence: one row of the panel's grid."""
         given = self.ledger.get(check)
         locked = given is not None and given.source == "parameter"
-        box = w.Checkbox(value=given is not None, description=check, indent=False, disabled=locked)
-        note = w.Text(value=given.note if given else "", placeholder="note: what you saw",
-                      continuous_update=False, disabled=locked)
+        make = self._models.widget
+        box = make(w.Checkbox, value=given is not None, description=check, indent=False, disabled=locked)
+        note = make(w.Text, value=given.note if given else "", placeholder="note: what you saw",
+                    continuous_update=False, disabled=locked)
         box.observe(lambda change: self._ticked(check, change["new"]), "value")
         note.observe(lambda change: self._noted(check), "value")
         self._checkboxes[check], self._notes[check] = box, note
-        return box, note, w.Label(f"headless evidence: {self.evidence[check]}")
+        return box, note, make(w.Label, f"headless evidence: {self.evidence[check]}")
 
     def _ticked(self, check: str, ticked: bool) -> None:
         if ticked:
@@ -114,6 +116,23 @@ class ManualChecksPanel(Panel):
                    else f"{len(missing)} of {len(self.evidence)} not attested yet")
         return (f"<p><b>Recorded</b> ({html.escape(self.title)}): {verdict}</p>"
                 + pd.DataFrame(rows).to_html(index=False, escape=True))
+
+
+class _SharedModels:
+    """One layout for all the widgets of a panel, and one style per kind of widget. Each is a
+    model of its own otherwise: a message to the front end and an entry in the notebook's
+    widget state, three per widget. These are never changed, so sharing them shows the same."""
+
+    def __init__(self) -> None:
+        self.layout = w.Layout()
+        self._styles: dict[type, w.Widget] = {}
+
+    def widget(self, kind: type, *args, **kwargs) -> w.Widget:
+        if kind in self._styles:
+            kwargs["style"] = self._styles[kind]
+        made = kind(*args, layout=self.layout, **kwargs)
+        self._styles.setdefault(kind, made.style)
+        return made
 
 
 class DecisionPanel(Panel):
