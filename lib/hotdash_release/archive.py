@@ -33,8 +33,9 @@ def export_html(notebook_path: Path) -> Path:
 
 class ExportWorker:
     """The HTML export worker process (`python -m hotdash_release.htmlexport`): a notebook path
-    per line in, a JSON reply per page out. It starts with the first page it is given; a runner
-    that runs several releases keeps one for all of them, so nbconvert is imported once.
+    per line in, a JSON reply per page out. It starts with the first page it is given, or
+    earlier (`start`, as the `runbook` command does); a runner that runs several releases
+    keeps one for all of them, so nbconvert is imported once.
 
     Exporting a page is ~50 ms of CPU (templates, sanitizing, highlighting); in a thread of
     the runner it would hold the GIL that nbclient needs to talk to the running kernel. The

@@ -74,12 +74,13 @@ class KernelPool:
         self.ahead = ahead  # kernels kept booting for the sections to come; 0: start on demand
         self.fork = fork
         # A template handed in belongs to the caller, who closes it, unless own_template says
-        # the pool takes it over; one started here is the pool's, closed by close().
-        self._own_template: KernelTemplate | None = template if own_template else None
+        # the pool takes it over; one started here is the pool's. close() ends the pool's.
+        self._own_templates: list[KernelTemplate] = [template] if own_template and template else []
         if not (fork and forkable(kernel_name)):
             template = None
         elif template is None or template.cwd != self.cwd or not template.alive():
-            template = self._own_template = KernelTemplate(cwd)  # in the thread that owns the release
+            template = KernelTemplate(cwd)  # in the thread that owns the release: see KernelTemplate
+            self._own_templates.append(template)
         self.template = template
         self.mode = "forked from a kernel template" if self.template else "spawned"
         self._lock = threading.Lock()
@@ -111,8 +112,9 @@ class KernelPool:
     def close(self) -> None:
         """Stop the spares and wait for every kernel to be gone."""
         self._closing = True  # a spare still starting must not fall back to spawning a kernel
-        if self._own_template and not self._own_template.ready:
-            self._own_template.close()  # still importing: nothing was forked, nothing to wait for
+        for template in self._own_templates:
+            if not template.ready:
+                template.close()  # still importing: nothing was forked, nothing to wait for
         spares = []
         while self._spares:
             try:
@@ -124,8 +126,8 @@ class KernelPool:
             list(stoppers.map(_stop, spares))
         self._starter.shutdown(wait=True)
         self._stopper.shutdown(wait=True)
-        if self._own_template:
-            self._own_template.close()
+        for template in self._own_templates:
+            template.close()
 
     def _running_spare(self) -> _Kernel | None:
         """The oldest spare that started, still runs (a template that died took its forks along)
