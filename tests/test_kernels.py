@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from contextlib import contextmanager
@@ -23,7 +24,8 @@ import psutil
 import pytest
 
 from conftest import wait_for
-from hotdash_release.kernels import KernelPool, forkable, launcher_arguments, start_kernel_pool
+from hotdash_release.kernels import (SOCKET_DIR_PREFIX, KernelPool, forkable, launcher_arguments,
+                                     start_kernel_pool)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
 
@@ -158,6 +160,23 @@ def test_every_output_of_a_cell_arrives_in_order(pool):
                      ("display_data", None, "<b>three</b>"), ("stream", "stdout", "four"),
                      ("execute_result", None, "'five'")]
     assert "".join(text for _, _, text in second) == "0 1 2 "
+
+
+def test_socket_folders_of_runners_that_are_gone_are_removed(tmp_path, monkeypatch):
+    """A runner killed outright leaves its kernels' socket folders; the next pool removes them,
+    and only them."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphaned = tmp_path / f"{SOCKET_DIR_PREFIX}{gone.pid}-x1y2"
+    ours = tmp_path / f"{SOCKET_DIR_PREFIX}{os.getpid()}-a1b2"
+    unrelated = tmp_path / f"{SOCKET_DIR_PREFIX}notapid"
+    for folder in (orphaned, ours, unrelated):
+        folder.mkdir()
+        (folder / "kernel-1").write_text("")
+    pool = KernelPool("python3", cwd=tmp_path, ahead=0, fork=False)
+    pool.close()
+    assert not orphaned.exists() and ours.exists() and unrelated.exists()
 
 
 def test_a_kernel_that_dies_is_seen_dead_with_its_exit_code(pool):

@@ -50,6 +50,8 @@ PRELOAD = "import hotdash_release.runbook"
 KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False", "--IPythonKernel._execute_sleep=0")
 #: How long the template may take to import everything and answer.
 TEMPLATE_TIMEOUT_S = 120.0
+#: A kernel's private folder for its IPC sockets: <tmp>/hotdash-kernel-<runner pid>-<random>.
+SOCKET_DIR_PREFIX = "hotdash-kernel-"
 
 
 @dataclass
@@ -83,6 +85,7 @@ class KernelPool:
             self._own_templates.append(template)
         self.template = template
         self.mode = "forked from a kernel template" if self.template else "spawned"
+        remove_orphaned_socket_dirs()
         self._lock = threading.Lock()
         self._closing = False
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
@@ -166,7 +169,7 @@ class KernelPool:
 
         from .kernel_launch import ForkedKernelProvisioner
 
-        socket_dir = tempfile.mkdtemp(prefix="hotdash-kernel-")
+        socket_dir = tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-")
         manager = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
                                      ip=os.path.join(socket_dir, "kernel"),
                                      client_class="hotdash_release.kernel_launch.PromptReadyClient")
@@ -204,6 +207,20 @@ def _stop(kernel: _Kernel) -> None:
             run_sync(kernel.manager.shutdown_kernel)(now=True)
     finally:
         shutil.rmtree(kernel.socket_dir, ignore_errors=True)
+
+
+def remove_orphaned_socket_dirs() -> list[Path]:
+    """Remove the socket folders of runners that are gone: a runner killed outright (SIGKILL)
+    cannot remove those of its kernels. Only where /proc tells which runners still run."""
+    if not Path("/proc/self/stat").exists():
+        return []
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{SOCKET_DIR_PREFIX}*-*"):
+        owner = folder.name[len(SOCKET_DIR_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not running(int(owner)) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def forkable(kernel_name: str) -> bool:
