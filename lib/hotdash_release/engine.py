@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 from papermill.engines import NBClientEngine, NotebookExecutionManager, catch_nb_assignment, papermill_engines
 from papermill.iorw import write_ipynb
@@ -40,16 +41,18 @@ class _LightSavesManager(NotebookExecutionManager):
         self.last_save_time = self.now()
 
     def cell_start(self, cell, cell_index=None, **kwargs):
-        self._quiet = cell.get("cell_type") != "code"
-        try:
+        with self._saving_only_code(cell):
             super().cell_start(cell, cell_index, **kwargs)
-        finally:
-            self._quiet = False
 
     def cell_complete(self, cell, cell_index=None, **kwargs):
+        with self._saving_only_code(cell):
+            super().cell_complete(cell, cell_index, **kwargs)
+
+    @contextmanager
+    def _saving_only_code(self, cell):
         self._quiet = cell.get("cell_type") != "code"
         try:
-            super().cell_complete(cell, cell_index, **kwargs)
+            yield
         finally:
             self._quiet = False
 
