@@ -30,7 +30,7 @@ from .readiness import read_readiness
 from .results import default_operator, read_all_results, results_path, utc_now, write_json_atomic
 from .secrets import redactor_for, require_values, verify_required_secrets
 from .supabase import SupabaseResult, check_supabase
-from .tables import ResultTable, ShowsAsRecord, record_frame
+from .tables import ResultTable, ShowsAsRecord, Table, html_table, record_rows
 from .targets import make_target, secret_source_for
 from .targets.base import Target, choose_rollback_release
 from .widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
@@ -143,7 +143,7 @@ class SectionRun:
                 self.section.environment or "staging and production", "app": self.app,
                 "target": self.target_name, "operator": self.operator,
                 "configuration": str(self.config.path), "started": self.started_at}
-        return record_frame(rows).to_html(index=False, escape=True)
+        return html_table(record_rows(rows))
 
     # -- pre-deployment checklist ---------------------------------------------------------
     def checklist(self) -> ResultTable:
@@ -285,17 +285,16 @@ class SectionRun:
         self._measures[f"{env.name}_health_ok"] = result.ok
         return self._record("health", result)
 
-    def releases(self, limit: int = 10) -> pd.DataFrame:
-        """`flyctl releases --app <app>`: the newest releases, for the record."""
+    def releases(self, limit: int = 10) -> Table:
+        """`flyctl releases --app <app>`: the newest releases, for the record (`.frame()`: pandas)."""
         env = self._require_environment()
-        rows = [r.as_row() for r in self.target.releases(env.app)[:limit]]
-        return pd.DataFrame(rows)
+        return Table.of(f"Releases of {env.app}, newest first", self.target.releases(env.app)[:limit])
 
-    def logs(self, limit: int = 20) -> pd.DataFrame:
+    def logs(self, limit: int = 20) -> Table:
         """`flyctl logs --app <app>`: the current release's last lines, redacted."""
         env = self._require_environment()
         lines = [self.redactor.redact(line) for line in self.target.logs(env.app, limit=limit)]
-        return pd.DataFrame({"log": lines})
+        return Table(f"Last {len(lines)} log lines of {env.app}", tuple({"log": line} for line in lines))
 
     # -- steps 3 and 5: smoke tests ---------------------------------------------------------
     def smoke_test(self) -> ResultTable:
@@ -385,7 +384,7 @@ class SectionRun:
         return self._record("notification", result)
 
     # -- rollback ------------------------------------------------------------------------------
-    def rollback_candidate(self) -> pd.DataFrame:
+    def rollback_candidate(self) -> Table:
         """`flyctl releases`: the newest complete release whose image differs from what runs now."""
         env = self._require_environment()
         current = self.target.status(env.app).image_ref
@@ -393,7 +392,7 @@ class SectionRun:
         rows = [dict(r.as_row(), current=r.image_ref == current,
                      rollback_to=candidate is not None and r.version == candidate.version)
                 for r in self.target.releases(env.app)[:10]]
-        return pd.DataFrame(rows)
+        return Table(f"Releases of {env.app}: what runs now, and what a rollback returns to", tuple(rows))
 
     def roll_back(self) -> RollbackResult:
         """Redeploy the previous good image (Fly has no `releases rollback` command)."""

@@ -19,9 +19,9 @@ import html
 from typing import Callable, Sequence
 
 import ipywidgets as w
-import pandas as pd
 
 from .attest import DECISIONS, Attestation, Ledger
+from .tables import html_table
 
 Summary = Callable[[], str]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -115,7 +115,7 @@ class ManualChecksPanel(Panel):
         verdict = ("all attested" if not missing else "none attested yet" if len(missing) == len(self.evidence)
                    else f"{len(missing)} of {len(self.evidence)} not attested yet")
         return (f"<p><b>Recorded</b> ({html.escape(self.title)}): {verdict}</p>"
-                + pd.DataFrame(rows).to_html(index=False, escape=True))
+                + html_table(rows))
 
 
 class _SharedModels:
@@ -165,7 +165,7 @@ class DecisionPanel(Panel):
         given = self.ledger.decision
         rows = [{"decision": given.check if given else "none recorded", **_attested_columns(given)}]
         return (f"<p><b>Recorded</b> ({html.escape(self.title)})</p>"
-                + pd.DataFrame(rows).to_html(index=False, escape=True) + f"<p>{html.escape(self._outcome())}</p>")
+                + html_table(rows) + f"<p>{html.escape(self._outcome())}</p>")
 
 
 def _attested_columns(attestation: Attestation | None) -> dict:
