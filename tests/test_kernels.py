@@ -9,6 +9,7 @@ no template or kernel is left behind.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import signal
@@ -85,6 +86,49 @@ def test_each_section_gets_a_process_no_other_section_touched(pool):
                                  "print(hasattr(plan, 'LEFT_BEHIND'), 'leftover' in globals())")
         assert second.provisioner.pid != first_pid
     assert reply["stdout"].split() == ["False", "False"]
+
+
+def test_a_kernel_is_warmed_up_before_its_section_without_a_trace(pool):
+    """The warm-up (warmup.py) builds the display machinery while the kernel waits; the section
+    still finds a fresh kernel: no name of ours in its namespace, its first cell counted 1."""
+    with pool.kernel() as manager:
+        reply = run_cell(manager, "ip = get_ipython()\n"
+                                  "print('formatters' in ip.display_formatter._trait_values)\n"
+                                  "print([k for k in ip.user_ns if k not in ip.user_ns_hidden and not k.startswith('_')])")
+    warmed, names = reply["stdout"].splitlines()
+    assert warmed == "True" and names == "['ip']" and reply["execution_count"] == 1
+
+
+def test_the_client_connected_ahead_is_the_sections_and_every_client_is_closed_after(pool):
+    """Each section's client is connected while its kernel waits in the pool; nbclient leaves
+    the client of a kernel it did not start open, so the pool closes it (with its zmq context,
+    two threads and their sockets) when the section ends. Sections leave no descriptors behind."""
+    def descriptors() -> int:  # once the spare has started and the last kernel is stopped
+        pool._spares[0].result()
+        pool._stopper.submit(lambda: None).result()
+        gc.collect()  # what earlier tests left for the collector goes first
+        return len(os.listdir("/proc/self/fd"))
+
+    with pool.kernel() as manager:
+        ahead = manager.connected_client
+        assert ahead is not None and ahead.channels_running  # connected before the section asked
+        assert manager.client() is ahead
+        run_cell(manager, "x = 1")
+    assert not ahead.channels_running and ahead.context.closed
+    counts = []
+    for _ in range(5):
+        with pool.kernel() as manager:
+            run_cell(manager, "x = 1")
+            extra = manager.client()  # a second client, as a person in a debugger might ask for
+        assert extra.context.closed
+        counts.append(descriptors())
+    # Before the pool closed its clients, each section left a zmq context behind (its threads'
+    # descriptors stay even once the collector took the client). What may vary is the spare's
+    # client, whose sockets appear as its kernel starts listening.
+    assert counts[-1] - counts[0] < 5, counts
+    spare = pool._spares[0].result().manager.connected_client
+    pool.close()
+    assert spare.context.closed  # a spare's client made ahead goes with the pool
 
 
 def test_a_kernel_runs_in_the_runbooks_folder_with_the_runners_environment_of_the_moment(pool, tmp_path,

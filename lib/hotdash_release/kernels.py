@@ -40,8 +40,10 @@ from typing import Iterator
 
 from .errors import KernelStartError
 from .procs import running
+from .warmup import EXEC_LINE as WARM_UP
 
-#: Imported while a spawned kernel boots, before its section asks for it.
+#: Run while a spawned kernel boots, before its section asks for it: the library's imports,
+#: then the warm-up every kernel runs (warmup.py). A forked kernel has the imports already.
 PRELOAD = "import hotdash_release.runbook"
 #: Every kernel: no IPython history database (cell sources would otherwise go to a file outside
 #: the archive that every release shares, and each cell would wait on a write to it); no 0.5 ms
@@ -110,6 +112,7 @@ class KernelPool:
         try:
             yield kernel.manager
         finally:
+            kernel.manager.close_clients()
             self._stopper.submit(_stop, kernel)
 
     def close(self) -> None:
@@ -164,13 +167,12 @@ class KernelPool:
         return self._start_kernel(None)
 
     def _start_kernel(self, template: KernelTemplate | None) -> _Kernel:
-        from jupyter_client import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
-        from .kernel_launch import ForkedKernelProvisioner
+        from .kernel_launch import ForkedKernelProvisioner, PooledKernelManager
 
         socket_dir = tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-")
-        manager = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
+        manager = PooledKernelManager(kernel_name=self.kernel_name, transport="ipc",
                                      ip=os.path.join(socket_dir, "kernel"),
                                      client_class="hotdash_release.kernel_launch.PromptReadyClient")
         environment = dict(os.environ)  # what jupyter_client gives the kernel, with its own additions
@@ -182,9 +184,13 @@ class KernelPool:
             manager.provisioner.template = template
         else:
             extra_arguments.append(f"--IPKernelApp.exec_lines={PRELOAD}")
+        extra_arguments.append(f"--IPKernelApp.exec_lines={WARM_UP}")
         try:
             run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments, env=environment)
+            manager.connect_ahead()
         except BaseException:
+            if manager.has_kernel:
+                _stop(_Kernel(manager, socket_dir, environment))
             manager.cleanup_connection_file()
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise
@@ -195,6 +201,7 @@ def _stop(kernel: _Kernel) -> None:
     from jupyter_core.utils import run_sync
 
     try:
+        kernel.manager.close_clients()  # a spare's client made ahead: never used by any loop
         if kernel.manager.has_kernel:
             # jupyter_client looks every 100 ms whether a killed kernel is gone: kill and wait here,
             # so that its shutdown finds it gone (and removes its connection file and sockets).
