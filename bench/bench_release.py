@@ -9,7 +9,7 @@ Measures, on an isolated rehearsal platform in a temporary folder:
               by a runner that keeps its kernel pool (template and a spare kernel) and HTML
               export worker for all its releases, as the plain script keeps its imports
   runner_own_helpers  the same, each release starting (and ending) its own pool and worker
-  runner_spawned  the same with kernels started as new interpreters, one ahead (the pool alone)
+  runner_spawned  the same with kernels started as new interpreters, as many ahead (the pool alone)
   runner_cold the same with kernels started as new interpreters, each when its section begins
   script      the same runbook cells executed in-process, no kernel (the lower bound)
   runner_cli / script_cli   the same two as commands a person runs: `runbook release`, and
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from hotdash_release import checks  # noqa: E402
 from hotdash_release.archive import ExportWorker  # noqa: E402
-from hotdash_release.kernels import start_kernel_pool  # noqa: E402
+from hotdash_release.kernels import KERNELS_AHEAD, start_kernel_pool  # noqa: E402
 from hotdash_release.errors import GateFailed  # noqa: E402
 from hotdash_release.paths import RUNBOOKS_DIR  # noqa: E402
 from hotdash_release.plan import PLAN, ROLLBACK  # noqa: E402
@@ -70,12 +70,12 @@ class KeptHelpers:
         self.worker.close()
 
 
-def time_runner(world, defects=None, *, ahead=1, fork=True, helpers=None) -> tuple[float, Path]:
+def time_runner(world, defects=None, *, ahead=KERNELS_AHEAD, fork=True, helpers=None) -> tuple[float, Path]:
     seconds, record = run_once(world, defects, ahead=ahead, fork=fork, helpers=helpers)
     return seconds, record.release_dir
 
 
-def run_once(world, defects=None, *, ahead=1, fork=True, helpers: KeptHelpers | None = None):
+def run_once(world, defects=None, *, ahead=KERNELS_AHEAD, fork=True, helpers: KeptHelpers | None = None):
     options = ReleaseOptions(config_path=world.config, outputs=world.outputs, operator="bench",
                              defects=defects or {}, kernels_ahead=ahead, fork_kernels=fork)
     started = time.perf_counter()
@@ -226,7 +226,7 @@ def main() -> None:
         helpers = KeptHelpers()
         try:
             time_runner(world, helpers=helpers)  # warm-up: first deploys, first imports, page cache
-            runner, own_helpers, spawned, cold, two_ahead, script, cli_loop, archive = [], [], [], [], [], [], [], 0
+            runner, own_helpers, spawned, cold, one_ahead, script, cli_loop, archive = [], [], [], [], [], [], [], 0
             in_sections, runner_cpu, runner_cli, script_cli = [], [], [], []
             for _ in range(args.runs):
                 cpu_before = runner_cpu_seconds()
@@ -238,7 +238,7 @@ def main() -> None:
                 own_helpers.append(time_runner(world)[0])
                 spawned.append(time_runner(world, fork=False)[0])
                 cold.append(time_runner(world, ahead=0, fork=False)[0])
-                two_ahead.append(time_runner(world, ahead=2)[0])
+                one_ahead.append(time_runner(world, ahead=1)[0])
                 script.append(run_as_script(world))
                 runner_cli.append(time_command(runner_command(world)))
                 script_cli.append(time_command(script_command(world)))
@@ -260,7 +260,7 @@ def main() -> None:
         "runner_own_helpers_s": spread(own_helpers),
         "runner_spawned_s": spread(spawned),
         "runner_cold_kernels_s": spread(cold),
-        "runner_two_ahead_s": spread(two_ahead),
+        "runner_one_ahead_s": spread(one_ahead),
         "script_s": spread(script),
         "runner_cli_s": spread(runner_cli),
         "script_cli_s": spread(script_cli),

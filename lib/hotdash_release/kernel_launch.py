@@ -108,8 +108,9 @@ class PromptReadyClient(AsyncKernelClient):
 
     A client that connects while the kernel answers may miss that idle status: IOPub drops
     what the kernel publishes before the subscription reaches it. A kernel that says when a
-    subscription reached it (ipykernel 7's `iopub_welcome`) is asked again at once; one that
-    does not, after the same 0.2 s that jupyter_client gives IOPub."""
+    subscription reached it (ipykernel 7's `iopub_welcome`) is asked again at once, and the
+    idle status of either request will do; one that does not, after the same 0.2 s that
+    jupyter_client gives IOPub."""
 
     def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = False,
                        control: bool = True) -> None:
@@ -143,8 +144,7 @@ class PromptReadyClient(AsyncKernelClient):
         return None
 
     async def _idle_after(self, asked: set[str]) -> bool:
-        """True once the idle status of one of our requests comes; False when the wait is over
-        or the kernel says our subscription just reached it (what came before is lost)."""
+        """True once the idle status of one of our requests comes, False if none came in time."""
         until = time.monotonic() + IOPUB_GRACE_S
         while (left := until - time.monotonic()) > 0:
             try:
@@ -155,5 +155,8 @@ class PromptReadyClient(AsyncKernelClient):
                     and message["parent_header"].get("msg_id") in asked):
                 return True
             if message["msg_type"] == "iopub_welcome":
-                return False
+                # Our subscription reached the kernel; an idle status published before it is
+                # lost, but whatever the kernel says from now on comes through.
+                asked.add(self.kernel_info())
+                until = time.monotonic() + IOPUB_GRACE_S
         return False

@@ -26,7 +26,7 @@ from .attest import check_release_attestations, section_parameters
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .errors import UsageError
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
-from .kernels import KernelPool
+from .kernels import KERNELS_AHEAD, KernelPool
 from .locks import release_lock
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
@@ -76,7 +76,7 @@ class ReleaseOptions:
     kernel_name: str = "python3"
     resume: str | None = None  # id of a stopped release to continue
     skip_staging_check: bool = False  # the workflow's input: needs a reason, and the report says so
-    kernels_ahead: int = 1  # kernels booting for the sections to come (bench/ compares 0, 1, 2)
+    kernels_ahead: int = KERNELS_AHEAD  # kernels booting for the sections to come (bench/ compares)
     fork_kernels: bool = True  # kernels forked from a template that imported the library (bench/ compares)
     # --attest: section key -> the `attestations` parameter dicts of that section (attest.py)
     attestations: dict[str, list[dict]] = field(default_factory=dict)
