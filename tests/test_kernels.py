@@ -99,6 +99,17 @@ def test_a_kernel_is_warmed_up_before_its_section_without_a_trace(pool):
     assert warmed == "True" and names == "['ip']" and reply["execution_count"] == 1
 
 
+def test_a_forked_kernel_handles_shell_messages_on_its_main_thread(pool):
+    """No shell channel thread (kernel_template._kernel_app): one hand-over less per message."""
+    from ipykernel.shellchannel import SHELL_CHANNEL_THREAD_NAME
+
+    with pool.kernel() as manager:
+        reply = run_cell(manager, "import threading; print(sorted(t.name for t in threading.enumerate()))")
+        info = run_cell(manager, "k = get_ipython().kernel; print(k._supports_kernel_subshells, k.shell_stream.io_loop is k.io_loop)")
+    assert SHELL_CHANNEL_THREAD_NAME not in reply["stdout"], reply["stdout"]
+    assert info["stdout"].split() == ["False", "True"]
+
+
 def test_the_client_connected_ahead_is_the_sections_and_every_client_is_closed_after(pool):
     """Each section's client is connected while its kernel waits in the pool; nbclient leaves
     the client of a kernel it did not start open, so the pool closes it (with its zmq context,
