@@ -99,6 +99,20 @@ def test_a_kernel_is_warmed_up_before_its_section_without_a_trace(pool):
     assert warmed == "True" and names == "['ip']" and reply["execution_count"] == 1
 
 
+def test_a_second_client_is_answered_while_the_sections_client_is_open(pool):
+    """The client connected ahead has a zmq identity of its own. Clients of one manager share
+    the manager's, and a kernel's shell socket ignores a peer whose identity another already
+    has: a client made while the one connected ahead is open went unanswered now and then
+    (the race: which connection the kernel sees first, the early one retrying while the kernel
+    was still starting)."""
+    for _ in range(6):  # each kernel taken while the spares may still be starting
+        with pool.kernel() as manager:
+            ahead = manager.client()
+            assert ahead.session.session != manager.session.session
+            reply = run_cell(manager, "print('answered')", timeout=10)
+            assert reply["stdout"] == "answered\n"
+
+
 def test_a_forked_kernel_handles_shell_messages_on_its_main_thread(pool):
     """No shell channel thread (kernel_template._kernel_app): one hand-over less per message."""
     from ipykernel.shellchannel import SHELL_CHANNEL_THREAD_NAME

@@ -34,6 +34,7 @@ import httpx
 
 from .errors import ConfigError
 from .redact import Redactor
+from .tls import tls_context
 
 #: A current desktop Chrome: Shopify's app library answers bot User-Agents with 410.
 BROWSER_USER_AGENT = (
@@ -59,6 +60,7 @@ def make_client(*, timeout_s: float = 5.0) -> httpx.Client:
         follow_redirects=False,
         headers={"User-Agent": BROWSER_USER_AGENT},
         timeout=timeout_s,
+        verify=tls_context(),
     )
 
 

@@ -30,6 +30,7 @@ import httpx
 from .config import GITHUB_REPO, ReleaseConfig
 from .errors import DispatchError, UsageError
 from .redact import Redactor
+from .tls import tls_context
 
 DEFAULT_API_URL = "https://api.github.com"
 #: Tests point this at a loopback server that speaks the same API.
@@ -149,7 +150,7 @@ def dispatch_release(config: ReleaseConfig, *, reason: str, skip_staging_check: 
     api_url = environ.get(API_URL_ENV) or DEFAULT_API_URL
     if client is not None:
         return dispatch_workflow(client, request, token=token, api_url=api_url)
-    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as own_client:
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S, verify=tls_context()) as own_client:
         return dispatch_workflow(own_client, request, token=token, api_url=api_url)
 
 

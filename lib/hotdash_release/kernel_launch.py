@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from queue import Empty
 
 import zmq
@@ -75,7 +76,12 @@ class PooledKernelManager(AsyncKernelManager):
     connected_client: "PromptReadyClient | None" = None
 
     def connect_ahead(self) -> None:
-        client = super().client()
+        # A session (zmq identity) of its own: clients of one manager share the manager's, and a
+        # kernel's shell ROUTER ignores a second peer with an identity it already has, so a
+        # client made later while this one is open would never be answered.
+        session = self.session.clone()
+        session.session = str(uuid.uuid4())
+        client = super().client(session=session)
         # The kernel may not listen yet (it binds its sockets as it starts); zmq tries again
         # after its reconnect interval, 100 ms by default: too long to wait for a section.
         client.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_INTERVAL_MS)

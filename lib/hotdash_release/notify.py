@@ -17,6 +17,7 @@ import httpx
 
 from .config import Notification
 from .results import utc_now
+from .tls import tls_context
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _to_slack(notification: Notification, message: str, webhook_url: str,
         return NotificationResult("slack", notification.recipient, False,
                                   f"environment variable {notification.webhook_env} is not set", message)
     own_client = client is None
-    client = client or httpx.Client(timeout=10.0)
+    client = client or httpx.Client(timeout=10.0, verify=tls_context())
     try:
         response = client.post(webhook_url, json={"text": message})
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # the last two: a malformed URL

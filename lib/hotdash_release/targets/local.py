@@ -46,6 +46,7 @@ import httpx
 
 from ..errors import DeployError, RollbackError, UsageError
 from ..procs import proc_stat
+from ..tls import tls_context
 from .base import AppStatus, OutputSink, Release, SecretInfo
 
 #: The stand-in HotDash app deployed unless another source is given (it may not exist yet).
@@ -547,7 +548,7 @@ def _wait_until_healthy(process: subprocess.Popen, url: str, timeout_s: float) -
     """Poll the health URL like Fly's machine checks: "healthy", "exited" or "timeout"."""
     deadline = time.monotonic() + timeout_s
     # trust_env=False: a proxy from the runner's environment must not intercept 127.0.0.1.
-    with httpx.Client(trust_env=False, follow_redirects=False) as client:
+    with httpx.Client(trust_env=False, follow_redirects=False, verify=tls_context()) as client:
         while process.poll() is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
