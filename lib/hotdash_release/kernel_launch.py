@@ -18,6 +18,7 @@ import asyncio
 import os
 import time
 import uuid
+from datetime import datetime, timezone
 from queue import Empty
 
 import zmq
@@ -114,9 +115,9 @@ class PromptReadyClient(AsyncKernelClient):
 
     A client that connects while the kernel answers may miss that idle status: IOPub drops
     what the kernel publishes before the subscription reaches it. A kernel that says when a
-    subscription reached it (ipykernel 7's `iopub_welcome`) is asked again at once, and the
-    idle status of either request will do; one that does not, after the same 0.2 s that
-    jupyter_client gives IOPub."""
+    subscription reached it (ipykernel 7's `iopub_welcome`) is asked again at once if that was
+    after our first request (the idle status of either request will do); one that does not,
+    after the same 0.2 s that jupyter_client gives IOPub."""
 
     def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = False,
                        control: bool = True) -> None:
@@ -127,6 +128,7 @@ class PromptReadyClient(AsyncKernelClient):
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
         asked: set[str] = set()
+        self._first_asked_at = datetime.now(timezone.utc)
         while True:
             asked.add(self.kernel_info())
             reply = await self._reply_to(asked, timeout=1)
@@ -160,9 +162,14 @@ class PromptReadyClient(AsyncKernelClient):
             if (message["msg_type"] == "status" and message["content"].get("execution_state") == "idle"
                     and message["parent_header"].get("msg_id") in asked):
                 return True
-            if message["msg_type"] == "iopub_welcome":
-                # Our subscription reached the kernel; an idle status published before it is
-                # lost, but whatever the kernel says from now on comes through.
+            if message["msg_type"] == "iopub_welcome" and not self._welcomed_before_asking(message):
+                # Our subscription reached the kernel after we asked: an idle status published
+                # before it is lost, but whatever the kernel says from now on comes through.
                 asked.add(self.kernel_info())
                 until = time.monotonic() + IOPUB_GRACE_S
         return False
+
+    def _welcomed_before_asking(self, welcome: dict) -> bool:
+        """A client connected ahead was welcomed long before it asks (same machine, same clock)."""
+        sent = welcome["header"].get("date")
+        return isinstance(sent, datetime) and sent.tzinfo is not None and sent < self._first_asked_at
