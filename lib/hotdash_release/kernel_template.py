@@ -1,7 +1,7 @@
 """The kernel template: a process that imports the kernel and the library once, then forks a
 fresh kernel process for each section.
 
-Booting a kernel is mostly importing (IPython, zmq, the library, pandas): about a second of
+Booting a kernel is mostly importing (IPython, zmq, the library): about a second of
 CPU per kernel on our machines. A fork copies a process that has done the imports, so each
 section still gets a process of its own that no other section ran code in, for a few
 milliseconds. The template itself never runs runbook code and never starts a kernel: it
@@ -28,13 +28,13 @@ from pathlib import Path
 
 #: Imported once here instead of in every kernel: the kernel itself (its debugger too, which
 #: it imports while starting), the runbooks' library, and what the library imports on first
-#: use in a section (httpx's transport stack on the first request, the targets, pandas' table
-#: formatters on the first display, importlib.resources readers when a build reads the app
-#: source). tests/test_kernels.py lists what a section still imports.
+#: use in a section (httpx's transport stack on the first request, the targets, importlib.resources
+#: readers when a build reads the app source). Not pandas: no section needs it (tables.py).
+#: tests/test_kernels.py lists what a section still imports.
 PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "hotdash_release.runbook",
            "httpcore", "httpcore._backends.sync", "httpcore._backends.anyio", "certifi",
            "hotdash_release.targets.local", "hotdash_release.targets.fly",
-           "pandas.io.formats.html", "pandas.io.formats.string", "importlib.readers")
+           "importlib.readers")
 
 _PR_SET_PDEATHSIG = 1
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import attest, checks
 from .config import ReleaseConfig, load_config
@@ -30,10 +28,13 @@ from .readiness import read_readiness
 from .results import default_operator, read_all_results, results_path, utc_now, write_json_atomic
 from .secrets import redactor_for, require_values, verify_required_secrets
 from .supabase import SupabaseResult, check_supabase
-from .tables import ResultTable, ShowsAsRecord, Table, html_table, record_rows
+from .tables import ResultTable, ShowsAsRecord, Table, html_table, pandas, record_rows
 from .targets import make_target, secret_source_for
 from .targets.base import Target, choose_rollback_release
 from .widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 
@@ -124,8 +125,6 @@ class SectionRun:
         self._secret_source = secret_source_for(config, target_name, self.target)
         self.redactor = redactor_for(config, self._secret_source)
         redact_tracebacks(self.redactor)
-        # Evidence (log lines, image refs) must reach the archive whole, not cut at 50 characters.
-        pd.set_option("display.max_colwidth", None)
         self._ledger = attest.Ledger(attest.required_for(section.key, config.manual_checks))
         for given in attest.from_parameters(attestations, section_key=section.key, manual_checks=config.manual_checks):
             self._ledger.add(replace(given, note=self.redactor.redact(given.note)))
@@ -519,7 +518,7 @@ def _why(record: dict) -> str:
 
 def describe_plan() -> pd.DataFrame:
     """The plan's sections in order, with their notebooks (for README and --help)."""
-    return pd.DataFrame([{"section": s.key, "title": s.title, "notebook": s.notebook,
+    return pandas().DataFrame([{"section": s.key, "title": s.title, "notebook": s.notebook,
                           "environment": s.environment or ""} for s in PLAN])
 
 
