@@ -75,6 +75,7 @@ class PooledKernelManager(AsyncKernelManager):
     that is gone. close_clients() ends them."""
 
     connected_client: "PromptReadyClient | None" = None
+    _handed_out: tuple = ()
 
     def connect_ahead(self) -> None:
         # A session (zmq identity) of its own: clients of one manager share the manager's, and a
@@ -95,13 +96,13 @@ class PooledKernelManager(AsyncKernelManager):
             if client is not None:
                 client.stop_channels()
             client = super().client(**kwargs)
-        self._handed_out = [*getattr(self, "_handed_out", []), client]
+        self._handed_out = (*self._handed_out, client)
         return client
 
     def close_clients(self) -> None:
         """Close the clients handed out, and the one made ahead if no section took it. In the
         thread whose event loop used them: closing a socket unregisters it from that loop."""
-        clients, self._handed_out = getattr(self, "_handed_out", []), []
+        clients, self._handed_out = [*self._handed_out], ()
         if self.connected_client is not None:
             clients.append(self.connected_client)
             self.connected_client = None
