@@ -143,11 +143,7 @@ class PromptReadyClient(AsyncKernelClient):
 
     async def _reply_to(self, asked: set[str], timeout: float) -> dict | None:
         until = time.monotonic() + timeout
-        while (left := until - time.monotonic()) > 0:
-            try:
-                reply = await self.shell_channel.get_msg(timeout=left)
-            except Empty:
-                return None
+        while (reply := await _next_message(self.shell_channel, until)) is not None:
             if reply["msg_type"] == "kernel_info_reply" and reply["parent_header"].get("msg_id") in asked:
                 return reply
         return None
@@ -155,11 +151,7 @@ class PromptReadyClient(AsyncKernelClient):
     async def _idle_after(self, asked: set[str]) -> bool:
         """True once the idle status of one of our requests comes, False if none came in time."""
         until = time.monotonic() + IOPUB_GRACE_S
-        while (left := until - time.monotonic()) > 0:
-            try:
-                message = await self.iopub_channel.get_msg(timeout=left)
-            except Empty:
-                return False
+        while (message := await _next_message(self.iopub_channel, until)) is not None:
             if (message["msg_type"] == "status" and message["content"].get("execution_state") == "idle"
                     and message["parent_header"].get("msg_id") in asked):
                 return True
@@ -174,3 +166,14 @@ class PromptReadyClient(AsyncKernelClient):
         """A client connected ahead was welcomed long before it asks (same machine, same clock)."""
         sent = welcome["header"].get("date")
         return isinstance(sent, datetime) and sent.tzinfo is not None and sent < self._first_asked_at
+
+
+async def _next_message(channel, until: float) -> dict | None:
+    """The channel's next message, or None once the monotonic clock reaches `until`."""
+    left = until - time.monotonic()
+    if left <= 0:
+        return None
+    try:
+        return await channel.get_msg(timeout=left)
+    except Empty:
+        return None
