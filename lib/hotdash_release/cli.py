@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None, *, kernel_pool: KernelPool | None = None
                 return run_release(options, progress=_progress, kernel_pool=pool,
                                    export_worker=export_worker).exit_code
             finally:
-                pool.close()  # unused if the release stopped before its first kernel
+                if kernel_pool is None:  # one handed in is its caller's to close (launch.py)
+                    pool.close()  # unused if the release stopped before its first kernel
         if args.command in ("lab", "seal"):
             return {"lab": _lab, "seal": _seal}[args.command](args)
         if args.command == "verify":

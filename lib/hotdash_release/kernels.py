@@ -105,15 +105,13 @@ class KernelPool:
 
     def prestart(self) -> None:
         """Start the spares now, for a first section that has not asked yet."""
-        while len(self._spares) < max(self.ahead, 1):
-            self._spares.append(self._starter.submit(self._start))
+        self._start_spares(max(self.ahead, 1))
 
     @contextmanager
     def kernel(self) -> Iterator[object]:
         """A started kernel manager for one section; it is stopped when the section ends."""
         kernel = self._running_spare() or self._start()
-        while len(self._spares) < self.ahead:
-            self._spares.append(self._starter.submit(self._start))
+        self._start_spares(self.ahead)
         try:
             yield kernel.manager
         finally:
@@ -139,6 +137,10 @@ class KernelPool:
         self._stopper.shutdown(wait=True)
         for template in self._own_templates:
             template.close()
+
+    def _start_spares(self, count: int) -> None:
+        while len(self._spares) < count:
+            self._spares.append(self._starter.submit(self._start))
 
     def _running_spare(self) -> _Kernel | None:
         """The oldest spare that started, still runs (a template that died took its forks along)
