@@ -33,7 +33,10 @@ compile: setup
 rehearsal: compile
 	$(BIN)/runbook release $(ARGS)
 
+# Lint and format check first (a second each), then the suite.
 test: compile
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(LAB_STAMP): pyproject.toml

@@ -31,11 +31,11 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hotdash_release.catalog import CACHE_FILE
-from hotdash_release.index import rebuild_index
+from hotdash_release.archive.catalog import CACHE_FILE
+from hotdash_release.archive.index import rebuild_index
 from hotdash_release.plan import PLAN, ROLLBACK
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -58,11 +58,24 @@ def sections_for(outcome: str, rng: random.Random) -> list[dict]:
     failed = keys[-2] if outcome in ("rolled back", "rollback failed") else keys[-1] if outcome == "blocked" else None
     result = []
     for index, key in enumerate(keys, start=1):
-        verdict = "failed" if key == failed else ("failed" if outcome == "rollback failed" and key == "rollback"
-                                                 else "passed")
-        result.append({"key": key, "title": titles[key], "outcome": verdict, "duration_s": round(rng.gauss(2.0, 0.4) + (
-            60 if key.startswith("deploy") else 0), 3), "budget_minutes": 5.0, "notebook": f"{index:02d}-{key}.ipynb",
-            "error": "", "failures": [] if verdict == "passed" else ["smoke: 2 failed"], "reused_from": None})
+        verdict = (
+            "failed"
+            if key == failed
+            else ("failed" if outcome == "rollback failed" and key == "rollback" else "passed")
+        )
+        result.append(
+            {
+                "key": key,
+                "title": titles[key],
+                "outcome": verdict,
+                "duration_s": round(rng.gauss(2.0, 0.4) + (60 if key.startswith("deploy") else 0), 3),
+                "budget_minutes": 5.0,
+                "notebook": f"{index:02d}-{key}.ipynb",
+                "error": "",
+                "failures": [] if verdict == "passed" else ["smoke: 2 failed"],
+                "reused_from": None,
+            }
+        )
     return result
 
 
@@ -74,20 +87,35 @@ def manifest(app: str, target: str, started: datetime, rng: random.Random, commi
     for section in sections:
         section["started_at"] = clock.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         clock += timedelta(seconds=section["duration_s"])
-    files = {f"{s['notebook'][:-6]}.{ext}": f"{rng.getrandbits(256):064x}" for s in sections for ext in ("ipynb", "html")}
+    files = {
+        f"{s['notebook'][:-6]}.{ext}": f"{rng.getrandbits(256):064x}" for s in sections for ext in ("ipynb", "html")
+    }
     files.update({f"results/{s['key']}.json": f"{rng.getrandbits(256):064x}" for s in sections})
     files["report.html"] = f"{rng.getrandbits(256):064x}"
     return {
-        "release_id": release_id, "app": app, "outcome": outcome, "exit_code": 0, "reason": f"synthetic: {outcome}",
-        "operator": rng.choice(OPERATORS), "target": target,
+        "release_id": release_id,
+        "app": app,
+        "outcome": outcome,
+        "exit_code": 0,
+        "reason": f"synthetic: {outcome}",
+        "operator": rng.choice(OPERATORS),
+        "target": target,
         "started_at": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "finished_at": clock.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "parameters": {"target": target, "config_path": "/srv/hotdash/runbooks/hotdash.toml", "operator": "x",
-                       "release_dir": f"/srv/hotdash/outputs/{app}/{release_id}"},
-        "rehearsal_defects": {}, "runbooks_commit": {"commit": rng.choice(commits), "dirty": False},
+        "parameters": {
+            "target": target,
+            "config_path": "/srv/hotdash/runbooks/hotdash.toml",
+            "operator": "x",
+            "release_dir": f"/srv/hotdash/outputs/{app}/{release_id}",
+        },
+        "rehearsal_defects": {},
+        "runbooks_commit": {"commit": rng.choice(commits), "dirty": False},
         "tools": {"python": "3.11.7", "papermill": "2.7.0", "nbconvert": "7.17.2", "pandas": "3.1.1"},
         "inputs": {"config_sha256": f"{rng.getrandbits(256):064x}", "runbooks_sha256": f"{rng.getrandbits(256):064x}"},
-        "sections": sections, "previous_release_id": None, "previous_manifest_sha256": "0" * 64, "files": files,
+        "sections": sections,
+        "previous_release_id": None,
+        "previous_manifest_sha256": "0" * 64,
+        "files": files,
     }
 
 
@@ -95,7 +123,7 @@ def generate(root: Path, count: int, *, seed: int = 7, start: datetime | None = 
     """`count` release folders with a manifest each, one every 1-3 hours; returns their folders."""
     rng = random.Random(seed)
     commits = [f"{rng.getrandbits(160):040x}" for _ in range(500)]
-    clock = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
+    clock = start or datetime(2024, 1, 1, tzinfo=UTC)
     folders = []
     for _ in range(count):
         clock += timedelta(minutes=rng.randint(60, 180))
@@ -111,8 +139,13 @@ def generate(root: Path, count: int, *, seed: int = 7, start: datetime | None = 
 def timed(root: Path) -> dict:
     started, cpu = time.perf_counter(), time.process_time()
     build = rebuild_index(root)
-    return {"seconds": round(time.perf_counter() - started, 3), "cpu_seconds": round(time.process_time() - cpu, 3),
-            "releases": build.releases, "manifests_read": build.parsed, "from_cache": build.cached}
+    return {
+        "seconds": round(time.perf_counter() - started, 3),
+        "cpu_seconds": round(time.process_time() - cpu, 3),
+        "releases": build.releases,
+        "manifests_read": build.parsed,
+        "from_cache": build.cached,
+    }
 
 
 def traced(root: Path) -> float:
@@ -131,7 +164,7 @@ def measure(root: Path, count: int) -> dict:
     """In a fresh process (see main): cold, warm and incremental builds timed, the process's
     peak RSS taken, then each build again under tracemalloc from the same starting state."""
     results = {"rss_after_imports_mb": max_rss_mb()}
-    later = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    later = datetime(2030, 1, 1, tzinfo=UTC)
     (root / CACHE_FILE).unlink(missing_ok=True)
     results["cold"] = timed(root)
     results["warm"] = timed(root)
@@ -152,8 +185,12 @@ def measure(root: Path, count: int) -> dict:
 
 def measure_in_fresh_process(root: Path, count: int) -> dict:
     """The generator's own allocations must not count: measure in a child process."""
-    done = subprocess.run([sys.executable, __file__, "--measure", str(root), "--releases", str(count)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", str(root), "--releases", str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -176,22 +213,33 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     report = {
-        "benchmark": "index", "releases": args.releases, "generated_in_s": round(generated_s, 2), **results,
+        "benchmark": "index",
+        "releases": args.releases,
+        "generated_in_s": round(generated_s, 2),
+        **results,
         "targets": {"seconds": 2.0, "memory_mb": 300},
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_1min": round(os.getloadavg()[0], 2)},
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        },
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"index-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS_DIR / f"index-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for name in ("cold", "warm", "incremental"):
         row = results[name]
-        print(f"{name:12} {row['seconds']:6.2f} s wall, {row['cpu_seconds']:6.2f} s CPU, peak "
-              f"{row['peak_traced_mb']:6.1f} MB traced ({row['manifests_read']} manifests read, "
-              f"{row['from_cache']} from cache)")
-    print(f"process RSS: {results['rss_after_imports_mb']} MB after imports, {results['max_rss_mb']} MB peak; "
-          f"index.html {results['index_html_bytes'] / 2**20:.1f} MB; load average {report['machine']['load_average_1min']}")
+        print(
+            f"{name:12} {row['seconds']:6.2f} s wall, {row['cpu_seconds']:6.2f} s CPU, peak "
+            f"{row['peak_traced_mb']:6.1f} MB traced ({row['manifests_read']} manifests read, "
+            f"{row['from_cache']} from cache)"
+        )
+    print(
+        f"process RSS: {results['rss_after_imports_mb']} MB after imports, {results['max_rss_mb']} MB peak; "
+        f"index.html {results['index_html_bytes'] / 2**20:.1f} MB; load average {report['machine']['load_average_1min']}"
+    )
     print(f"-> {out}")
     return 0
 

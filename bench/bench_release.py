@@ -35,25 +35,29 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hotdash_release import checks  # noqa: E402
-from hotdash_release.archive import ExportWorker  # noqa: E402
-from hotdash_release.kernels import KERNELS_AHEAD, start_kernel_pool  # noqa: E402
+from hotdash_release.archive.seal import ExportWorker  # noqa: E402
+from hotdash_release.checks import http as checks  # noqa: E402
 from hotdash_release.errors import GateFailed  # noqa: E402
+from hotdash_release.execution.pool import KERNELS_AHEAD, start_kernel_pool  # noqa: E402
 from hotdash_release.paths import RUNBOOKS_DIR  # noqa: E402
 from hotdash_release.plan import PLAN, ROLLBACK  # noqa: E402
 from hotdash_release.runner import ReleaseOptions, new_release_id, run_release  # noqa: E402
 
 
 def spread(samples: list[float]) -> dict:
-    return {"min": round(min(samples), 3), "median": round(statistics.median(samples), 3),
-            "max": round(max(samples), 3), "runs": len(samples)}
+    return {
+        "min": round(min(samples), 3),
+        "median": round(statistics.median(samples), 3),
+        "max": round(max(samples), 3),
+        "runs": len(samples),
+    }
 
 
 class KeptHelpers:
@@ -76,12 +80,21 @@ def time_runner(world, defects=None, *, ahead=KERNELS_AHEAD, fork=True, helpers=
 
 
 def run_once(world, defects=None, *, ahead=KERNELS_AHEAD, fork=True, helpers: KeptHelpers | None = None):
-    options = ReleaseOptions(config_path=world.config, outputs=world.outputs, operator="bench",
-                             defects=defects or {}, kernels_ahead=ahead, fork_kernels=fork)
+    options = ReleaseOptions(
+        config_path=world.config,
+        outputs=world.outputs,
+        operator="bench",
+        defects=defects or {},
+        kernels_ahead=ahead,
+        fork_kernels=fork,
+    )
     started = time.perf_counter()
-    record = run_release(options, progress=lambda line: None,
-                         kernel_pool=helpers.pool if helpers else None,
-                         export_worker=helpers.worker if helpers else None)
+    record = run_release(
+        options,
+        progress=lambda line: None,
+        kernel_pool=helpers.pool if helpers else None,
+        export_worker=helpers.worker if helpers else None,
+    )
     return time.perf_counter() - started, record
 
 
@@ -106,12 +119,18 @@ def run_cells(config: Path, outputs: Path) -> float:
     for section in PLAN:
         cells = code_cells(RUNBOOKS_DIR / section.notebook)
         namespace: dict = {}
-        exec(cells[0], namespace)  # noqa: S102  the notebook's defaults, then what papermill would inject
-        namespace.update({"config_path": str(config), "release_dir": str(release_dir),
-                          "operator": "bench", **section.notebook_parameters()})
+        exec(cells[0], namespace)
+        namespace.update(
+            {
+                "config_path": str(config),
+                "release_dir": str(release_dir),
+                "operator": "bench",
+                **section.notebook_parameters(),
+            }
+        )
         try:
             for source in cells[1:]:
-                exec(compile(source, section.notebook, "exec"), namespace)  # noqa: S102
+                exec(compile(source, section.notebook, "exec"), namespace)
         except GateFailed:
             break
     return time.perf_counter() - started
@@ -124,8 +143,16 @@ def time_command(args: list[str]) -> float:
 
 
 def runner_command(world) -> list[str]:
-    return [str(ROOT / ".venv" / "bin" / "runbook"), "release", "--config", str(world.config),
-            "--outputs", str(world.outputs), "--operator", "bench"]
+    return [
+        str(ROOT / ".venv" / "bin" / "runbook"),
+        "release",
+        "--config",
+        str(world.config),
+        "--outputs",
+        str(world.outputs),
+        "--operator",
+        "bench",
+    ]
 
 
 def script_command(world) -> list[str]:
@@ -138,10 +165,19 @@ def run_cli_loop(world) -> float:
     release_dir.mkdir(parents=True)
     started = time.perf_counter()
     for index, section in enumerate(PLAN, start=1):
-        params = {"config_path": str(world.config), "release_dir": str(release_dir), "operator": "bench",
-                  **section.notebook_parameters()}
-        args = [str(ROOT / ".venv" / "bin" / "papermill"), str(RUNBOOKS_DIR / section.notebook),
-                str(release_dir / f"{index:02d}-{section.key}.ipynb"), "--cwd", str(RUNBOOKS_DIR)]
+        params = {
+            "config_path": str(world.config),
+            "release_dir": str(release_dir),
+            "operator": "bench",
+            **section.notebook_parameters(),
+        }
+        args = [
+            str(ROOT / ".venv" / "bin" / "papermill"),
+            str(RUNBOOKS_DIR / section.notebook),
+            str(release_dir / f"{index:02d}-{section.key}.ipynb"),
+            "--cwd",
+            str(RUNBOOKS_DIR),
+        ]
         for name, value in params.items():
             args += ["-p", name, str(value)]
         subprocess.run(args, check=True, capture_output=True)
@@ -149,7 +185,7 @@ def run_cli_loop(world) -> float:
 
 
 class _Slow(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         time.sleep(0.2)
         body = b"ok"
         self.send_response(200)
@@ -171,8 +207,7 @@ def fan_out(count: int = 50) -> dict:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        probes = tuple(checks.SmokeCheck(name=f"check {i}", path=f"/page/{i}", expect_status=200)
-                       for i in range(count))
+        probes = tuple(checks.SmokeCheck(name=f"check {i}", path=f"/page/{i}", expect_status=200) for i in range(count))
         base = f"http://127.0.0.1:{server.server_address[1]}"
         with checks.make_client() as client:
             started = time.perf_counter()
@@ -181,8 +216,13 @@ def fan_out(count: int = 50) -> dict:
     finally:
         server.shutdown()
     slowest = max(r.latency_ms for r in results) / 1000
-    return {"checks": count, "total_s": round(total, 3), "slowest_single_s": round(slowest, 3),
-            "ratio": round(total / slowest, 2), "all_passed": all(r.ok for r in results)}
+    return {
+        "checks": count,
+        "total_s": round(total, 3),
+        "slowest_single_s": round(slowest, 3),
+        "ratio": round(total / slowest, 2),
+        "all_passed": all(r.ok for r in results),
+    }
 
 
 def rollback_latency(world, helpers: KeptHelpers) -> dict:
@@ -213,8 +253,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--cells-of", nargs=2, type=Path, metavar=("CONFIG", "OUTPUTS"),
-                        help=argparse.SUPPRESS)  # script_command: the plain script, in a process of its own
+    parser.add_argument(
+        "--cells-of", nargs=2, type=Path, metavar=("CONFIG", "OUTPUTS"), help=argparse.SUPPRESS
+    )  # script_command: the plain script, in a process of its own
     args = parser.parse_args()
     if args.cells_of:
         run_cells(*args.cells_of)
@@ -250,9 +291,12 @@ def main() -> None:
             world.platform().stop()
     sections = len(PLAN)
     result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_1m": round(os.getloadavg()[0], 2)},
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        },
         "sections": sections,
         "runner_s": spread(runner),
         "runner_sections_s": spread(in_sections),  # the sections' own clocks, kernel wait included

@@ -63,22 +63,34 @@ with tempfile.TemporaryDirectory() as tmp:
 
 def worktree(commit: str, into: Path) -> Path:
     folder = into / commit.replace("/", "_")
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(folder), commit],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(folder), commit],
+        check=True,
+        capture_output=True,
+    )
     (folder / ".venv").symlink_to(ROOT / ".venv")  # bench_release runs .venv/bin/runbook of its root
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder / "lib")], check=True,
-                   capture_output=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(folder / "lib")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+    )
     return folder
 
 
 def turn(folder: Path, releases: int, as_commands: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(folder / "lib")}
-    done = subprocess.run([sys.executable, "-c", TURN, str(folder), str(releases), "1" if as_commands else "0"],
-                          env=env, capture_output=True, text=True, cwd=folder)
+    done = subprocess.run(
+        [sys.executable, "-c", TURN, str(folder), str(releases), "1" if as_commands else "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=folder,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("TIMES ")]
     if done.returncode or not lines:
         sys.exit(f"{folder.name}: the measuring process failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("TIMES "):])
+    return json.loads(lines[-1][len("TIMES ") :])
 
 
 def main() -> None:
@@ -87,8 +99,11 @@ def main() -> None:
     parser.add_argument("new", nargs="?", default="HEAD")
     parser.add_argument("--rounds", type=int, default=4, help="turns per commit (default 4)")
     parser.add_argument("--releases", type=int, default=3, help="releases per turn (default 3)")
-    parser.add_argument("--as-commands", action="store_true",
-                        help="`runbook release` and `python` on the plain script instead of in-process")
+    parser.add_argument(
+        "--as-commands",
+        action="store_true",
+        help="`runbook release` and `python` on the plain script instead of in-process",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hotdash-compare-") as tmp:
         folders = {name: worktree(name, Path(tmp)) for name in (args.base, args.new)}
@@ -102,15 +117,18 @@ def main() -> None:
                     print(f"round {index + 1}/{args.rounds}: {name} done", file=sys.stderr)
         finally:
             for folder in folders.values():
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
-                               capture_output=True)
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], capture_output=True
+                )
     for name, measured in times.items():
         runner, script = measured["runner"], measured["script"]
         per_section = (statistics.median(runner) - statistics.median(script)) / SECTIONS * 1000
-        paired = statistics.median(r - s for r, s in zip(runner, script)) / SECTIONS * 1000
-        print(f"{name}: runner {statistics.median(runner):.2f} s (min {min(runner):.2f}), script "
-              f"{statistics.median(script):.2f} s, machinery {per_section:.0f} ms a section "
-              f"(paired {paired:.0f} ms), {len(runner)} releases")
+        paired = statistics.median(r - s for r, s in zip(runner, script, strict=False)) / SECTIONS * 1000
+        print(
+            f"{name}: runner {statistics.median(runner):.2f} s (min {min(runner):.2f}), script "
+            f"{statistics.median(script):.2f} s, machinery {per_section:.0f} ms a section "
+            f"(paired {paired:.0f} ms), {len(runner)} releases"
+        )
 
 
 if __name__ == "__main__":

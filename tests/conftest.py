@@ -36,35 +36,56 @@ class Rehearsal:
         return run_cli(*args, timeout=timeout)
 
     def release(self, *args: str) -> subprocess.CompletedProcess:
-        return self.runbook("release", "--config", str(self.config), "--outputs", str(self.outputs),
-                            "--operator", "test-operator", *args)
+        return self.runbook(
+            "release",
+            "--config",
+            str(self.config),
+            "--outputs",
+            str(self.outputs),
+            "--operator",
+            "test-operator",
+            *args,
+        )
 
     def release_dirs(self) -> list[Path]:
         return sorted(p for p in (self.outputs / "hotdash-production").glob("*") if p.is_dir())
 
 
 #: The `runbook` command as installed (launch.py), as people and CI run it.
-RUNBOOK_COMMAND = ([str(Path(sys.executable).parent / "runbook")] if (Path(sys.executable).parent / "runbook").is_file()
-                   else [sys.executable, "-m", "hotdash_release.cli"])
+RUNBOOK_COMMAND = (
+    [str(Path(sys.executable).parent / "runbook")]
+    if (Path(sys.executable).parent / "runbook").is_file()
+    else [sys.executable, "-m", "hotdash_release.cli"]
+)
 
 
-def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S, stdin: str | None = None,
-            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = CLI_TIMEOUT_S, stdin: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    return subprocess.run([*RUNBOOK_COMMAND, *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, input=stdin)
+    return subprocess.run(
+        [*RUNBOOK_COMMAND, *args], capture_output=True, text=True, timeout=timeout, env=env, input=stdin
+    )
 
 
-def write_config(folder: Path, *, state_dir: Path, readiness: Path | None = None,
-                 wait_timeout_s: int = 15, health_deadline_s: int = 10, edits: dict[str, str] | None = None) -> Path:
+def write_config(
+    folder: Path,
+    *,
+    state_dir: Path,
+    readiness: Path | None = None,
+    wait_timeout_s: int = 15,
+    health_deadline_s: int = 10,
+    edits: dict[str, str] | None = None,
+) -> Path:
     """A copy of runbooks/hotdash.toml pointing at our own state, with short timeouts."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("fly.toml", "fly.production.toml"):
         shutil.copy(RUNBOOKS_DIR / name, folder / name)
     text = (RUNBOOKS_DIR / "hotdash.toml").read_text()
     text = text.replace('state_dir = "../.rehearsal"', f'state_dir = "{state_dir}"')
-    text = text.replace('readiness_file = "readiness.csv"',
-                        f'readiness_file = "{readiness or RUNBOOKS_DIR / "readiness.csv"}"')
+    text = text.replace(
+        'readiness_file = "readiness.csv"', f'readiness_file = "{readiness or RUNBOOKS_DIR / "readiness.csv"}"'
+    )
     text = re.sub(r"(\[targets\.local\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{wait_timeout_s}", text, flags=re.S)
     text = re.sub(r"(\[health\][^\[]*?deadline_s = )\d+", rf"\g<1>{health_deadline_s}", text, flags=re.S)
     for old, new in (edits or {}).items():
@@ -146,4 +167,3 @@ def loopback():
 
     with LoopbackServer() as server:
         yield server
-

@@ -33,9 +33,7 @@ class Reply:
 
     @classmethod
     def json(cls, document, status: int = 200, **headers: str) -> Reply:
-        return cls(
-            status, json.dumps(document).encode(), {"Content-Type": "application/json", **headers}
-        )
+        return cls(status, json.dumps(document).encode(), {"Content-Type": "application/json", **headers})
 
     @classmethod
     def html(cls, text: str, status: int = 200, **headers: str) -> Reply:
@@ -58,9 +56,7 @@ class LoopbackServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         # Handlers still sleeping when a test ends must not hold up the teardown.
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base_url(self) -> str:

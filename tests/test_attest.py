@@ -9,16 +9,25 @@ import re
 
 import pytest
 
-from hotdash_release.attest import (GO, NO_GO, Attestation, Ledger, check_release_attestations, from_parameters,
-                                    measures_for, parse_attest_flags, section_parameters)
+from hotdash_release.archive.integrity import MANIFEST, chain_link, verify_chain
 from hotdash_release.config import DEFAULT_MANUAL_CHECKS, Criterion, load_config
+from hotdash_release.decisions.attest import (
+    GO,
+    NO_GO,
+    Attestation,
+    Ledger,
+    check_release_attestations,
+    from_parameters,
+    measures_for,
+    parse_attest_flags,
+    section_parameters,
+)
+from hotdash_release.decisions.gonogo import Measurement, decide, with_person_decision
 from hotdash_release.errors import ConfigError, UsageError
-from hotdash_release.gonogo import Measurement, decide, with_person_decision
-from hotdash_release.integrity import MANIFEST, chain_link, verify_chain
-from hotdash_release.interactive import SESSION_MARKER, default_release_dir, session_outcome
+from hotdash_release.interactive.session import SESSION_MARKER, default_release_dir, session_outcome
+from hotdash_release.interactive.widgets import DecisionPanel, ManualChecksPanel
 from hotdash_release.plan import ALL_SECTIONS
 from hotdash_release.runner import SectionRecord
-from hotdash_release.widgets import DecisionPanel, ManualChecksPanel
 
 CHECKS = DEFAULT_MANUAL_CHECKS
 AT = "2026-11-25T19:05:12Z"
@@ -30,21 +39,27 @@ def given(check: str, note: str = "", by: str = "alice") -> dict:
 
 # -- parameters ---------------------------------------------------------------------------------------
 
+
 def test_parameter_attestations_are_recorded_with_their_source():
-    [attestation] = from_parameters([given("check DASHBOARD loads", "loads in 1 s")],
-                                    section_key="staging_smoke", manual_checks=CHECKS)
+    [attestation] = from_parameters(
+        [given("check DASHBOARD loads", "loads in 1 s")], section_key="staging_smoke", manual_checks=CHECKS
+    )
     assert attestation == Attestation("Check dashboard loads", "alice", AT, "loads in 1 s", "parameter")
 
 
-@pytest.mark.parametrize(("item", "problem"), [
-    (given("Check the dashboard"), "is not one of: Visit the app URL"),
-    ({"check": "Test navigation", "at": AT}, "attestations[0].by: missing"),
-    (given("Test navigation") | {"at": "yesterday"}, "is not an ISO 8601 time"),
-    (given("Test navigation") | {"at": "2026-11-25T19:05:12"}, "has no time zone"),
-    (given("Test navigation") | {"source": "widget"}, "unknown key 'source'"),
-    (given("Test navigation", by="alice; rm -rf"), "is not a name"),
-    ("Test navigation", "expected a dict"),
-], ids=["unknown check", "no by", "no time", "naive time", "source given", "bad name", "not a dict"])
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        (given("Check the dashboard"), "is not one of: Visit the app URL"),
+        ({"check": "Test navigation", "at": AT}, "attestations[0].by: missing"),
+        (given("Test navigation") | {"at": "yesterday"}, "is not an ISO 8601 time"),
+        (given("Test navigation") | {"at": "2026-11-25T19:05:12"}, "has no time zone"),
+        (given("Test navigation") | {"source": "widget"}, "unknown key 'source'"),
+        (given("Test navigation", by="alice; rm -rf"), "is not a name"),
+        ("Test navigation", "expected a dict"),
+    ],
+    ids=["unknown check", "no by", "no time", "naive time", "source given", "bad name", "not a dict"],
+)
 def test_a_malformed_attestation_is_a_usage_error_naming_the_key(item, problem):
     with pytest.raises(UsageError, match=re.escape(problem)):
         from_parameters([item], section_key="staging_smoke", manual_checks=CHECKS)
@@ -58,22 +73,28 @@ def test_a_decision_needs_a_reason_and_other_sections_take_none():
 
 
 def test_attest_flags_go_to_their_sections_by_the_operator_now():
-    flags = parse_attest_flags(["staging:Check dashboard loads", "go_no_go:no-go:QA found a bug: see #12"],
-                               operator="bob", at=AT)
-    assert flags == {"staging_smoke": [{"check": "Check dashboard loads", "by": "bob", "at": AT, "note": ""}],
-                     "go_no_go": [{"check": NO_GO, "by": "bob", "at": AT, "note": "QA found a bug: see #12"}]}
+    flags = parse_attest_flags(
+        ["staging:Check dashboard loads", "go_no_go:no-go:QA found a bug: see #12"], operator="bob", at=AT
+    )
+    assert flags == {
+        "staging_smoke": [{"check": "Check dashboard loads", "by": "bob", "at": AT, "note": ""}],
+        "go_no_go": [{"check": NO_GO, "by": "bob", "at": AT, "note": "QA found a bug: see #12"}],
+    }
     assert section_parameters("staging_smoke", flags) == {"attestations": flags["staging_smoke"]}
     assert section_parameters("production_smoke", flags) == {"attestations": []}
     assert section_parameters("deploy_staging", flags) == {}
     check_release_attestations(flags, CHECKS)
 
 
-@pytest.mark.parametrize(("spec", "problem"), [
-    ("qa:Check dashboard loads", "is not SCOPE:CHECK"),
-    ("staging", "is not SCOPE:CHECK"),
-    ("go_no_go:Go", "needs a reason"),
-    ("go_no_go:Maybe:later", "is not one of: Go, No-go"),
-])
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("qa:Check dashboard loads", "is not SCOPE:CHECK"),
+        ("staging", "is not SCOPE:CHECK"),
+        ("go_no_go:Go", "needs a reason"),
+        ("go_no_go:Maybe:later", "is not one of: Go, No-go"),
+    ],
+)
 def test_bad_attest_flags_are_usage_errors(spec, problem):
     with pytest.raises(UsageError, match=problem):
         parse_attest_flags([spec], operator="bob")
@@ -86,6 +107,7 @@ def test_attest_flags_naming_an_unknown_check_fail_before_the_release():
 
 
 # -- ledger, measures, decision ------------------------------------------------------------------------
+
 
 def test_every_required_check_must_be_attested_and_a_withdrawal_counts():
     ledger = Ledger(CHECKS)
@@ -126,6 +148,7 @@ def test_a_persons_go_cannot_lift_a_blocking_criterion():
 
 # -- widgets --------------------------------------------------------------------------------------------
 
+
 def test_ticking_a_check_records_it_and_the_table_follows():
     ledger, calls = Ledger(CHECKS), []
 
@@ -137,16 +160,23 @@ def test_ticking_a_check_records_it_and_the_table_follows():
         calls.append(("withdraw", check))
         ledger.withdraw(check)
 
-    panel = ManualChecksPanel("Manual checks", dict.fromkeys(CHECKS, "Landing page (passed)"), ledger,
-                              on_attest=on_attest, on_withdraw=on_withdraw)
+    panel = ManualChecksPanel(
+        "Manual checks",
+        dict.fromkeys(CHECKS, "Landing page (passed)"),
+        ledger,
+        on_attest=on_attest,
+        on_withdraw=on_withdraw,
+    )
     assert "none attested yet" in panel.summary_html()
     panel.note("Check dashboard loads").value = "charts render"  # a note alone attests nothing
     panel.checkbox("Check dashboard loads").value = True
     panel.note("Check dashboard loads").value = "charts and orders render"
     panel.checkbox("Check dashboard loads").value = False
-    assert calls == [("attest", "Check dashboard loads", "charts render"),
-                     ("attest", "Check dashboard loads", "charts and orders render"),
-                     ("withdraw", "Check dashboard loads")]
+    assert calls == [
+        ("attest", "Check dashboard loads", "charts render"),
+        ("attest", "Check dashboard loads", "charts and orders render"),
+        ("withdraw", "Check dashboard loads"),
+    ]
     panel.checkbox("Test navigation").value = True
     html = panel.summary_html()
     assert "4 of 5 not attested yet" in html and "widget" in html and "&lt;" not in html
@@ -155,8 +185,7 @@ def test_ticking_a_check_records_it_and_the_table_follows():
 def test_parameter_attestations_show_ticked_and_locked():
     ledger = Ledger(CHECKS)
     ledger.add(Attestation("Test navigation", "ci", AT, "<b>ok</b>", "parameter"))
-    panel = ManualChecksPanel("Manual checks", dict.fromkeys(CHECKS, ""), ledger,
-                              on_attest=None, on_withdraw=None)
+    panel = ManualChecksPanel("Manual checks", dict.fromkeys(CHECKS, ""), ledger, on_attest=None, on_withdraw=None)
     box = panel.checkbox("Test navigation")
     assert box.value and box.disabled
     assert "&lt;b&gt;ok&lt;/b&gt;" in panel.summary_html(), "notes are shown as text"
@@ -164,8 +193,11 @@ def test_parameter_attestations_show_ticked_and_locked():
 
 def test_the_decision_needs_a_choice_and_a_reason_before_it_can_be_recorded():
     ledger, recorded = Ledger(), []
-    panel = DecisionPanel(ledger, on_decide=lambda choice, reason: recorded.append((choice, reason)),
-                          outcome=lambda: "GO: all 8 blocking criteria met")
+    panel = DecisionPanel(
+        ledger,
+        on_decide=lambda choice, reason: recorded.append((choice, reason)),
+        outcome=lambda: "GO: all 8 blocking criteria met",
+    )
     assert panel.button.disabled
     panel.choice.value = GO
     assert panel.button.disabled, "a reason is required"
@@ -177,18 +209,21 @@ def test_the_decision_needs_a_choice_and_a_reason_before_it_can_be_recorded():
 
 # -- configuration ----------------------------------------------------------------------------------------
 
+
 def test_manual_checks_come_from_the_configuration(tmp_path):
     from conftest import write_config
 
     config = load_config(write_config(tmp_path / "a", state_dir=tmp_path / "state"))
     assert config.manual_checks == CHECKS
-    bad = write_config(tmp_path / "b", state_dir=tmp_path / "state",
-                       edits={'"Test navigation",': '"Test: navigation",'})
+    bad = write_config(
+        tmp_path / "b", state_dir=tmp_path / "state", edits={'"Test navigation",': '"Test: navigation",'}
+    )
     with pytest.raises(ConfigError, match=r"smoke.manual_checks\[3\]: .* must not contain ':'"):
         load_config(bad)
 
 
 # -- sessions ---------------------------------------------------------------------------------------------
+
 
 def test_a_runbook_in_a_session_folder_records_there(tmp_path, monkeypatch):
     monkeypatch.setenv("HOTDASH_OUTPUTS", str(tmp_path / "archive"))
@@ -198,23 +233,45 @@ def test_a_runbook_in_a_session_folder_records_there(tmp_path, monkeypatch):
 
 
 def _ran(*outcomes: tuple[str, str]) -> list[SectionRecord]:
-    return [SectionRecord(i, ALL_SECTIONS[key], outcome, AT, 1.0, f"{key}.ipynb", failures=[f"{key} failed"]
-                          if outcome != "passed" else []) for i, (key, outcome) in enumerate(outcomes, start=1)]
+    return [
+        SectionRecord(
+            i,
+            ALL_SECTIONS[key],
+            outcome,
+            AT,
+            1.0,
+            f"{key}.ipynb",
+            failures=[f"{key} failed"] if outcome != "passed" else [],
+        )
+        for i, (key, outcome) in enumerate(outcomes, start=1)
+    ]
 
 
-PASSED_TO_GO = [("preflight", "passed"), ("verify_secrets", "passed"), ("deploy_staging", "passed"),
-                ("staging_smoke", "passed"), ("go_no_go", "passed")]
+PASSED_TO_GO = [
+    ("preflight", "passed"),
+    ("verify_secrets", "passed"),
+    ("deploy_staging", "passed"),
+    ("staging_smoke", "passed"),
+    ("go_no_go", "passed"),
+]
 
 
-@pytest.mark.parametrize(("sections", "outcome", "reason"), [
-    (PASSED_TO_GO, "aborted", "ended before Step 4"),
-    (PASSED_TO_GO[:4] + [("go_no_go", "failed")], "blocked", "stopped before production changed"),
-    (PASSED_TO_GO + [("deploy_production", "failed"), ("rollback", "passed")], "rolled back", "rolled back"),
-    (PASSED_TO_GO + [("deploy_production", "failed")], "rollback failed", "rollback runbook was not run"),
-    (PASSED_TO_GO[:3] + [("go_no_go", "passed")], "error", "Step 3: Quick staging smoke test was not run"),
-    (PASSED_TO_GO + [("deploy_production", "passed"), ("production_smoke", "passed"), ("notify", "passed")],
-     "released", "all sections passed"),
-], ids=["stopped early", "no-go", "rolled back", "not rolled back", "out of order", "released"])
+@pytest.mark.parametrize(
+    ("sections", "outcome", "reason"),
+    [
+        (PASSED_TO_GO, "aborted", "ended before Step 4"),
+        (PASSED_TO_GO[:4] + [("go_no_go", "failed")], "blocked", "stopped before production changed"),
+        (PASSED_TO_GO + [("deploy_production", "failed"), ("rollback", "passed")], "rolled back", "rolled back"),
+        (PASSED_TO_GO + [("deploy_production", "failed")], "rollback failed", "rollback runbook was not run"),
+        (PASSED_TO_GO[:3] + [("go_no_go", "passed")], "error", "Step 3: Quick staging smoke test was not run"),
+        (
+            PASSED_TO_GO + [("deploy_production", "passed"), ("production_smoke", "passed"), ("notify", "passed")],
+            "released",
+            "all sections passed",
+        ),
+    ],
+    ids=["stopped early", "no-go", "rolled back", "not rolled back", "out of order", "released"],
+)
 def test_a_sessions_sections_add_up_to_an_outcome_by_the_runners_rules(sections, outcome, reason):
     got, why = session_outcome(_ran(*sections))
     assert got == outcome and reason in why
@@ -230,6 +287,10 @@ def test_a_session_sealed_later_than_it_began_keeps_the_hash_chain_in_order(tmp_
         (app / release_id / MANIFEST).write_text(json.dumps(data))
 
     seal("20261125T103000Z-aaaaaa", started_at="2026-11-25T10:30:00Z")
-    seal("20261125T110000Z-bbbbbb", started_at="2026-11-25T10:00:00Z", interactive=True,
-         session={"sealed_at": "2026-11-25T11:00:00Z"})
+    seal(
+        "20261125T110000Z-bbbbbb",
+        started_at="2026-11-25T10:00:00Z",
+        interactive=True,
+        session={"sealed_at": "2026-11-25T11:00:00Z"},
+    )
     assert verify_chain(app) == []

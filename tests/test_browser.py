@@ -22,8 +22,16 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 CHROMIUM = Path(os.environ.get("HOTDASH_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (set HOTDASH_CHROMIUM)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
@@ -98,10 +106,13 @@ def assert_links_resolve(page, name: str) -> int:
 
 # -- the harness notices what it must ---------------------------------------------------------
 
+
 def test_the_harness_sees_a_live_script_and_a_network_request(browser, tmp_path):
     control = tmp_path / "control.html"
-    control.write_text("<!DOCTYPE html><title>t</title><script>window.__pwned='control'</script>"
-                       '<img src="https://cdn.example.invalid/x.png">')
+    control.write_text(
+        "<!DOCTYPE html><title>t</title><script>window.__pwned='control'</script>"
+        '<img src="https://cdn.example.invalid/x.png">'
+    )
     with offline(browser) as (context, refused):
         page = visit(context, refused, control)
         assert page.pwned() == "control"
@@ -109,6 +120,7 @@ def test_the_harness_sees_a_live_script_and_a_network_request(browser, tmp_path)
 
 
 # -- hostile content stays inert -----------------------------------------------------------------
+
 
 def test_no_page_of_a_hostile_release_runs_its_payloads(browser, archive_world):
     pages = sorted(archive_world.hostile.glob("*.html"))
@@ -122,15 +134,16 @@ def test_no_page_of_a_hostile_release_runs_its_payloads(browser, archive_world):
             page.page.close()
         smoke = visit(context, refused, archive_world.hostile / "04-staging_smoke.html")
         text = smoke.page.inner_text("body")
-        assert "<script>window.__pwned='script'" in text and "<img src=x onerror=" in text, \
+        assert "<script>window.__pwned='script'" in text and "<img src=x onerror=" in text, (
             "the payloads are shown to the auditor, as text"
+        )
 
 
 def test_a_notebook_with_live_outputs_is_inert_when_archived(browser, tmp_path):
     import nbformat
-
-    from hotdash_release.htmlexport import export_notebook_html
     from test_html_archive import live_outputs_notebook
+
+    from hotdash_release.archive.htmlexport import export_notebook_html
 
     folder = tmp_path / "20261125T000000Z-abcdef"
     folder.mkdir()
@@ -144,6 +157,7 @@ def test_a_notebook_with_live_outputs_is_inert_when_archived(browser, tmp_path):
 
 
 # -- the index and the report ---------------------------------------------------------------------
+
 
 def visible_rows(page) -> int:
     return page.eval_on_selector_all("#releases tbody tr", "rows => rows.filter(r => !r.hidden).length")

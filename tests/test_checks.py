@@ -20,7 +20,9 @@ from urllib.parse import quote, quote_plus
 
 import pandas as pd
 import pytest
-from hotdash_release.checks import (
+from loopback import Reply, Request
+
+from hotdash_release.checks.http import (
     BOT_USER_AGENT,
     BROWSER_USER_AGENT,
     HealthResult,
@@ -32,8 +34,7 @@ from hotdash_release.checks import (
     summarize,
 )
 from hotdash_release.errors import ConfigError
-from hotdash_release.redact import Redactor
-from loopback import Reply, Request
+from hotdash_release.secrets.redact import Redactor
 
 API_KEY = "3f9c2a7be41d8e6052aa17c4d9e0b3f1"
 API_SECRET = "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"
@@ -104,9 +105,7 @@ def test_make_client_looks_like_a_browser_and_stays_on_redirects():
 
 
 def test_health_good_answer_passes_on_first_attempt(server, client):
-    server.route("/health")(
-        lambda request: Reply.json(health_document(), **{"Cache-Control": "no-store"})
-    )
+    server.route("/health")(lambda request: Reply.json(health_document(), **{"Cache-Control": "no-store"}))
 
     result = check_health(client, f"{server.base_url}/health")
 
@@ -223,26 +222,20 @@ def test_health_wrong_answers_fail_with_what_was_wrong(server, client, reply, de
     server.route("/health")(lambda request: reply())
     fake = FakeTime()
 
-    result = check_health(
-        client, f"{server.base_url}/health", deadline_s=1.0, clock=fake.clock, sleep=fake.sleep
-    )
+    result = check_health(client, f"{server.base_url}/health", deadline_s=1.0, clock=fake.clock, sleep=fake.sleep)
 
     assert not result.ok
     assert result.detail == detail
     assert result.attempts == 3
 
 
-@pytest.mark.parametrize(
-    ("offset", "direction"), [(-3600, "old"), (3600, "in the future")], ids=["stale", "future"]
-)
+@pytest.mark.parametrize(("offset", "direction"), [(-3600, "old"), (3600, "in the future")], ids=["stale", "future"])
 def test_health_timestamp_must_be_fresh(server, client, offset, direction):
     document = health_document(timedelta(seconds=offset))
     server.route("/health")(lambda request: Reply.json(document))
     fake = FakeTime()
 
-    result = check_health(
-        client, f"{server.base_url}/health", deadline_s=1.0, clock=fake.clock, sleep=fake.sleep
-    )
+    result = check_health(client, f"{server.base_url}/health", deadline_s=1.0, clock=fake.clock, sleep=fake.sleep)
 
     assert not result.ok
     assert re.fullmatch(
@@ -254,9 +247,7 @@ def test_health_timestamp_must_be_fresh(server, client, offset, direction):
 def test_health_accepts_offsets_and_naive_utc_timestamps(server, client):
     stamps = iter(
         [
-            (datetime.now(UTC) - timedelta(seconds=30))
-            .astimezone(timezone(timedelta(hours=-5)))
-            .isoformat(),
+            (datetime.now(UTC) - timedelta(seconds=30)).astimezone(timezone(timedelta(hours=-5))).isoformat(),
             datetime.now(UTC).replace(tzinfo=None).isoformat(),
         ]
     )
@@ -270,9 +261,7 @@ def test_health_expected_status_and_max_age_are_parameters(server, client):
     document = health_document(timedelta(seconds=-200), status="healthy")
     server.route("/health")(lambda request: Reply.json(document))
 
-    result = check_health(
-        client, f"{server.base_url}/health", expected_status="healthy", max_age_s=300
-    )
+    result = check_health(client, f"{server.base_url}/health", expected_status="healthy", max_age_s=300)
 
     assert result.ok, result.detail
 
@@ -320,9 +309,7 @@ def verify_webhook(request: Request) -> Reply:
     given = request.headers.get("X-Shopify-Hmac-Sha256")
     if given is None:
         return Reply(400)
-    expected = base64.b64encode(
-        hmac.new(API_SECRET.encode(), request.body, hashlib.sha256).digest()
-    ).decode()
+    expected = base64.b64encode(hmac.new(API_SECRET.encode(), request.body, hashlib.sha256).digest()).decode()
     if not hmac.compare_digest(given, expected):
         return Reply(401)
     required = (
@@ -340,12 +327,8 @@ def verify_webhook(request: Request) -> Reply:
 def app(server):
     """The loopback server playing the deployed app."""
 
-    server.route("/health")(
-        lambda request: Reply.json(health_document(), **{"Cache-Control": "no-store"})
-    )
-    server.route("/")(
-        lambda request: Reply.html('<form method="post" action="/auth/login"></form>')
-    )
+    server.route("/health")(lambda request: Reply.json(health_document(), **{"Cache-Control": "no-store"}))
+    server.route("/")(lambda request: Reply.html('<form method="post" action="/auth/login"></form>'))
     server.route("/final")(lambda request: Reply.html("followed"))
     server.route("/redirect")(lambda request: Reply(302, headers={"Location": "/final"}))
     server.route("/webhooks/app/uninstalled")(verify_webhook)
@@ -376,26 +359,19 @@ def app(server):
 
     @server.route("/leak")
     def leak(request):
-        body = (
-            f"debug: secret={API_SECRET} encoded={quote_plus(API_SECRET)}"
-            f" key={html.escape(API_KEY)}"
-        )
+        body = f"debug: secret={API_SECRET} encoded={quote_plus(API_SECRET)} key={html.escape(API_KEY)}"
         return Reply.html(body, status=500, **{"X-Debug-Secret": API_SECRET})
 
     return server
 
 
-def smoke(
-    client, app, *checks: SmokeCheck, context=CONTEXT, redactor=REDACTOR
-) -> list[SmokeResult]:
+def smoke(client, app, *checks: SmokeCheck, context=CONTEXT, redactor=REDACTOR) -> list[SmokeResult]:
     return run_smoke_checks(client, app.base_url, list(checks), context=context, redactor=redactor)
 
 
 PASSING_CHECKS = [
     SmokeCheck(name="status", path="/", expect_status=200),
-    SmokeCheck(
-        name="body_contains", path="/auth/login", expect_status=200, body_contains=('name="shop"',)
-    ),
+    SmokeCheck(name="body_contains", path="/auth/login", expect_status=200, body_contains=('name="shop"',)),
     SmokeCheck(
         name="body_not_contains",
         path="/",
@@ -412,9 +388,7 @@ PASSING_CHECKS = [
         name="header_contains",
         path="/auth/session-token?shop={shop}",
         expect_status=200,
-        header_contains={
-            "Content-Security-Policy": "frame-ancestors https://{shop} https://admin.shopify.com"
-        },
+        header_contains={"Content-Security-Policy": "frame-ancestors https://{shop} https://admin.shopify.com"},
     ),
     SmokeCheck(
         name="header_absent",
@@ -486,9 +460,7 @@ def test_each_expectation_passes_on_a_matching_answer(client, app):
             "header Content-Security-Policy missing, expected to contain 'frame'",
         ),
         (
-            SmokeCheck(
-                name="c", path="/health", expect_status=200, header_absent=("cache-control",)
-            ),
+            SmokeCheck(name="c", path="/health", expect_status=200, header_absent=("cache-control",)),
             "header cache-control present: 'no-store'",
         ),
         (
@@ -547,16 +519,11 @@ def test_every_failed_expectation_is_reported(client, app):
     )
     [result] = smoke(client, app, check)
 
-    assert (
-        result.detail
-        == "status 200, expected 404; body lacks 'nope'; header x-nope missing, expected '1'"
-    )
+    assert result.detail == "status 200, expected 404; body lacks 'nope'; header x-nope missing, expected '1'"
 
 
 def test_redirects_are_not_followed(client, app):
-    check = SmokeCheck(
-        name="c", path="/redirect", expect_status=302, header_equals={"Location": "/final"}
-    )
+    check = SmokeCheck(name="c", path="/redirect", expect_status=302, header_equals={"Location": "/final"})
 
     [result] = smoke(client, app, check)
 
@@ -595,9 +562,7 @@ def test_bot_user_agent_is_sent_when_asked_and_gets_410(client, app):
 def test_webhooks_refuse_missing_and_wrong_signatures_and_accept_a_valid_one(client, app):
     path = "/webhooks/app/uninstalled"
     checks = [
-        SmokeCheck(
-            name="missing", path=path, method="POST", expect_status=400, webhook_hmac="missing"
-        ),
+        SmokeCheck(name="missing", path=path, method="POST", expect_status=400, webhook_hmac="missing"),
         SmokeCheck(name="wrong", path=path, method="POST", expect_status=401, webhook_hmac="wrong"),
         SmokeCheck(name="valid", path=path, method="POST", expect_status=200, webhook_hmac="valid"),
         SmokeCheck(name="get", path=path, expect_status=400),
@@ -659,9 +624,7 @@ def test_placeholders_are_filled_and_the_install_redirect_carries_the_client_id(
         name="install redirect",
         path="/auth/login?shop={shop_handle}",
         expect_status=302,
-        header_contains={
-            "location": "/store/{shop_handle}/oauth/install?client_id={SHOPIFY_API_KEY}"
-        },
+        header_contains={"location": "/store/{shop_handle}/oauth/install?client_id={SHOPIFY_API_KEY}"},
         description="the install redirect carries the app's client_id",
     )
     [result] = smoke(client, app, check)
@@ -703,9 +666,7 @@ def test_a_wrong_client_id_fails_and_names_the_expected_secret_only_by_marker(cl
             "unknown placeholder {api_key} in body_contains",
         ),
         (
-            SmokeCheck(
-                name="c", path="/", expect_status=200, header_equals={"Location": "{nowhere}"}
-            ),
+            SmokeCheck(name="c", path="/", expect_status=200, header_equals={"Location": "{nowhere}"}),
             "unknown placeholder {nowhere} in header_equals.Location",
         ),
         (SmokeCheck(name="c", path="/{", expect_status=200), "cannot fill path"),
@@ -723,9 +684,7 @@ def test_an_unfillable_placeholder_fails_the_check_without_a_request(client, app
 
 def test_connection_refused_and_timeouts_become_failed_results(refused_url, app):
     with make_client(timeout_s=0.3) as http:
-        [refused] = run_smoke_checks(
-            http, refused_url.removesuffix("/health"), [PASSING_CHECKS[0]], context=CONTEXT
-        )
+        [refused] = run_smoke_checks(http, refused_url.removesuffix("/health"), [PASSING_CHECKS[0]], context=CONTEXT)
         [slow] = run_smoke_checks(
             http,
             app.base_url,
@@ -810,10 +769,7 @@ def test_evidence_is_short_even_for_a_long_answer(client, app):
 
 
 def test_checks_run_concurrently_and_results_keep_their_order(client, app):
-    checks = [
-        SmokeCheck(name=f"slow-{index}", path="/slow?delay=0.2", expect_status=200)
-        for index in range(10)
-    ]
+    checks = [SmokeCheck(name=f"slow-{index}", path="/slow?delay=0.2", expect_status=200) for index in range(10)]
 
     results = run_smoke_checks(client, app.base_url, checks, context=CONTEXT, max_workers=8)
 
@@ -823,9 +779,7 @@ def test_checks_run_concurrently_and_results_keep_their_order(client, app):
 
 
 def test_summarize_counts_and_rows_make_a_table(client, app):
-    results = smoke(
-        client, app, PASSING_CHECKS[0], SmokeCheck(name="bad", path="/", expect_status=500)
-    )
+    results = smoke(client, app, PASSING_CHECKS[0], SmokeCheck(name="bad", path="/", expect_status=500))
 
     assert summarize(results) == {"total": 2, "passed": 1, "failed": 1}
     assert summarize([]) == {"total": 0, "passed": 0, "failed": 0}

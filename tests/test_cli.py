@@ -4,7 +4,6 @@ nothing is deployed or written."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
 
 
@@ -56,8 +55,15 @@ def test_unwritable_archive_is_caught_before_any_deploy(rehearsal, tmp_path):
 
 
 def test_secret_values_come_from_stdin_never_argv(rehearsal):
-    done = run_cli("platform", "--config", str(rehearsal.config), "set-secret", "hotdash-staging", "SCOPES",
-                   stdin="read_products\n")
+    done = run_cli(
+        "platform",
+        "--config",
+        str(rehearsal.config),
+        "set-secret",
+        "hotdash-staging",
+        "SCOPES",
+        stdin="read_products\n",
+    )
     assert done.returncode == 0, done.stderr
     assert rehearsal.platform().secret_values("hotdash-staging") == {"SCOPES": "read_products"}
     listed = run_cli("platform", "--config", str(rehearsal.config), "secrets", "hotdash-staging")
@@ -87,8 +93,7 @@ BAD_PARAMETERS = [
 ]
 
 
-@pytest.mark.parametrize("notebook,parameters,field", BAD_PARAMETERS,
-                         ids=[f"{n}:{f}" for n, _, f in BAD_PARAMETERS])
+@pytest.mark.parametrize("notebook,parameters,field", BAD_PARAMETERS, ids=[f"{n}:{f}" for n, _, f in BAD_PARAMETERS])
 def test_bad_notebook_parameters_stop_with_a_named_usage_error(rehearsal, tmp_path, notebook, parameters, field):
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -96,9 +101,12 @@ def test_bad_notebook_parameters_stop_with_a_named_usage_error(rehearsal, tmp_pa
     from hotdash_release.paths import RUNBOOKS_DIR
 
     with pytest.raises(PapermillExecutionError) as failed:
-        papermill.execute_notebook(str(RUNBOOKS_DIR / notebook), str(tmp_path / "out.ipynb"), progress_bar=False,
-                                   parameters={"config_path": str(rehearsal.config),
-                                               "release_dir": str(tmp_path / "release"), **parameters})
+        papermill.execute_notebook(
+            str(RUNBOOKS_DIR / notebook),
+            str(tmp_path / "out.ipynb"),
+            progress_bar=False,
+            parameters={"config_path": str(rehearsal.config), "release_dir": str(tmp_path / "release"), **parameters},
+        )
     assert failed.value.ename in ("UsageError", "ConfigError")
     assert field in failed.value.evalue and "allowed" in failed.value.evalue
     assert rehearsal.platform().releases("hotdash-staging") == []
@@ -112,8 +120,12 @@ def test_bad_input_to_release_leaves_no_kernel_template_or_export_worker_behind(
     done = run_cli("release", "--config", str(tmp_path / "missing.toml"), "--outputs", str(tmp_path / "out"))
     assert done.returncode == 2 and "missing.toml" in done.stderr
     ours = {child.pid for child in psutil.Process().children(recursive=True)}
-    left = [process for process in psutil.process_iter(["cmdline"])
-            if {"hotdash_release.kernel_template", "hotdash_release.htmlexport"} & set(process.info["cmdline"] or [])
-            and process.pid not in ours]
+    left = [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if {"hotdash_release.execution.template_process", "hotdash_release.archive.htmlexport"}
+        & set(process.info["cmdline"] or [])
+        and process.pid not in ours
+    ]
     assert not left
     assert not (tmp_path / "out").exists()

@@ -12,11 +12,11 @@ import time
 
 import psutil
 import pytest
-
 from conftest import assert_canonical_notebooks, make_rehearsal, run_cli
-from hotdash_release.integrity import verify_release
+
+from hotdash_release.archive.integrity import verify_release
 from hotdash_release.locks import LOCK_NAME, release_lock
-from hotdash_release.secrets import rehearsal_secret_values
+from hotdash_release.secrets.required import rehearsal_secret_values
 
 
 def manifest_of(folder):
@@ -46,6 +46,7 @@ def released(tmp_path_factory):
 
 # -- one release at a time ---------------------------------------------------------------
 
+
 def test_second_release_of_the_same_app_fails_fast_naming_the_holder(world):
     app_dir = world.outputs / "hotdash-production"
     with release_lock(app_dir, release_id="20261125T000000Z-abcdef", operator="alice"):
@@ -61,9 +62,18 @@ def test_stale_lock_is_taken_over_and_recorded(world):
     gone.wait()
     app_dir = world.outputs / "hotdash-production"
     app_dir.mkdir(parents=True)
-    (app_dir / LOCK_NAME).write_text(json.dumps({
-        "pid": gone.pid, "start_time": 1, "host": os.uname().nodename, "operator": "bob",
-        "release_id": "20261125T000000Z-dead00", "since": "2026-11-25T00:00:00Z"}))
+    (app_dir / LOCK_NAME).write_text(
+        json.dumps(
+            {
+                "pid": gone.pid,
+                "start_time": 1,
+                "host": os.uname().nodename,
+                "operator": "bob",
+                "release_id": "20261125T000000Z-dead00",
+                "since": "2026-11-25T00:00:00Z",
+            }
+        )
+    )
     done = world.release()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "took over a stale lock" in done.stdout
@@ -73,6 +83,7 @@ def test_stale_lock_is_taken_over_and_recorded(world):
 
 
 # -- resume ----------------------------------------------------------------------------------
+
 
 def test_resume_continues_from_the_failed_section_reusing_recorded_results(world):
     platform = world.platform()
@@ -118,12 +129,23 @@ def test_resume_is_refused_for_a_released_release_and_with_conflicting_flags(rel
 
 # -- faults --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_a_release_aborts_kills_children_and_archives_where(world, sig):
     # A slow staging build answers its health check after 2.5 s, so the signal surely comes
     # while the deploy waits for it (a good build deploys in well under a second).
-    command = [sys.executable, "-m", "hotdash_release.cli", "release", "--config", str(world.config),
-               "--outputs", str(world.outputs), "--break", "staging:slow"]
+    command = [
+        sys.executable,
+        "-m",
+        "hotdash_release.cli",
+        "release",
+        "--config",
+        str(world.config),
+        "--outputs",
+        str(world.outputs),
+        "--break",
+        "staging:slow",
+    ]
     runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     children = []
     deadline = time.monotonic() + 120
@@ -132,15 +154,18 @@ def test_signal_during_a_release_aborts_kills_children_and_archives_where(world,
             time.sleep(0.5)
             # The runner's own processes (kernel template, kernels, export worker). An app the
             # deploy started belongs to the platform and outlives releases, as on Fly.
-            children = [child for child in psutil.Process(runner.pid).children(recursive=True)
-                        if str(world.state_dir) not in _command_line(child)]
+            children = [
+                child
+                for child in psutil.Process(runner.pid).children(recursive=True)
+                if str(world.state_dir) not in _command_line(child)
+            ]
             runner.send_signal(sig)
             break
         assert time.monotonic() < deadline
     out, err = runner.communicate(timeout=60)
     assert runner.returncode == 130, out + err
     assert children, "the section's kernel was running when the signal came"
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"children left running: {alive}"
     folder = world.release_dirs()[0]
     manifest = manifest_of(folder)
@@ -155,15 +180,38 @@ def test_a_kernel_that_dies_stops_the_release_with_an_archive(world, tmp_path):
     """A kernelspec whose kernel exits the moment a cell asks it to deploy."""
     kernels = tmp_path / "jupyter" / "kernels" / "dies-on-deploy"
     kernels.mkdir(parents=True)
-    die_on_deploy = ("get_ipython().events.register('pre_run_cell', "
-                     "lambda info: os._exit(9) if 'run.deploy(' in info.raw_cell else None)")
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                 "--IPKernelApp.exec_lines=import os", f"--IPKernelApp.exec_lines={die_on_deploy}"],
-        "display_name": "dies when asked to deploy", "language": "python"}))
-    done = run_cli("release", "--config", str(world.config), "--outputs", str(world.outputs),
-                   "--kernel", "dies-on-deploy", extra_env={"JUPYTER_PATH": str(tmp_path / "jupyter")},
-                   timeout=120)
+    die_on_deploy = (
+        "get_ipython().events.register('pre_run_cell', "
+        "lambda info: os._exit(9) if 'run.deploy(' in info.raw_cell else None)"
+    )
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [
+                    sys.executable,
+                    "-m",
+                    "ipykernel_launcher",
+                    "-f",
+                    "{connection_file}",
+                    "--IPKernelApp.exec_lines=import os",
+                    f"--IPKernelApp.exec_lines={die_on_deploy}",
+                ],
+                "display_name": "dies when asked to deploy",
+                "language": "python",
+            }
+        )
+    )
+    done = run_cli(
+        "release",
+        "--config",
+        str(world.config),
+        "--outputs",
+        str(world.outputs),
+        "--kernel",
+        "dies-on-deploy",
+        extra_env={"JUPYTER_PATH": str(tmp_path / "jupyter")},
+        timeout=120,
+    )
     assert done.returncode == 3, done.stdout + done.stderr
     folder = world.release_dirs()[0]
     manifest = manifest_of(folder)
@@ -178,8 +226,14 @@ def test_a_kernel_that_dies_stops_the_release_with_an_archive(world, tmp_path):
 def test_notification_endpoint_down_is_reported_without_undoing_the_release(tmp_path):
     world = make_rehearsal(tmp_path, edits={'channel = "file"': 'channel = "slack"'})
     try:
-        done = run_cli("release", "--config", str(world.config), "--outputs", str(world.outputs),
-                       extra_env={"HOTDASH_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/hooks/closed"})
+        done = run_cli(
+            "release",
+            "--config",
+            str(world.config),
+            "--outputs",
+            str(world.outputs),
+            extra_env={"HOTDASH_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/hooks/closed"},
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         folder = world.release_dirs()[0]
         assert "notification failed" in manifest_of(folder)["reason"]
@@ -190,11 +244,14 @@ def test_notification_endpoint_down_is_reported_without_undoing_the_release(tmp_
         world.platform().stop()
 
 
-@pytest.mark.parametrize("defect,evidence", [
-    ("health_malformed", "malformed JSON"),
-    ("health_stale", "s old (max 120 s)"),
-    ("health_flapping", "Health contract"),
-])
+@pytest.mark.parametrize(
+    "defect,evidence",
+    [
+        ("health_malformed", "malformed JSON"),
+        ("health_stale", "s old (max 120 s)"),
+        ("health_flapping", "Health contract"),
+    ],
+)
 def test_health_faults_in_production_roll_back(released, defect, evidence):
     done = released.release("--break", f"production:{defect}")
     assert done.returncode == 4, done.stdout + done.stderr

@@ -18,20 +18,28 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_for
-
+from conftest import wait_for, write_config
 from fakes.fakefly import SECRET_SHAPES, FakeFly, install_flyctl
+
 from hotdash_release.config import load_config
 from hotdash_release.errors import ConfigError, DeployError, RollbackError, TargetError, UsageError
 from hotdash_release.paths import RUNBOOKS_DIR
-from hotdash_release.secrets import (SecretPresence, find_shared_values, mark_shared_values,
-                                     rehearsal_secret_values)
+from hotdash_release.secrets.required import (
+    SecretPresence,
+    find_shared_values,
+    mark_shared_values,
+    rehearsal_secret_values,
+)
 from hotdash_release.targets import make_target
 from hotdash_release.targets.base import Release, Target, choose_rollback_release
-from hotdash_release.targets.fly import (FlyTarget, explain_exit, fly_config_problems, parse_log_stream,
-                                         parse_secrets, parse_status)
-
-from conftest import write_config
+from hotdash_release.targets.fly import (
+    FlyTarget,
+    explain_exit,
+    fly_config_problems,
+    parse_log_stream,
+    parse_secrets,
+    parse_status,
+)
 
 APP = "hotdash-staging"
 OTHER_APP = "hotdash-production"
@@ -104,18 +112,26 @@ def test_fly_target_is_a_target(target):
 
 
 def test_make_target_builds_a_fly_target_from_the_configuration(tmp_path):
-    config = load_config(write_config(tmp_path, state_dir=tmp_path / "state", edits={
-        "deploy_timeout_s = 900": 'deploy_timeout_s = 600\nflyctl = "/opt/fly/bin/flyctl"'}))
+    config = load_config(
+        write_config(
+            tmp_path,
+            state_dir=tmp_path / "state",
+            edits={"deploy_timeout_s = 900": 'deploy_timeout_s = 600\nflyctl = "/opt/fly/bin/flyctl"'},
+        )
+    )
     target = make_target(config, "fly")
     assert isinstance(target, FlyTarget)
     assert target.flyctl == "/opt/fly/bin/flyctl" and target.deploy_timeout_s == 600
     assert target.config_files == {APP: str(tmp_path / "fly.toml"), OTHER_APP: str(tmp_path / "fly.production.toml")}
 
 
-@pytest.mark.parametrize("old, new, key", [
-    ("deploy_timeout_s = 900", "deploy_timeout_s = 200", "targets.fly.deploy_timeout_s"),
-    ('must_differ = ["DATABASE_URL", "SUPABASE_URL"]', 'must_differ = ["REDIS_URL"]', "secrets.must_differ[0]"),
-])
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("deploy_timeout_s = 900", "deploy_timeout_s = 200", "targets.fly.deploy_timeout_s"),
+        ('must_differ = ["DATABASE_URL", "SUPABASE_URL"]', 'must_differ = ["REDIS_URL"]', "secrets.must_differ[0]"),
+    ],
+)
 def test_configuration_refuses_fly_settings_that_cannot_work(tmp_path, old, new, key):
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, state_dir=tmp_path / "state", edits={old: new}))
@@ -142,7 +158,9 @@ def test_secrets_list_reads_every_documented_json_shape(fake, target, shape):
 def test_parse_secrets_takes_keys_in_any_case_and_null():
     data = [{"NAME": "A", "Digest": "d1", "STATUS": "deployed"}, {"name": "B", "digest": "d2", "status": "Staged"}]
     assert [(s.name, s.digest, s.status, s.usable) for s in parse_secrets(data)] == [
-        ("A", "d1", "Deployed", True), ("B", "d2", "Staged", False)]
+        ("A", "d1", "Deployed", True),
+        ("B", "d2", "Staged", False),
+    ]
     assert parse_secrets(None) == []  # Go writes an empty list as null
     with pytest.raises(ValueError):
         parse_secrets([{"name": "A"}])
@@ -225,12 +243,15 @@ def test_a_configured_flyctl_path_is_used_without_path(fake, bin_dir, tmp_path):
 # -- exit codes ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault, expected", [
-    ("error:app hotdash-staging is suspended", "fly releases: Error: app hotdash-staging is suspended"),
-    ("exit:126", "fly releases: deadline exceeded (exit 126): Error: context deadline exceeded"),
-    ("exit:127", "fly releases: cancelled (exit 127): Error: context canceled"),
-    ("exit:3", "fly releases: flyctl panicked (exit 3): panic: runtime error: invalid memory address"),
-])
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        ("error:app hotdash-staging is suspended", "fly releases: Error: app hotdash-staging is suspended"),
+        ("exit:126", "fly releases: deadline exceeded (exit 126): Error: context deadline exceeded"),
+        ("exit:127", "fly releases: cancelled (exit 127): Error: context canceled"),
+        ("exit:3", "fly releases: flyctl panicked (exit 3): panic: runtime error: invalid memory address"),
+    ],
+)
 def test_exit_codes_become_one_clear_line(fake, target, fault, expected):
     fake.set_fault("releases", fault)
     with pytest.raises(TargetError) as err:
@@ -259,10 +280,25 @@ def test_answers_that_are_not_the_documented_json_are_target_errors(fake, target
 def test_deploy_streams_output_and_returns_the_new_release(fake, target):
     seed_secrets(fake)
     lines = []
-    release = target.deploy(APP, build_args={"HOTDASH_VERSION": "1.2.3"}, strategy="rolling",
-                            wait_timeout_s=5, on_output=lines.append)
-    assert deploy_args(fake) == [["deploy", "--config", str(FLY_TOML), "--app", APP, "--strategy", "rolling",
-                                  "--wait-timeout", "5", "--yes", "--build-arg", "HOTDASH_VERSION=1.2.3"]]
+    release = target.deploy(
+        APP, build_args={"HOTDASH_VERSION": "1.2.3"}, strategy="rolling", wait_timeout_s=5, on_output=lines.append
+    )
+    assert deploy_args(fake) == [
+        [
+            "deploy",
+            "--config",
+            str(FLY_TOML),
+            "--app",
+            APP,
+            "--strategy",
+            "rolling",
+            "--wait-timeout",
+            "5",
+            "--yes",
+            "--build-arg",
+            "HOTDASH_VERSION=1.2.3",
+        ]
+    ]
     assert lines[0] == "==> Verifying app config" and lines[-1].startswith("Visit your newly deployed app at")
     assert release.version == 1 and release.status == "complete" and release.user == "release-bot@hotdash.test"
     assert release.image_ref.startswith(f"registry.fly.io/{APP}:deployment-")
@@ -347,8 +383,18 @@ def test_rollback_redeploys_the_previous_image_as_a_new_release(fake, target):
     assert to == good
     lines = []
     done = target.rollback(APP, to=to, on_output=lines.append)
-    assert deploy_args(fake)[-1] == ["deploy", "--config", str(FLY_TOML), "--app", APP, "--image", good.image_ref,
-                                     "--strategy", "immediate", "--yes"]
+    assert deploy_args(fake)[-1] == [
+        "deploy",
+        "--config",
+        str(FLY_TOML),
+        "--app",
+        APP,
+        "--image",
+        good.image_ref,
+        "--strategy",
+        "immediate",
+        "--yes",
+    ]
     assert (done.version, done.status, done.image_ref) == (3, "complete", good.image_ref)
     assert target.status(APP).image_ref == good.image_ref
     assert any(line.startswith("Visit your newly deployed app") for line in lines)
@@ -372,12 +418,24 @@ def test_status_of_an_app_never_deployed(fake, target):
 
 def test_status_names_the_image_of_the_newest_started_machine():
     def machine(state, version, tag="", digest=""):
-        return {"id": f"m{version}", "state": state, "region": "iad",
-                "image_ref": {"registry": "registry.fly.io", "repository": "app", "tag": tag, "digest": digest},
-                "config": {"metadata": {"fly_release_version": str(version)}}}
-    data = {"Deployed": True, "Version": 7, "Hostname": "app.fly.dev", "Machines": [
-        machine("started", 5, tag="deployment-OLD"), machine("started", 7, digest="sha256:abc"),
-        machine("stopped", 8, tag="deployment-NEWER")]}
+        return {
+            "id": f"m{version}",
+            "state": state,
+            "region": "iad",
+            "image_ref": {"registry": "registry.fly.io", "repository": "app", "tag": tag, "digest": digest},
+            "config": {"metadata": {"fly_release_version": str(version)}},
+        }
+
+    data = {
+        "Deployed": True,
+        "Version": 7,
+        "Hostname": "app.fly.dev",
+        "Machines": [
+            machine("started", 5, tag="deployment-OLD"),
+            machine("started", 7, digest="sha256:abc"),
+            machine("stopped", 8, tag="deployment-NEWER"),
+        ],
+    }
     status = parse_status("app", data)
     assert (status.state, status.version, status.image_ref) == ("started", 7, "registry.fly.io/app@sha256:abc")
     assert status.url == "https://app.fly.dev"
@@ -385,8 +443,17 @@ def test_status_names_the_image_of_the_newest_started_machine():
 
 
 def test_log_stream_parser_reads_pretty_printed_objects_one_after_another():
-    entries = [{"level": "info", "instance": "m1", "message": f"line {i}", "region": "iad",
-                "timestamp": "2025-10-23T10:00:00Z", "meta": {"Event": {"Provider": "app"}}} for i in range(3)]
+    entries = [
+        {
+            "level": "info",
+            "instance": "m1",
+            "message": f"line {i}",
+            "region": "iad",
+            "timestamp": "2025-10-23T10:00:00Z",
+            "meta": {"Event": {"Provider": "app"}},
+        }
+        for i in range(3)
+    ]
     stream = "\n".join(json.dumps(e, indent=4) for e in entries) + "\n"
     assert stream.count("\n") > 3 * 5  # multi-line objects, not JSON lines
     assert parse_log_stream(stream) == entries
@@ -405,16 +472,22 @@ def fly_toml(**changes) -> dict:
     return config
 
 
-@pytest.mark.parametrize("config, problem", [
-    (fly_toml(), None),
-    (fly_toml(app="hotdash-production"), "app is 'hotdash-production', expected 'hotdash-staging'"),
-    (fly_toml(http_service={"internal_port": 3000}), "no HTTP check on /health (found none)"),
-    (fly_toml(http_service={}, services=[{"http_checks": [{"path": "/health"}]}]), None),
-    (fly_toml(http_service={}, checks={"alive": {"type": "http", "port": 3000, "path": "/health"}}), None),
-    (fly_toml(deploy={"strategy": "blue-green"}), "[deploy] strategy 'blue-green' is not one of"),
-    (fly_toml(deploy={"strategy": "bluegreen"}), None),
-    (fly_toml(http_service={}, deploy={"strategy": "bluegreen"}), "[deploy] strategy bluegreen needs a health check"),
-])
+@pytest.mark.parametrize(
+    "config, problem",
+    [
+        (fly_toml(), None),
+        (fly_toml(app="hotdash-production"), "app is 'hotdash-production', expected 'hotdash-staging'"),
+        (fly_toml(http_service={"internal_port": 3000}), "no HTTP check on /health (found none)"),
+        (fly_toml(http_service={}, services=[{"http_checks": [{"path": "/health"}]}]), None),
+        (fly_toml(http_service={}, checks={"alive": {"type": "http", "port": 3000, "path": "/health"}}), None),
+        (fly_toml(deploy={"strategy": "blue-green"}), "[deploy] strategy 'blue-green' is not one of"),
+        (fly_toml(deploy={"strategy": "bluegreen"}), None),
+        (
+            fly_toml(http_service={}, deploy={"strategy": "bluegreen"}),
+            "[deploy] strategy bluegreen needs a health check",
+        ),
+    ],
+)
 def test_fly_config_problems(config, problem):
     problems = fly_config_problems(config, app=APP, health_path="/health")
     if problem is None:
@@ -431,12 +504,19 @@ def presence(app: str, name: str, digest: str) -> SecretPresence:
 
 
 def test_equal_digests_block_for_databases_and_warn_for_the_rest():
-    rows = [presence(APP, "DATABASE_URL", "d1"), presence(APP, "SCOPES", "s1"), presence(APP, "SHOPIFY_API_KEY", "k1"),
-            presence(OTHER_APP, "DATABASE_URL", "d1"), presence(OTHER_APP, "SCOPES", "s1"),
-            presence(OTHER_APP, "SHOPIFY_API_KEY", "k2")]
+    rows = [
+        presence(APP, "DATABASE_URL", "d1"),
+        presence(APP, "SCOPES", "s1"),
+        presence(APP, "SHOPIFY_API_KEY", "k1"),
+        presence(OTHER_APP, "DATABASE_URL", "d1"),
+        presence(OTHER_APP, "SCOPES", "s1"),
+        presence(OTHER_APP, "SHOPIFY_API_KEY", "k2"),
+    ]
     shared = find_shared_values(rows, ["DATABASE_URL", "SUPABASE_URL"])
     assert [(s.name, s.apps, s.blocking) for s in shared] == [
-        ("DATABASE_URL", (APP, OTHER_APP), True), ("SCOPES", (APP, OTHER_APP), False)]
+        ("DATABASE_URL", (APP, OTHER_APP), True),
+        ("SCOPES", (APP, OTHER_APP), False),
+    ]
     marked = {(r.app, r.name): r for r in mark_shared_values(rows, shared)}
     assert marked[(OTHER_APP, "DATABASE_URL")].blocking
     assert marked[(OTHER_APP, "DATABASE_URL")].finding == f"same value as on {APP}: must differ"

@@ -17,15 +17,22 @@ import socket
 
 import httpx
 import pytest
-
 from conftest import write_config
+from loopback import LoopbackServer, Reply, Request
+
 from hotdash_release.cli import main
 from hotdash_release.config import load_config
-from hotdash_release.github import (API_URL_ENV, DispatchError, DispatchRequest, dispatch_release,
-                                   dispatch_workflow, job_summary_markdown, newest_release_dir)
-from hotdash_release.github import main as github_main
+from hotdash_release.integrations.github import (
+    API_URL_ENV,
+    DispatchError,
+    DispatchRequest,
+    dispatch_release,
+    dispatch_workflow,
+    job_summary_markdown,
+    newest_release_dir,
+)
+from hotdash_release.integrations.github import main as github_main
 from hotdash_release.paths import RUNBOOKS_DIR
-from loopback import LoopbackServer, Reply, Request
 
 TOKEN = "ghp_T0k3nThatMustNeverBePrinted0123456789"
 REPO = "acme/hotdash"
@@ -39,8 +46,9 @@ WORKFLOW_INPUTS = {"reason", "skip_staging_check"}
 
 
 def github_error(status: int, message: str) -> Reply:
-    return Reply.json({"message": message, "documentation_url": "https://docs.github.com/rest",
-                       "status": str(status)}, status=status)
+    return Reply.json(
+        {"message": message, "documentation_url": "https://docs.github.com/rest", "status": str(status)}, status=status
+    )
 
 
 class FakeGitHub:
@@ -69,8 +77,13 @@ class FakeGitHub:
             return github_error(422, problem)
         self.dispatches.append(body)
         if self.run_details and body.get("return_run_details"):
-            return Reply.json({"workflow_run_id": RUN_ID, "run_url": f"{self.api_url}/repos/{REPO}/actions/runs/{RUN_ID}",
-                               "html_url": HTML_URL})
+            return Reply.json(
+                {
+                    "workflow_run_id": RUN_ID,
+                    "run_url": f"{self.api_url}/repos/{REPO}/actions/runs/{RUN_ID}",
+                    "html_url": HTML_URL,
+                }
+            )
         return Reply(204)
 
     @staticmethod
@@ -119,9 +132,16 @@ def refused_url():
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def request_for(repo: str = REPO, *, ref: str = "main", skip: bool = False, workflow: str = WORKFLOW) -> DispatchRequest:
-    return DispatchRequest(repo=repo, workflow=workflow, ref=ref, reason="Initial production deployment for CEO testing",
-                           skip_staging_check=skip)
+def request_for(
+    repo: str = REPO, *, ref: str = "main", skip: bool = False, workflow: str = WORKFLOW
+) -> DispatchRequest:
+    return DispatchRequest(
+        repo=repo,
+        workflow=workflow,
+        ref=ref,
+        reason="Initial production deployment for CEO testing",
+        skip_staging_check=skip,
+    )
 
 
 # --------------------------------------------------------------------------- the API call
@@ -162,7 +182,13 @@ REFUSALS = [
     ("bad token", "ghp_wrong", request_for(), 401, ["Bad credentials", "invalid or expired", "GH_TOKEN"]),
     ("no access", TOKEN, request_for(READ_ONLY_REPO), 403, ["Resource not accessible", "repo scope", READ_ONLY_REPO]),
     ("unknown repository", TOKEN, request_for(UNKNOWN_REPO), 404, ["Not Found", "not visible", "default branch"]),
-    ("workflow not on default branch", TOKEN, request_for(workflow="other.yml"), 404, ["other.yml is not on its default branch"]),
+    (
+        "workflow not on default branch",
+        TOKEN,
+        request_for(workflow="other.yml"),
+        404,
+        ["other.yml is not on its default branch"],
+    ),
     ("ref that does not exist", TOKEN, request_for(ref="nope"), 422, ["No ref found for: nope", "ref 'nope'"]),
 ]
 
@@ -213,12 +239,16 @@ def test_cli_prints_the_run_page(environ, github, capsys):
     code, out, err = run_dispatch(capsys, "--reason", "Initial production deployment for CEO testing", "--repo", REPO)
     assert code == 0, err
     assert out.strip() == f"dispatched {WORKFLOW} on {REPO}@main: {HTML_URL}"
-    assert github.dispatches[0]["inputs"] == {"reason": "Initial production deployment for CEO testing",
-                                              "skip_staging_check": "false"}
+    assert github.dispatches[0]["inputs"] == {
+        "reason": "Initial production deployment for CEO testing",
+        "skip_staging_check": "false",
+    }
 
 
 def test_cli_passes_skip_staging_check_and_ref(environ, github, capsys):
-    code, _, err = run_dispatch(capsys, "--reason", "hotfix", "--skip-staging-check", "--ref", "release", "--repo", REPO)
+    code, _, err = run_dispatch(
+        capsys, "--reason", "hotfix", "--skip-staging-check", "--ref", "release", "--repo", REPO
+    )
     assert code == 0, err
     assert github.dispatches[0]["ref"] == "release"
     assert github.dispatches[0]["inputs"]["skip_staging_check"] == "true"
@@ -234,8 +264,7 @@ def test_cli_takes_gh_token_and_gh_repo_like_gh(environ, github, capsys):
 
 
 def test_cli_takes_the_repository_from_the_configuration(environ, github, capsys, tmp_path):
-    config = write_config(tmp_path, state_dir=tmp_path / "state",
-                          edits={'# repo = "OWNER/NAME"': f'repo = "{REPO}"'})
+    config = write_config(tmp_path, state_dir=tmp_path / "state", edits={'# repo = "OWNER/NAME"': f'repo = "{REPO}"'})
     environ.setenv("GH_REPO", "someone/else")  # the configuration wins over the environment
     code, out, err = run_dispatch(capsys, "--reason", "from the configuration", "--config", str(config))
     assert code == 0, err
@@ -247,8 +276,9 @@ def server_paths(github: FakeGitHub) -> list[str]:
     return github.server.paths_received()
 
 
-@pytest.mark.parametrize("token,repo,status", [("ghp_wrong", REPO, 401), (TOKEN, READ_ONLY_REPO, 403),
-                                               (TOKEN, UNKNOWN_REPO, 404)])
+@pytest.mark.parametrize(
+    "token,repo,status", [("ghp_wrong", REPO, 401), (TOKEN, READ_ONLY_REPO, 403), (TOKEN, UNKNOWN_REPO, 404)]
+)
 def test_cli_refusal_is_one_line_exit_1_without_the_token(environ, capsys, token, repo, status):
     environ.setenv("GITHUB_TOKEN", token)
     code, out, err = run_dispatch(capsys, "--reason", "x", "--repo", repo)
@@ -293,8 +323,9 @@ def test_cli_requires_a_reason(environ, capsys):
 
 def test_dispatch_release_uses_the_configured_workflow_and_ref(github, client):
     config = load_config(RUNBOOKS_DIR / "hotdash.toml")
-    dispatched = dispatch_release(config, reason="r", repo=REPO, client=client,
-                                  environ={"GH_TOKEN": TOKEN, API_URL_ENV: github.api_url})
+    dispatched = dispatch_release(
+        config, reason="r", repo=REPO, client=client, environ={"GH_TOKEN": TOKEN, API_URL_ENV: github.api_url}
+    )
     assert dispatched.request.workflow == config.github.workflow == WORKFLOW
     assert dispatched.request.ref == config.github.ref
 
@@ -302,30 +333,65 @@ def test_dispatch_release_uses_the_configured_workflow_and_ref(github, client):
 # --------------------------------------------------------------------------- job summary
 
 
-def write_manifest(outputs, release_id: str, *, outcome: str = "released", exit_code: int = 0,
-                   reason: str = "all sections passed", app: str = "hotdash-production", sections=None):
+def write_manifest(
+    outputs,
+    release_id: str,
+    *,
+    outcome: str = "released",
+    exit_code: int = 0,
+    reason: str = "all sections passed",
+    app: str = "hotdash-production",
+    sections=None,
+):
     folder = outputs / app / release_id
     folder.mkdir(parents=True)
-    manifest = {"release_id": release_id, "app": app, "outcome": outcome, "exit_code": exit_code,
-                "reason": reason, "operator": "octocat", "target": "fly",
-                "sections": sections if sections is not None else SECTIONS}
+    manifest = {
+        "release_id": release_id,
+        "app": app,
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "reason": reason,
+        "operator": "octocat",
+        "target": "fly",
+        "sections": sections if sections is not None else SECTIONS,
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
 
 SECTIONS = [
-    {"key": "preflight", "title": "Pre-deployment checklist", "outcome": "passed", "duration_s": 2.1,
-     "budget_minutes": None},
-    {"key": "verify_secrets", "title": "Step 1: Verify secrets", "outcome": "passed", "duration_s": 95.0,
-     "budget_minutes": 2.0},
-    {"key": "deploy_staging", "title": "Step 2: Deploy to staging first", "outcome": "failed", "duration_s": 400.5,
-     "budget_minutes": 5.0},
+    {
+        "key": "preflight",
+        "title": "Pre-deployment checklist",
+        "outcome": "passed",
+        "duration_s": 2.1,
+        "budget_minutes": None,
+    },
+    {
+        "key": "verify_secrets",
+        "title": "Step 1: Verify secrets",
+        "outcome": "passed",
+        "duration_s": 95.0,
+        "budget_minutes": 2.0,
+    },
+    {
+        "key": "deploy_staging",
+        "title": "Step 2: Deploy to staging first",
+        "outcome": "failed",
+        "duration_s": 400.5,
+        "budget_minutes": 5.0,
+    },
 ]
 
 
 def test_job_summary_shows_outcome_and_timing_table(tmp_path):
-    folder = write_manifest(tmp_path, "20261125T190512Z-a1b2c3", outcome="blocked", exit_code=3,
-                            reason="stopped before production changed: Step 2: /health | HTTP 503")
+    folder = write_manifest(
+        tmp_path,
+        "20261125T190512Z-a1b2c3",
+        outcome="blocked",
+        exit_code=3,
+        reason="stopped before production changed: Step 2: /health | HTTP 503",
+    )
     markdown = job_summary_markdown(folder)
     lines = markdown.splitlines()
     assert lines[0] == "## HotDash release 20261125T190512Z-a1b2c3: BLOCKED (exit 3)"

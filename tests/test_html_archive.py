@@ -14,18 +14,22 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hotdash_release.htmlexport import clean_html, export_notebook_html
+from hotdash_release.archive.htmlexport import clean_html, export_notebook_html
 
 #: The whole release's HTML (8 section pages and the report); the lab template made ~2.4 MB.
 RELEASE_HTML_BUDGET = 400 * 1024
 PAYLOADS_LIVE = ("<script>window.__pwned", "<img src=x onerror", "<svg onload")
 PAYLOADS_AS_TEXT = ("&lt;script&gt;window.__pwned", "&lt;img src=x onerror", "&lt;svg onload")
 #: What would make a page fetch something: a resource URL, a stylesheet link, CSS imports or urls.
-NETWORK_REFERENCES = re.compile(r"""<(script|img|iframe|link|source|video|audio|embed|object)\b[^>]*\b(src|href|data)\s*=\s*["']?(https?:)?//|@import|url\(""",
-                                re.IGNORECASE)
+NETWORK_REFERENCES = re.compile(
+    r"""<(script|img|iframe|link|source|video|audio|embed|object)\b[^>]*\b(src|href|data)\s*=\s*["']?(https?:)?//|@import|url\(""",
+    re.IGNORECASE,
+)
 #: Live hostile markup as the test notebook carries it.
-HOSTILE_HTML = ("<p>ok</p><script>window.__pwned='html';document.title='PWNED'</script>"
-                "<img src=x onerror=\"window.__pwned='img'\"><style>body{background:url(http://x.invalid/a.png)}</style>")
+HOSTILE_HTML = (
+    "<p>ok</p><script>window.__pwned='html';document.title='PWNED'</script>"
+    "<img src=x onerror=\"window.__pwned='img'\"><style>body{background:url(http://x.invalid/a.png)}</style>"
+)
 
 
 def html_files(folder: Path) -> list[Path]:
@@ -33,6 +37,7 @@ def html_files(folder: Path) -> list[Path]:
 
 
 # -- the policy on fragments ---------------------------------------------------------------
+
 
 def test_clean_html_keeps_pandas_tables_and_escapes_everything_live():
     import pandas as pd
@@ -54,21 +59,29 @@ def test_clean_html_refuses_script_urls_and_event_attributes():
 
 # -- the exporter on a notebook with every kind of live output -----------------------------------
 
+
 def live_outputs_notebook() -> nbformat.NotebookNode:
     """A notebook whose outputs would run script in nbconvert's default page."""
     nb = nbformat.v4.new_notebook()
     code = nbformat.v4.new_code_cell("show()", execution_count=1)
     code.outputs = [
         nbformat.v4.new_output("display_data", data={"text/html": HOSTILE_HTML, "text/plain": "html"}),
-        nbformat.v4.new_output("display_data", data={"application/javascript": "window.__pwned='js'",
-                                                     "text/plain": "js"}),
+        nbformat.v4.new_output(
+            "display_data", data={"application/javascript": "window.__pwned='js'", "text/plain": "js"}
+        ),
         nbformat.v4.new_output("display_data", data={"text/markdown": "**md** <script>window.__pwned='md'</script>"}),
-        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json":
-                                                     {"model_id": "x", "version_major": 2, "version_minor": 0},
-                                                     "text/plain": "widget"}),
+        nbformat.v4.new_output(
+            "display_data",
+            data={
+                "application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2, "version_minor": 0},
+                "text/plain": "widget",
+            },
+        ),
         nbformat.v4.new_output("stream", name="stdout", text="<script>window.__pwned='stream'</script>\n"),
     ]
-    markdown = nbformat.v4.new_markdown_cell("# Title\n`<app>` stays code <img src=x onerror=\"window.__pwned='mdcell'\">")
+    markdown = nbformat.v4.new_markdown_cell(
+        "# Title\n`<app>` stays code <img src=x onerror=\"window.__pwned='mdcell'\">"
+    )
     nb.cells = [markdown, code]
     return nb
 
@@ -119,6 +132,7 @@ def test_an_image_output_gets_alt_text_and_stays_an_inline_image(tmp_path):
 
 # -- real releases ----------------------------------------------------------------------------------
 
+
 def test_standard_release_html_fits_the_budget(archive_world):
     pages = html_files(archive_world.good)
     assert len(pages) == 9  # 8 sections and the report
@@ -139,8 +153,9 @@ def test_section_pages_keep_pandas_tables_and_fold_inputs(archive_world):
     assert html.count('<table class="dataframe">') >= 2 and "<th>evidence</th>" in html
     assert "Webhook correctly signed accepted" in html
     assert html.count('<details class="source"') >= 4
-    assert re.search(r'<details class="source" open(?:="")?>\s*<summary>Parameters of this run \(injected by papermill\)',
-                     html), "the parameters a section ran with stay in view"
+    assert re.search(
+        r'<details class="source" open(?:="")?>\s*<summary>Parameters of this run \(injected by papermill\)', html
+    ), "the parameters a section ran with stay in view"
 
 
 def test_hostile_payloads_are_archived_as_inert_text(archive_world):

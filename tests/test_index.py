@@ -15,33 +15,50 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from hotdash_release.catalog import CACHE_FILE, load_catalog
+
+from hotdash_release.archive.catalog import CACHE_FILE, load_catalog
+from hotdash_release.archive.report import render_report
 from hotdash_release.cli import main
 from hotdash_release.config import load_config
 from hotdash_release.plan import ALL_SECTIONS
-from hotdash_release.report import render_report
 from hotdash_release.runner import ReleaseOptions, ReleaseRecord, SectionRecord
 
 
-def write_manifest(root: Path, release_id: str, *, app: str = "hotdash-production", outcome: str = "released",
-                   operator: str = "ana") -> Path:
+def write_manifest(
+    root: Path, release_id: str, *, app: str = "hotdash-production", outcome: str = "released", operator: str = "ana"
+) -> Path:
     folder = root / app / release_id
     folder.mkdir(parents=True, exist_ok=True)
     stamp = f"{release_id[:4]}-{release_id[4:6]}-{release_id[6:8]}T{release_id[9:11]}:{release_id[11:13]}:00.000Z"
-    manifest = {"release_id": release_id, "app": app, "outcome": outcome, "operator": operator, "target": "fly",
-                "started_at": stamp, "finished_at": stamp.replace(":00.000Z", ":42.000Z"), "reason": "",
-                "runbooks_commit": {"commit": None, "dirty": None},
-                "sections": [{"key": "preflight", "title": "Pre-deployment checklist", "outcome": "passed",
-                              "started_at": stamp, "duration_s": 2.0}],
-                "files": {"report.html": "0" * 64}}
+    manifest = {
+        "release_id": release_id,
+        "app": app,
+        "outcome": outcome,
+        "operator": operator,
+        "target": "fly",
+        "started_at": stamp,
+        "finished_at": stamp.replace(":00.000Z", ":42.000Z"),
+        "reason": "",
+        "runbooks_commit": {"commit": None, "dirty": None},
+        "sections": [
+            {
+                "key": "preflight",
+                "title": "Pre-deployment checklist",
+                "outcome": "passed",
+                "started_at": stamp,
+                "duration_s": 2.0,
+            }
+        ],
+        "files": {"report.html": "0" * 64},
+    }
     path = folder / "manifest.json"
     path.write_text(json.dumps(manifest), encoding="utf-8")
     return path
 
 
 # -- the runner's hook and what it wrote -------------------------------------------------------
+
 
 def test_the_runner_rebuilds_index_and_metrics_after_each_release(archive_world):
     assert "archive index:" in archive_world.good_run.stdout and "(2 releases)" in archive_world.hostile_run.stdout
@@ -69,8 +86,11 @@ def test_report_leads_with_the_outcome_and_compares_with_the_last_good_release(a
     changed = re.search(r"<td>rehearsal defects</td><td>none</td><td>([^<]*)</td><td>changed</td>", report)
     assert changed and "production: wrong_api_key" in changed.group(1)
     assert "image, Step 4: Deploy to production" in report
-    assert re.search(r"Step 5: Production smoke test: Shopify OAuth: install redirect</td><td>passed \(302\)</td>"
-                     r"<td>failed \(302\)</td><td>changed", report)
+    assert re.search(
+        r"Step 5: Production smoke test: Shopify OAuth: install redirect</td><td>passed \(302\)</td>"
+        r"<td>failed \(302\)</td><td>changed",
+        report,
+    )
     assert "No rollback was needed" not in report and "09-rollback.html" in report
 
 
@@ -79,30 +99,73 @@ def minimal_record(tmp_path: Path) -> ReleaseRecord:
     release_id = "20261125T120000Z-abcdef"
     folder = tmp_path / "hotdash-production" / release_id
     folder.mkdir(parents=True)
-    record = ReleaseRecord(release_id, folder, config, ReleaseOptions(outputs=tmp_path), "local", "ana",
-                           "2026-11-25T12:00:00.000Z", {"target": "local"}, finished_at="2026-11-25T12:00:30.000Z",
-                           outcome="released", reason="all sections passed (staging check skipped by ana: hotfix)")
+    record = ReleaseRecord(
+        release_id,
+        folder,
+        config,
+        ReleaseOptions(outputs=tmp_path),
+        "local",
+        "ana",
+        "2026-11-25T12:00:00.000Z",
+        {"target": "local"},
+        finished_at="2026-11-25T12:00:30.000Z",
+        outcome="released",
+        reason="all sections passed (staging check skipped by ana: hotfix)",
+    )
     for index, key in enumerate(("preflight", "staging_smoke"), start=1):
         skipped = key == "staging_smoke"
-        record.sections.append(SectionRecord(index, ALL_SECTIONS[key], "skipped" if skipped else "passed",
-                                             "2026-11-25T12:00:00.000Z", 0.0 if skipped else 3.0,
-                                             "" if skipped else f"{index:02d}-{key}.ipynb"))
+        record.sections.append(
+            SectionRecord(
+                index,
+                ALL_SECTIONS[key],
+                "skipped" if skipped else "passed",
+                "2026-11-25T12:00:00.000Z",
+                0.0 if skipped else 3.0,
+                "" if skipped else f"{index:02d}-{key}.ipynb",
+            )
+        )
     return record
 
 
 def test_report_renders_overrides_and_attestations_as_text(tmp_path):
     override = {"by": "ana", "reason": "hotfix <b>now</b>", "at": "2026-11-25T12:00:05Z"}
     results = {
-        "staging_smoke": {"title": "Step 3: Quick staging smoke test", "outcome": "skipped", "override": override,
-                          "records": {}},
-        "go_no_go": {"title": "Go/No-Go decision", "records": {
-            "decision": {"decision": "GO", "explanation": "GO: all 7 blocking criteria met", "ok": True},
-            "criteria": {"rows": [{"criterion": "Core functionality working", "measured": None,
-                                   "threshold": "= true", "verdict": "overridden", "source": "staging_smoke",
-                                   "override": "skipped by ana: hotfix <b>now</b>"}]}}},
-        "production_smoke": {"title": "Step 5: Production smoke test", "records": {}, "attestations": [
-            {"step": "Check dashboard loads", "by": "ceo@hotdash", "at": "2026-11-25T12:01:00Z",
-             "statement": "<script>window.__pwned=1</script>looks right"}]},
+        "staging_smoke": {
+            "title": "Step 3: Quick staging smoke test",
+            "outcome": "skipped",
+            "override": override,
+            "records": {},
+        },
+        "go_no_go": {
+            "title": "Go/No-Go decision",
+            "records": {
+                "decision": {"decision": "GO", "explanation": "GO: all 7 blocking criteria met", "ok": True},
+                "criteria": {
+                    "rows": [
+                        {
+                            "criterion": "Core functionality working",
+                            "measured": None,
+                            "threshold": "= true",
+                            "verdict": "overridden",
+                            "source": "staging_smoke",
+                            "override": "skipped by ana: hotfix <b>now</b>",
+                        }
+                    ]
+                },
+            },
+        },
+        "production_smoke": {
+            "title": "Step 5: Production smoke test",
+            "records": {},
+            "attestations": [
+                {
+                    "step": "Check dashboard loads",
+                    "by": "ceo@hotdash",
+                    "at": "2026-11-25T12:01:00Z",
+                    "statement": "<script>window.__pwned=1</script>looks right",
+                }
+            ],
+        },
     }
     report = render_report(minimal_record(tmp_path), results)
     assert report.index("Override:") < report.index("Go/No-Go decision"), "an override is the first thing read"
@@ -114,6 +177,7 @@ def test_report_renders_overrides_and_attestations_as_text(tmp_path):
 
 
 # -- the catalog's cache ----------------------------------------------------------------------------
+
 
 def test_the_catalog_reads_only_new_or_changed_manifests(tmp_path):
     ids = [f"2026010{d}T1{h}0000Z-00000{h}" for d in range(1, 4) for h in range(3)]
@@ -141,11 +205,15 @@ def test_unsealed_and_unreadable_releases_are_listed_not_hidden(tmp_path):
     (tmp_path / "hotdash-production" / "not-a-release").mkdir()
     (tmp_path / "interactive" / "2026-01-01").mkdir(parents=True)
     outcomes = {r.release_id: r.outcome for r in load_catalog(tmp_path).releases}
-    assert outcomes == {"20260101T100000Z-000001": "released", "20260102T100000Z-000002": "unsealed",
-                        "20260103T100000Z-000003": "unreadable"}
+    assert outcomes == {
+        "20260101T100000Z-000001": "released",
+        "20260102T100000Z-000002": "unsealed",
+        "20260103T100000Z-000003": "unreadable",
+    }
 
 
 # -- the CLI verbs ------------------------------------------------------------------------------------
+
 
 def test_runbook_index_and_history_list_the_archive(archive_world, capsys):
     outputs = str(archive_world.outputs)
@@ -175,9 +243,15 @@ def test_runbook_plan_renders_what_a_release_would_do_and_deploys_nothing(rehear
     assert done.returncode == 0, done.stderr
     assert "nothing was deployed" in done.stdout
     page = out.read_text()
-    for expected in ("fly deploy --config fly.production.toml --app hotdash-production", "Go/No-Go criteria",
-                     "Webhook correctly signed accepted", "rehearsal_defect=slow", "runs the rollback runbook",
-                     "Configuration sha256", "Reviewer"):
+    for expected in (
+        "fly deploy --config fly.production.toml --app hotdash-production",
+        "Go/No-Go criteria",
+        "Webhook correctly signed accepted",
+        "rehearsal_defect=slow",
+        "runs the rollback runbook",
+        "Configuration sha256",
+        "Reviewer",
+    ):
         assert expected in page, expected
     assert "<script" not in page
     platform = rehearsal.platform()

@@ -7,9 +7,9 @@ import json
 import shutil
 
 import pytest
-
 from conftest import make_rehearsal, run_cli
-from hotdash_release.integrity import GENESIS, sha256_file, verify_archive
+
+from hotdash_release.archive.integrity import GENESIS, sha256_file, verify_archive
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +77,14 @@ def test_rewritten_manifest_breaks_the_chain(copy):
     (first / "manifest.json").write_text(json.dumps(manifest))
     checked, problems = verify_archive(outputs)
     assert checked == 2
-    assert [str(p) for p in problems] == [f"hotdash-production/{second.name}: chain broken: the manifest of "
-                                          f"{first.name} changed since this release linked to it"]
+    assert [str(p) for p in problems] == [
+        f"hotdash-production/{second.name}: chain broken: the manifest of "
+        f"{first.name} changed since this release linked to it"
+    ]
 
 
 def test_removed_release_breaks_the_chain(copy):
-    outputs, first, second = copy
+    outputs, first, _second = copy
     shutil.rmtree(first)
     done = verify(outputs)
     assert done.returncode == 1 and f"links to '{first.name}'" in done.stdout

@@ -19,33 +19,45 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from conftest import Rehearsal, make_rehearsal, write_config
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from papermill.exceptions import PapermillExecutionError
 
-from conftest import Rehearsal, make_rehearsal, write_config
-from hotdash_release.archive import read_manifest
+from hotdash_release.archive.seal import read_manifest
 from hotdash_release.config import DEFAULT_MANUAL_CHECKS
 from hotdash_release.errors import UsageError
-from hotdash_release.interactive import SESSION_MARKER, create_session, read_session
+from hotdash_release.interactive.session import SESSION_MARKER, create_session, read_session
 from hotdash_release.paths import RUNBOOKS_DIR
 from hotdash_release.results import read_section_result, results_path, write_json_atomic
 from hotdash_release.runner import ReleaseOptions
-from hotdash_release.secrets import seed_rehearsal_secrets
+from hotdash_release.secrets.required import seed_rehearsal_secrets
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 #: runbooks/ in plan order; with its default parameters deploy and smoke_test are the staging steps.
 BY_HAND = ["preflight", "verify_secrets", "deploy", "smoke_test", "go_no_go", "notify", "rollback"]
-SESSION = ["01-preflight", "02-verify_secrets", "03-deploy_staging", "04-staging_smoke", "05-go_no_go",
-           "06-deploy_production", "07-production_smoke", "08-notify"]
-ATTESTATION_CRITERIA = ("Staging manual checks attested by a person",
-                        "Go/No-Go decision attested by a person, with a reason")
+SESSION = [
+    "01-preflight",
+    "02-verify_secrets",
+    "03-deploy_staging",
+    "04-staging_smoke",
+    "05-go_no_go",
+    "06-deploy_production",
+    "07-production_smoke",
+    "08-notify",
+]
+ATTESTATION_CRITERIA = (
+    "Staging manual checks attested by a person",
+    "Go/No-Go decision attested by a person, with a reason",
+)
 #: runbooks/hotdash.toml with both attestation criteria blocking.
-BLOCKING = {f'name = "{name}"\nmeasure = "{measure}"\nexpect = true\nwhen_not_met = "acceptable"':
-            f'name = "{name}"\nmeasure = "{measure}"\nexpect = true\nwhen_not_met = "blocking"'
-            for name, measure in zip(ATTESTATION_CRITERIA,
-                                     ("staging_manual_checks_attested", "go_no_go_decision_attested"))}
+BLOCKING = {
+    f'name = "{name}"\nmeasure = "{measure}"\nexpect = true\nwhen_not_met = "acceptable"': f'name = "{name}"\nmeasure = "{measure}"\nexpect = true\nwhen_not_met = "blocking"'
+    for name, measure in zip(
+        ATTESTATION_CRITERIA, ("staging_manual_checks_attested", "go_no_go_decision_attested"), strict=False
+    )
+}
 #: Cells a test adds before a gate: what clicking the widgets in JupyterLab does in the kernel.
 TICK_EVERY_CHECK = """panel = _  # the manual checks panel displayed by the cell above
 for check in panel.evidence:
@@ -64,8 +76,13 @@ def execute(source: Path, saved_as: Path, *, cwd: Path, clicks: str = "") -> str
     notebook = nbformat.read(source, as_version=4)
     if clicks:
         notebook.cells.insert(len(notebook.cells) - 1, nbformat.v4.new_code_cell(clicks))
-    client = NotebookClient(notebook, kernel_name="python3", timeout=120, store_widget_state=True,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=120,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(cwd)}},
+    )
     error = None
     try:
         client.execute()
@@ -78,9 +95,14 @@ def execute(source: Path, saved_as: Path, *, cwd: Path, clicks: str = "") -> str
 def run_papermill(name: str, folder: Path, **parameters) -> str | None:
     """A runbook as CI runs it: papermill, parameters injected, from runbooks/."""
     try:
-        papermill.execute_notebook(str(RUNBOOKS_DIR / f"{name}.ipynb"), str(folder / f"{name}.ipynb"),
-                                   parameters={"release_dir": str(folder), **parameters}, kernel_name="python3",
-                                   progress_bar=False, cwd=str(RUNBOOKS_DIR))
+        papermill.execute_notebook(
+            str(RUNBOOKS_DIR / f"{name}.ipynb"),
+            str(folder / f"{name}.ipynb"),
+            parameters={"release_dir": str(folder), **parameters},
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(RUNBOOKS_DIR),
+        )
     except PapermillExecutionError as exc:
         return f"{exc.ename}: {exc.evalue}"
     return None
@@ -133,8 +155,9 @@ def by_hand(lab: Rehearsal) -> ByHand:
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(lab.outputs / "interactive", ignore_errors=True)
         workdir.mkdir()
-        errors = {name: execute(RUNBOOKS_DIR / f"{name}.ipynb", workdir / f"{name}.ipynb", cwd=workdir)
-                  for name in BY_HAND}
+        errors = {
+            name: execute(RUNBOOKS_DIR / f"{name}.ipynb", workdir / f"{name}.ipynb", cwd=workdir) for name in BY_HAND
+        }
         days = sorted((lab.outputs / "interactive").iterdir())
         if len(days) == 1:
             return ByHand(workdir, errors, days[0])
@@ -142,6 +165,7 @@ def by_hand(lab: Rehearsal) -> ByHand:
 
 
 # -- each runbook, top to bottom, in a fresh kernel -------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", BY_HAND)
 def test_every_runbook_runs_top_to_bottom_in_a_fresh_kernel_with_its_defaults(by_hand, name):
@@ -159,7 +183,8 @@ def test_runbooks_run_by_hand_record_under_the_archive_root_of_the_environment(l
     assert by_hand.results.parent == lab.outputs / "interactive"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", by_hand.results.name), "a folder per UTC day"
     assert sorted(p.stem for p in (by_hand.results / "results").glob("*.json")) == sorted(
-        ["preflight", "verify_secrets", "deploy_staging", "staging_smoke", "go_no_go", "notify", "rollback"])
+        ["preflight", "verify_secrets", "deploy_staging", "staging_smoke", "go_no_go", "notify", "rollback"]
+    )
 
 
 @pytest.mark.parametrize(("name", "model"), [("smoke_test", "CheckboxModel"), ("go_no_go", "ToggleButtonsModel")])
@@ -172,11 +197,15 @@ def test_widget_state_is_recorded_in_the_output_notebook(by_hand, name, model):
         assert [s["_options_labels"] for s in states] == [["Go", "No-go"]]
         assert states[0].get("index") is None, "no decision taken"
     notebook = nbformat.read(by_hand.workdir / f"{name}.ipynb", as_version=4)
-    [widgets, record] = next(c.outputs for c in notebook.cells if c.cell_type == "code" and any(
-        WIDGET_VIEW in o.get("data", {}) for o in c.outputs))
+    [widgets, record] = next(
+        c.outputs
+        for c in notebook.cells
+        if c.cell_type == "code" and any(WIDGET_VIEW in o.get("data", {}) for o in c.outputs)
+    )
     assert WIDGET_VIEW in widgets["data"]
-    assert "not attested" in record["data"]["text/html"] or "none recorded" in record["data"]["text/html"], \
+    assert "not attested" in record["data"]["text/html"] or "none recorded" in record["data"]["text/html"], (
         "viewers without widgets (the archive's HTML) see the record as a table"
+    )
 
 
 def test_without_attestations_the_criteria_are_shown_not_met_but_acceptable(by_hand):
@@ -186,6 +215,7 @@ def test_without_attestations_the_criteria_are_shown_not_met_but_acceptable(by_h
 
 
 # -- headless: attestations as parameters, against a blocking configuration ------------------------------
+
 
 def test_blocking_config_without_attestations_fails_the_production_gate(lab, by_hand, blocking_config):
     folder = shutil.copytree(by_hand.results, lab.root / "no-attestations")
@@ -204,7 +234,8 @@ def test_attestations_given_as_parameters_meet_the_blocking_gate(lab, by_hand, b
     assert run_papermill("go_no_go", folder, config_path=str(blocking_config), attestations=go) is None
     recorded = read_section_result(folder, "staging_smoke")["attestations"]
     assert {(a["check"], a["by"], a["at"], a["source"]) for a in recorded} == {
-        (c, "carol", at, "parameter") for c in DEFAULT_MANUAL_CHECKS}
+        (c, "carol", at, "parameter") for c in DEFAULT_MANUAL_CHECKS
+    }
     assert {verdicts(folder)[name] for name in ATTESTATION_CRITERIA} == {"met"}
     decision = read_section_result(folder, "go_no_go")["records"]["decision"]
     assert decision["decision"] == "GO" and f"Go by carol at {at}: staging verified by hand" in decision["explanation"]
@@ -212,8 +243,9 @@ def test_attestations_given_as_parameters_meet_the_blocking_gate(lab, by_hand, b
 
 def test_a_release_of_a_blocking_config_without_attestations_is_a_no_go(lab, blocking_config):
     production_before = lab.platform().releases("hotdash-production")
-    done = lab.runbook("release", "--config", str(blocking_config), "--outputs", str(lab.outputs),
-                       "--operator", "test-operator")
+    done = lab.runbook(
+        "release", "--config", str(blocking_config), "--outputs", str(lab.outputs), "--operator", "test-operator"
+    )
     assert done.returncode == 3, done.stdout + done.stderr
     folder = sorted((lab.outputs / "hotdash-production").glob("2*"))[-1]
     manifest = read_manifest(folder)
@@ -223,12 +255,22 @@ def test_a_release_of_a_blocking_config_without_attestations_is_a_no_go(lab, blo
     assert "NO-GO" in report and ATTESTATION_CRITERIA[0] in report
 
 
-@pytest.mark.skipif("attestations" not in {f.name for f in fields(ReleaseOptions)},
-                    reason="runner: ReleaseOptions.attestations and attest.section_parameters not wired yet")
+@pytest.mark.skipif(
+    "attestations" not in {f.name for f in fields(ReleaseOptions)},
+    reason="runner: ReleaseOptions.attestations and attest.section_parameters not wired yet",
+)
 def test_attest_flags_reach_the_sections_of_a_headless_release(lab, blocking_config):
     flags = [f"--attest=staging:{check}" for check in DEFAULT_MANUAL_CHECKS] + ["--attest=go_no_go:Go:rehearsal"]
-    done = lab.runbook("release", "--config", str(blocking_config), "--outputs", str(lab.outputs),
-                       "--operator", "test-operator", *flags)
+    done = lab.runbook(
+        "release",
+        "--config",
+        str(blocking_config),
+        "--outputs",
+        str(lab.outputs),
+        "--operator",
+        "test-operator",
+        *flags,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     folder = sorted((lab.outputs / "hotdash-production").glob("2*"))[-1]
     recorded = read_section_result(folder, "staging_smoke")["attestations"]
@@ -237,6 +279,7 @@ def test_attest_flags_reach_the_sections_of_a_headless_release(lab, blocking_con
 
 
 # -- a session: runbook lab, step through, seal ------------------------------------------------------------
+
 
 @dataclass
 class Session:
@@ -249,13 +292,26 @@ class Session:
 def session(lab: Rehearsal, blocking_config: Path) -> Session:
     """`runbook lab`, then the whole plan stepped through in the session folder, with the manual
     checks ticked and a Go recorded in the widgets; against the blocking configuration."""
-    made = lab.runbook("lab", "--no-start", "--no-browser", "--port", "8899", "--config", str(blocking_config),
-                       "--outputs", str(lab.outputs), "--operator", "alice")
+    made = lab.runbook(
+        "lab",
+        "--no-start",
+        "--no-browser",
+        "--port",
+        "8899",
+        "--config",
+        str(blocking_config),
+        "--outputs",
+        str(lab.outputs),
+        "--operator",
+        "alice",
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     folder = Path(made.stdout.split("session: ", 1)[1].splitlines()[0])
     clicks = {"04-staging_smoke": TICK_EVERY_CHECK, "05-go_no_go": DECIDE_GO}
-    errors = {name: execute(folder / f"{name}.ipynb", folder / f"{name}.ipynb", cwd=folder,
-                            clicks=clicks.get(name, "")) for name in SESSION}
+    errors = {
+        name: execute(folder / f"{name}.ipynb", folder / f"{name}.ipynb", cwd=folder, clicks=clicks.get(name, ""))
+        for name in SESSION
+    }
     return Session(folder, made.stdout, errors)
 
 
@@ -279,7 +335,8 @@ def test_every_section_passes_in_the_session_with_widget_attestations(session):
     assert session.errors == dict.fromkeys(SESSION)
     recorded = read_section_result(session.folder, "staging_smoke")["attestations"]
     assert {(a["check"], a["by"], a["note"], a["source"]) for a in recorded} == {
-        (c, "alice", "seen in Chromium", "widget") for c in DEFAULT_MANUAL_CHECKS}
+        (c, "alice", "seen in Chromium", "widget") for c in DEFAULT_MANUAL_CHECKS
+    }
     assert {verdicts(session.folder)[name] for name in ATTESTATION_CRITERIA} == {"met"}
     assert [s["value"] for s in widget_states(session.folder / "04-staging_smoke.ipynb", "CheckboxModel")] == [True] * 5
 
@@ -323,8 +380,10 @@ def test_a_session_whose_notebook_was_not_saved_is_not_sealed(lab):
     folder = create_session(lab.outputs, operator="alice")
     with pytest.raises(UsageError, match="nothing was run"):
         read_session(folder)
-    write_json_atomic(results_path(folder, "preflight"), {"section": "preflight", "outcome": "passed",
-                                                          "target": "local", "config_path": str(lab.config)})
+    write_json_atomic(
+        results_path(folder, "preflight"),
+        {"section": "preflight", "outcome": "passed", "target": "local", "config_path": str(lab.config)},
+    )
     with pytest.raises(UsageError, match=r"01-preflight.ipynb has results but .* save it in JupyterLab"):
         read_session(folder)
     with pytest.raises(UsageError, match="is not a session folder"):

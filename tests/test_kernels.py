@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -23,10 +24,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import wait_for
-from hotdash_release.kernels import (SOCKET_DIR_PREFIX, KernelPool, forkable, launcher_arguments,
-                                     start_kernel_pool)
+
+from hotdash_release.execution.pool import (
+    SOCKET_DIR_PREFIX,
+    KernelPool,
+    forkable,
+    launcher_arguments,
+    start_kernel_pool,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
 
@@ -82,8 +88,9 @@ def test_each_section_gets_a_process_no_other_section_touched(pool):
         run_cell(first, "import hotdash_release.plan as plan; plan.LEFT_BEHIND = 1; leftover = 1")
         first_pid = first.provisioner.pid
     with pool.kernel() as second:
-        reply = run_cell(second, "import hotdash_release.plan as plan\n"
-                                 "print(hasattr(plan, 'LEFT_BEHIND'), 'leftover' in globals())")
+        reply = run_cell(
+            second, "import hotdash_release.plan as plan\nprint(hasattr(plan, 'LEFT_BEHIND'), 'leftover' in globals())"
+        )
         assert second.provisioner.pid != first_pid
     assert reply["stdout"].split() == ["False", "False"]
 
@@ -92,9 +99,12 @@ def test_a_kernel_is_warmed_up_before_its_section_without_a_trace(pool):
     """The warm-up (warmup.py) builds the display machinery while the kernel waits; the section
     still finds a fresh kernel: no name of ours in its namespace, its first cell counted 1."""
     with pool.kernel() as manager:
-        reply = run_cell(manager, "ip = get_ipython()\n"
-                                  "print('formatters' in ip.display_formatter._trait_values)\n"
-                                  "print([k for k in ip.user_ns if k not in ip.user_ns_hidden and not k.startswith('_')])")
+        reply = run_cell(
+            manager,
+            "ip = get_ipython()\n"
+            "print('formatters' in ip.display_formatter._trait_values)\n"
+            "print([k for k in ip.user_ns if k not in ip.user_ns_hidden and not k.startswith('_')])",
+        )
     warmed, names = reply["stdout"].splitlines()
     assert warmed == "True" and names == "['ip']" and reply["execution_count"] == 1
 
@@ -119,7 +129,10 @@ def test_a_forked_kernel_handles_shell_messages_on_its_main_thread(pool):
 
     with pool.kernel() as manager:
         reply = run_cell(manager, "import threading; print(sorted(t.name for t in threading.enumerate()))")
-        info = run_cell(manager, "k = get_ipython().kernel; print(k._supports_kernel_subshells, k.shell_stream.io_loop is k.io_loop)")
+        info = run_cell(
+            manager,
+            "k = get_ipython().kernel; print(k._supports_kernel_subshells, k.shell_stream.io_loop is k.io_loop)",
+        )
     assert SHELL_CHANNEL_THREAD_NAME not in reply["stdout"], reply["stdout"]
     assert info["stdout"].split() == ["False", "True"]
 
@@ -128,6 +141,7 @@ def test_the_client_connected_ahead_is_the_sections_and_every_client_is_closed_a
     """Each section's client is connected while its kernel waits in the pool; nbclient leaves
     the client of a kernel it did not start open, so the pool closes it (with its zmq context,
     two threads and their sockets) when the section ends. Sections leave no descriptors behind."""
+
     def descriptors() -> int:  # once the spare has started and the last kernel is stopped
         pool._spares[0].result()
         pool._stopper.submit(lambda: None).result()
@@ -156,12 +170,12 @@ def test_the_client_connected_ahead_is_the_sections_and_every_client_is_closed_a
     assert spare.context.closed  # a spare's client made ahead goes with the pool
 
 
-def test_a_kernel_runs_in_the_runbooks_folder_with_the_runners_environment_of_the_moment(pool, tmp_path,
-                                                                                          monkeypatch):
+def test_a_kernel_runs_in_the_runbooks_folder_with_the_runners_environment_of_the_moment(pool, tmp_path, monkeypatch):
     monkeypatch.setenv("HOTDASH_SET_AFTER_THE_TEMPLATE_STARTED", "yes")
     with pool.kernel() as manager:
-        reply = run_cell(manager, "import os; print(os.getcwd()); "
-                                  "print(os.environ.get('HOTDASH_SET_AFTER_THE_TEMPLATE_STARTED'))")
+        reply = run_cell(
+            manager, "import os; print(os.getcwd()); print(os.environ.get('HOTDASH_SET_AFTER_THE_TEMPLATE_STARTED'))"
+        )
     cwd, value = reply["stdout"].split()
     assert Path(cwd) == tmp_path and value == "yes"
 
@@ -180,6 +194,7 @@ def test_a_spare_started_before_the_environment_changed_is_not_handed_out(pool, 
 
 def test_a_pool_kept_for_several_releases_gives_every_section_a_new_kernel(tmp_path):
     from conftest import make_rehearsal
+
     from hotdash_release.paths import RUNBOOKS_DIR
     from hotdash_release.runner import ReleaseOptions, run_release
 
@@ -196,8 +211,14 @@ def test_a_pool_kept_for_several_releases_gives_every_section_a_new_kernel(tmp_p
     pool.kernel = recording_kernel
     try:
         template = pool.template.pid
-        records = [run_release(ReleaseOptions(config_path=world.config, outputs=world.outputs),
-                               progress=lambda line: None, kernel_pool=pool) for _ in range(2)]
+        records = [
+            run_release(
+                ReleaseOptions(config_path=world.config, outputs=world.outputs),
+                progress=lambda line: None,
+                kernel_pool=pool,
+            )
+            for _ in range(2)
+        ]
         assert pool.template.pid == template and pool.template.alive(), "kept for the next release"
         assert not pool.serves("python3", RUNBOOKS_DIR, fork=False)  # such a release starts its own
     finally:
@@ -216,18 +237,34 @@ def test_every_output_of_a_cell_arrives_in_order(pool):
     from nbclient import NotebookClient
 
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(
-        "import sys\nfrom IPython.display import HTML, display\n"
-        "print('one')\nprint('two', file=sys.stderr)\ndisplay(HTML('<b>three</b>'))\n"
-        "sys.stdout.write('four')\n'five'"),
-        nbformat.v4.new_code_cell("import time\nfor n in range(3):\n    print(n, end=' ')\n    time.sleep(0.05)")]
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "import sys\nfrom IPython.display import HTML, display\n"
+            "print('one')\nprint('two', file=sys.stderr)\ndisplay(HTML('<b>three</b>'))\n"
+            "sys.stdout.write('four')\n'five'"
+        ),
+        nbformat.v4.new_code_cell("import time\nfor n in range(3):\n    print(n, end=' ')\n    time.sleep(0.05)"),
+    ]
     with pool.kernel() as manager:
         NotebookClient(notebook, km=manager, timeout=30).execute()
-    first, second = ([(o.output_type, o.get("name"), o.get("text") or o.get("data", {}).get("text/html")
-                       or o.get("data", {}).get("text/plain")) for o in cell.outputs] for cell in notebook.cells)
-    assert first == [("stream", "stdout", "one\n"), ("stream", "stderr", "two\n"),
-                     ("display_data", None, "<b>three</b>"), ("stream", "stdout", "four"),
-                     ("execute_result", None, "'five'")]
+    first, second = (
+        [
+            (
+                o.output_type,
+                o.get("name"),
+                o.get("text") or o.get("data", {}).get("text/html") or o.get("data", {}).get("text/plain"),
+            )
+            for o in cell.outputs
+        ]
+        for cell in notebook.cells
+    )
+    assert first == [
+        ("stream", "stdout", "one\n"),
+        ("stream", "stderr", "two\n"),
+        ("display_data", None, "<b>three</b>"),
+        ("stream", "stdout", "four"),
+        ("execute_result", None, "'five'"),
+    ]
     assert "".join(text for _, _, text in second) == "0 1 2 "
 
 
@@ -251,7 +288,7 @@ def test_socket_folders_of_runners_that_are_gone_are_removed(tmp_path, monkeypat
 def test_a_kernel_that_dies_is_seen_dead_with_its_exit_code(pool):
     with pool.kernel() as manager:
         process = manager.provisioner.process
-        with pytest.raises(Exception):
+        with pytest.raises(queue.Empty):  # no reply ever comes from a kernel that is gone
             run_cell(manager, "import os; os._exit(7)", timeout=3)
         deadline = time.monotonic() + 10
         while process.poll() is None and time.monotonic() < deadline:
@@ -271,8 +308,11 @@ def test_an_interrupt_reaches_the_running_cell(pool):
                 msg_id = client.execute("import time; print('sleeping', flush=True); time.sleep(30)")
                 while True:  # interrupt once the cell is surely running
                     message = await client.get_iopub_msg(timeout=20)
-                    if (message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "stream"
-                            and "sleeping" in message["content"]["text"]):
+                    if (
+                        message["parent_header"].get("msg_id") == msg_id
+                        and message["msg_type"] == "stream"
+                        and "sleeping" in message["content"]["text"]
+                    ):
                         break
                 await manager.interrupt_kernel()
                 while True:  # well before the 30 s sleep would end
@@ -294,24 +334,27 @@ def test_closing_the_pool_leaves_no_template_and_no_kernel(tmp_path):
     template = pool.template.pid
     spare = pool._spares[0].result().manager.provisioner.pid  # booting for a next section
     pool.close()
-    gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in (used, spare, template)
-                                     if psutil.pid_exists(pid)], timeout=10)
+    _gone, alive = psutil.wait_procs(
+        [psutil.Process(pid) for pid in (used, spare, template) if psutil.pid_exists(pid)], timeout=10
+    )
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_a_runner_killed_outright_takes_its_template_and_kernels_along(tmp_path):
     """SIGKILL leaves the runner no chance to clean up: the kernel processes must still go."""
     script = tmp_path / "runner.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from hotdash_release.kernels import KernelPool
+        from hotdash_release.execution.pool import KernelPool
         pool = KernelPool("python3", cwd=Path({str(tmp_path)!r}), ahead=1)
         with pool.kernel() as manager:
             spare = pool._spares[0].result().manager.provisioner.pid
             print(pool.template.pid, manager.provisioner.pid, spare, flush=True)
             time.sleep(120)
-    """))
+    """)
+    )
     runner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         pids = [int(pid) for pid in runner.stdout.readline().split()]
@@ -338,14 +381,19 @@ def test_without_fork_kernels_are_spawned_and_still_fresh(tmp_path):
         pool.close()
 
 
-@pytest.mark.parametrize(("cmd", "forks"), [
-    ([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"], ["-f", "k.json"]),
-    ([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json", "--IPKernelApp.exec_lines=x=1"],
-     ["-f", "k.json", "--IPKernelApp.exec_lines=x=1"]),
-    (["/usr/bin/false", "-m", "ipykernel_launcher", "-f", "k.json"], None),  # another interpreter
-    ([sys.executable, "-m", "some_other_kernel", "-f", "k.json"], None),
-    (["R", "--slave", "-e", "IRkernel::main()"], None),
-])
+@pytest.mark.parametrize(
+    ("cmd", "forks"),
+    [
+        ([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"], ["-f", "k.json"]),
+        (
+            [sys.executable, "-m", "ipykernel_launcher", "-f", "k.json", "--IPKernelApp.exec_lines=x=1"],
+            ["-f", "k.json", "--IPKernelApp.exec_lines=x=1"],
+        ),
+        (["/usr/bin/false", "-m", "ipykernel_launcher", "-f", "k.json"], None),  # another interpreter
+        ([sys.executable, "-m", "some_other_kernel", "-f", "k.json"], None),
+        (["R", "--slave", "-e", "IRkernel::main()"], None),
+    ],
+)
 def test_only_this_pythons_ipykernel_is_forked(cmd, forks):
     assert launcher_arguments(cmd) == forks
 
@@ -362,8 +410,8 @@ def test_the_template_imported_everything_a_release_imports(tmp_path, monkeypatc
     preloads it all (kernel_template.PRELOAD). Each runbook is instrumented with a first cell
     noting sys.modules and a last one printing what was imported in between."""
     import nbformat
-
     from conftest import make_rehearsal
+
     from hotdash_release import runner
     from hotdash_release.paths import RUNBOOKS_DIR
 
@@ -372,14 +420,14 @@ def test_the_template_imported_everything_a_release_imports(tmp_path, monkeypatc
     for path in books.glob("*.ipynb"):
         notebook = nbformat.read(path, as_version=4)
         notebook.cells.insert(0, nbformat.v4.new_code_cell("import sys as _sys; _before = set(_sys.modules)"))
-        notebook.cells.append(nbformat.v4.new_code_cell(
-            "print('IMPORTED', sorted(set(_sys.modules) - _before))"))
+        notebook.cells.append(nbformat.v4.new_code_cell("print('IMPORTED', sorted(set(_sys.modules) - _before))"))
         nbformat.write(notebook, path)
     monkeypatch.setattr(runner, "RUNBOOKS_DIR", books)
     world = make_rehearsal(tmp_path / "world")
     try:
-        record = runner.run_release(runner.ReleaseOptions(config_path=world.config, outputs=world.outputs),
-                                    progress=lambda line: None)
+        record = runner.run_release(
+            runner.ReleaseOptions(config_path=world.config, outputs=world.outputs), progress=lambda line: None
+        )
     finally:
         world.platform().stop()
     assert record.outcome == "released" and record.kernels.mode == "forked from a kernel template"

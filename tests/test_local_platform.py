@@ -68,8 +68,7 @@ def processes_running_from(directory: Path) -> list[int]:
 
 
 def deploy(platform: LocalPlatform, version: str = "1.0.0", **build_args: str):
-    return platform.deploy(APP, build_args={"HOTDASH_VERSION": version, **build_args},
-                           wait_timeout_s=10)
+    return platform.deploy(APP, build_args={"HOTDASH_VERSION": version, **build_args}, wait_timeout_s=10)
 
 
 @pytest.fixture
@@ -126,8 +125,7 @@ def test_build_json_is_canonical_and_the_image_id_is_its_sha256(staging, state_d
 
     image_dir = state_dir / "images" / release.image_ref.rsplit(":", 1)[1]
     build_json = (image_dir / "build.json").read_bytes()
-    assert json.loads(build_json) == {
-        "defect": "", "version": "1.0.0", "build_args": {"NODE_ENV": "production"}}
+    assert json.loads(build_json) == {"defect": "", "version": "1.0.0", "build_args": {"NODE_ENV": "production"}}
     assert hashlib.sha256(TINY_APP.read_bytes() + build_json).hexdigest() == image_dir.name
 
 
@@ -348,7 +346,7 @@ def test_invalid_deploy_input_is_a_usage_error_naming_the_field(staging, request
 
 
 def test_a_bad_defect_lists_the_allowed_ones(staging):
-    with pytest.raises(UsageError, match="'crash_at_start'.*'wrong_api_key'"):
+    with pytest.raises(UsageError, match=r"'crash_at_start'.*'wrong_api_key'"):
         deploy(staging, HOTDASH_DEFECT="gremlins")
 
 
@@ -397,15 +395,18 @@ def test_logs_are_kept_per_release(staging):
 @pytest.mark.skipif(not STANDIN_APP.exists(), reason="hotdash_release/standin_app.py is not written yet")
 def test_the_standin_app_deploys_and_passes_its_health_check(open_platform):
     platform = open_platform(app_source=None)  # the default: the stand-in app
-    platform.set_secrets(APP, {
-        "DATABASE_URL": DATABASE_URL,
-        "SHOPIFY_API_KEY": "rehearsal-api-key",
-        "SHOPIFY_API_SECRET": "rehearsal-api-secret",
-        "SHOPIFY_APP_URL": "https://hotdash-staging.example.com",
-        "SCOPES": "read_orders,read_products",
-        "SUPABASE_URL": "https://rehearsal.supabase.example.com",
-        "SUPABASE_ANON_KEY": "rehearsal-anon-key",
-    })
+    platform.set_secrets(
+        APP,
+        {
+            "DATABASE_URL": DATABASE_URL,
+            "SHOPIFY_API_KEY": "rehearsal-api-key",
+            "SHOPIFY_API_SECRET": "rehearsal-api-secret",
+            "SHOPIFY_APP_URL": "https://hotdash-staging.example.com",
+            "SCOPES": "read_orders,read_products",
+            "SUPABASE_URL": "https://rehearsal.supabase.example.com",
+            "SUPABASE_ANON_KEY": "rehearsal-anon-key",
+        },
+    )
 
     release = platform.deploy(APP, build_args={"HOTDASH_VERSION": "1.0.0"}, wait_timeout_s=20)
 

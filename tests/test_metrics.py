@@ -4,27 +4,56 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hotdash_release.catalog import ReleaseSummary, SectionTiming
-from hotdash_release.metrics import (MIN_BASELINE, TOTAL, Baseline, baselines, comparison, dora, dora_by_app,
-                                     percentile, slow_releases, write_metrics)
+from hotdash_release.archive.catalog import ReleaseSummary, SectionTiming
+from hotdash_release.archive.metrics import (
+    MIN_BASELINE,
+    TOTAL,
+    Baseline,
+    baselines,
+    comparison,
+    dora,
+    dora_by_app,
+    percentile,
+    slow_releases,
+    write_metrics,
+)
 
-T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
-PLAN_KEYS = ("preflight", "verify_secrets", "deploy_staging", "staging_smoke", "go_no_go", "deploy_production",
-             "production_smoke", "notify")
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+PLAN_KEYS = (
+    "preflight",
+    "verify_secrets",
+    "deploy_staging",
+    "staging_smoke",
+    "go_no_go",
+    "deploy_production",
+    "production_smoke",
+    "notify",
+)
 
 
 def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def release(n: int, outcome: str = "released", *, start: datetime | None = None, step_s: float = 10.0,
-            target: str = "fly", app: str = "hotdash-production", keys=PLAN_KEYS, failed: str = "",
-            rollback_s: float | None = None, committed_at: str | None = None, dirty: bool = False,
-            slow_step: tuple[str, float] | None = None) -> ReleaseSummary:
+def release(
+    n: int,
+    outcome: str = "released",
+    *,
+    start: datetime | None = None,
+    step_s: float = 10.0,
+    target: str = "fly",
+    app: str = "hotdash-production",
+    keys=PLAN_KEYS,
+    failed: str = "",
+    rollback_s: float | None = None,
+    committed_at: str | None = None,
+    dirty: bool = False,
+    slow_step: tuple[str, float] | None = None,
+) -> ReleaseSummary:
     """A release whose steps take `step_s` each, one after another."""
     start = start or T0 + timedelta(hours=n)
     sections, clock = [], start
@@ -33,11 +62,26 @@ def release(n: int, outcome: str = "released", *, start: datetime | None = None,
         sections.append(SectionTiming(key, "failed" if key == failed else "passed", duration, iso(clock), False))
         clock += timedelta(seconds=duration)
     if rollback_s is not None:
-        sections.append(SectionTiming("rollback", "passed" if outcome == "rolled back" else "failed", rollback_s,
-                                      iso(clock), False))
+        sections.append(
+            SectionTiming("rollback", "passed" if outcome == "rolled back" else "failed", rollback_s, iso(clock), False)
+        )
         clock += timedelta(seconds=rollback_s)
-    return ReleaseSummary(app, f"{start:%Y%m%dT%H%M%SZ}-{n:06x}", outcome, iso(start), iso(clock), "ana", target, "",
-                          "c0ffee", dirty, committed_at, (clock - start).total_seconds(), tuple(sections), True)
+    return ReleaseSummary(
+        app,
+        f"{start:%Y%m%dT%H%M%SZ}-{n:06x}",
+        outcome,
+        iso(start),
+        iso(clock),
+        "ana",
+        target,
+        "",
+        "c0ffee",
+        dirty,
+        committed_at,
+        (clock - start).total_seconds(),
+        tuple(sections),
+        True,
+    )
 
 
 def test_percentile_interpolates_like_numpy():
@@ -55,8 +99,9 @@ def test_a_baseline_needs_enough_history_before_it_judges():
 
 
 def test_baselines_use_passed_steps_of_earlier_releases_only():
-    earlier = [release(i) for i in range(6)] + [release(9, "blocked", keys=PLAN_KEYS[:4], failed="staging_smoke",
-                                                        slow_step=("staging_smoke", 999.0))]
+    earlier = [release(i) for i in range(6)] + [
+        release(9, "blocked", keys=PLAN_KEYS[:4], failed="staging_smoke", slow_step=("staging_smoke", 999.0))
+    ]
     stats = baselines(earlier, ["staging_smoke", TOTAL])
     assert stats["staging_smoke"].n == 6 and stats["staging_smoke"].p95 == 10.0, "a failed step is no sample"
     assert stats[TOTAL].n == 6, "only released releases measure the whole"
@@ -77,9 +122,13 @@ def test_slow_releases_are_flagged_against_the_releases_before_them():
 
 
 def test_change_failure_rate_counts_production_changes_only():
-    releases = [release(0), release(1, "blocked", keys=PLAN_KEYS[:5], failed="go_no_go"),
-                release(2, "rolled back", keys=PLAN_KEYS[:7], failed="production_smoke", rollback_s=30),
-                release(3), release(4)]
+    releases = [
+        release(0),
+        release(1, "blocked", keys=PLAN_KEYS[:5], failed="go_no_go"),
+        release(2, "rolled back", keys=PLAN_KEYS[:7], failed="production_smoke", rollback_s=30),
+        release(3),
+        release(4),
+    ]
     metrics = dora("hotdash-production", "fly", releases, now=T0 + timedelta(days=2))
     assert metrics.deployments == 4 and metrics.successful_deployments == 3 and metrics.failed_deployments == 1
     assert metrics.change_failure_rate == 0.25

@@ -14,19 +14,23 @@ import socket
 
 import httpx
 import pytest
+from loopback import Reply
 
 from hotdash_release.config import load_config
-from hotdash_release.notify import compose_message, send_notification
+from hotdash_release.integrations.notify import compose_message, send_notification
 from hotdash_release.paths import RUNBOOKS_DIR
-from loopback import Reply
 
 WEBHOOK_PATH = "/services/T0HOTDASH/B0RELEASE/s3cretWebhookToken"
 WEBHOOK_SECRET_PART = "s3cretWebhookToken"
 WEBHOOK_ENV = "HOTDASH_SLACK_WEBHOOK_URL"
 PLAN = load_config(RUNBOOKS_DIR / "hotdash.toml").notification
 SLACK = dataclasses.replace(PLAN, channel="slack")
-MESSAGE = compose_message(PLAN, release_id="20261125T190512Z-a1b2c3", operator="octocat",
-                          image_ref="registry.fly.io/hotdash-production:deployment-01JDEXAMPLE")
+MESSAGE = compose_message(
+    PLAN,
+    release_id="20261125T190512Z-a1b2c3",
+    operator="octocat",
+    image_ref="registry.fly.io/hotdash-production:deployment-01JDEXAMPLE",
+)
 
 
 def slack_says(status: int, body: str) -> Reply:
@@ -61,15 +65,20 @@ def test_message_carries_what_the_plan_tells_the_ceo():
     assert lines[0] == "CEO: HotDash is deployed to production and ready for testing."
     assert "Production URL: https://hotdash-production.fly.dev" in lines
     assert "Expected functionality: Shopify integration, dashboard, basic navigation" in lines
-    assert ("Known limitations: Browser notifications (in progress); Performance testing (in progress); "
-            "Some monitoring dashboards may be incomplete; Documentation still being finalized") in lines
+    assert (
+        "Known limitations: Browser notifications (in progress); Performance testing (in progress); "
+        "Some monitoring dashboards may be incomplete; Documentation still being finalized"
+    ) in lines
     assert "Feedback channel: Log issues via GitHub Issues or direct communication" in lines
     assert "registry.fly.io/hotdash-production:deployment-01JDEXAMPLE" in lines[-1] and "octocat" in lines[-1]
 
 
 def test_a_rehearsal_says_where_it_really_serves_production():
     message = compose_message(PLAN, release_id="r", operator="o", image_ref=None, served_at="http://127.0.0.1:8123/")
-    assert "Production URL: https://hotdash-production.fly.dev (this rehearsal serves it at http://127.0.0.1:8123/)" in message
+    assert (
+        "Production URL: https://hotdash-production.fly.dev (this rehearsal serves it at http://127.0.0.1:8123/)"
+        in message
+    )
     assert "image unknown" in message
 
 
@@ -92,8 +101,13 @@ def test_slack_without_a_given_client_uses_its_own(slack):
     assert send_to(slack.base_url + WEBHOOK_PATH).ok
 
 
-SLACK_ERRORS = [(400, "invalid_payload"), (403, "action_prohibited"), (404, "channel_not_found"),
-                (410, "channel_is_archived"), (500, "rollup_error")]
+SLACK_ERRORS = [
+    (400, "invalid_payload"),
+    (403, "action_prohibited"),
+    (404, "channel_not_found"),
+    (410, "channel_is_archived"),
+    (500, "rollup_error"),
+]
 
 
 @pytest.mark.parametrize("status,body", SLACK_ERRORS, ids=[body for _, body in SLACK_ERRORS])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from urllib.parse import quote, quote_plus
 
-from hotdash_release.redact import Redactor, find_secret_values
+from hotdash_release.secrets.redact import Redactor, find_secret_values
 
 API_KEY = "3f9c2a7be41d8e60"
 # Characters that URL-encoding and HTML-escaping change, so each spelling differs.
@@ -18,9 +18,7 @@ def make_redactor() -> Redactor:
 
 def test_raw_value_becomes_a_marker_naming_the_secret():
     text = f'<script data-api-key="{API_KEY}" src="app-bridge.js">'
-    assert make_redactor().redact(text) == (
-        '<script data-api-key="[redacted SHOPIFY_API_KEY]" src="app-bridge.js">'
-    )
+    assert make_redactor().redact(text) == ('<script data-api-key="[redacted SHOPIFY_API_KEY]" src="app-bridge.js">')
 
 
 def test_url_encoded_forms_are_redacted():
@@ -38,9 +36,7 @@ def test_html_escaped_form_is_redacted():
 
 def test_longest_value_wins_where_values_overlap():
     redactor = Redactor({"SHORTER": "abcdef", "LONGER": "abcdef123456"})
-    assert redactor.redact("x abcdef123456 y abcdef z") == (
-        "x [redacted LONGER] y [redacted SHORTER] z"
-    )
+    assert redactor.redact("x abcdef123456 y abcdef z") == ("x [redacted LONGER] y [redacted SHORTER] z")
 
 
 def test_markers_are_not_redacted_again():

@@ -10,9 +10,9 @@ import json
 import re
 
 import pytest
-
 from conftest import assert_canonical_notebooks, make_rehearsal
-from hotdash_release.archive import read_manifest, sha256_file
+
+from hotdash_release.archive.seal import read_manifest, sha256_file
 from hotdash_release.paths import RUNBOOKS_DIR
 from hotdash_release.plan import PLAN
 
@@ -151,7 +151,7 @@ def test_first_release_broken_has_nothing_to_roll_back_to(rehearsal):
 
 def test_missing_secret_blocks_before_any_deploy(rehearsal):
     platform = rehearsal.platform()
-    from hotdash_release.secrets import rehearsal_secret_values
+    from hotdash_release.secrets.required import rehearsal_secret_values
 
     for app in ("hotdash-staging", "hotdash-production"):
         values = rehearsal_secret_values(app)

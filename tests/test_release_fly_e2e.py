@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import CLI_TIMEOUT_S, write_config
 from fakes.fakefly import FakeFly, install_flyctl
 from fakes.supabase_auth import FakeSupabaseAuth
-from hotdash_release.archive import read_manifest
+
+from hotdash_release.archive.seal import read_manifest
 from hotdash_release.plan import PLAN
 from hotdash_release.results import read_section_result
-from hotdash_release.secrets import rehearsal_secret_values
+from hotdash_release.secrets.required import rehearsal_secret_values
 from hotdash_release.targets.fly import FlyTarget
 
 STAGING, PRODUCTION = "hotdash-staging", "hotdash-production"
@@ -56,9 +56,26 @@ class FlyWorld:
         # A whole environment, not conftest.run_cli's additions to ours: a real FLY_API_TOKEN
         # of the machine running the tests must not reach the stand-in world.
         return subprocess.run(
-            [sys.executable, "-m", "hotdash_release.cli", "release", "--target", "fly",
-             "--config", str(self.config), "--outputs", str(self.outputs), "--operator", "test-operator", *args],
-            capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=self.env)
+            [
+                sys.executable,
+                "-m",
+                "hotdash_release.cli",
+                "release",
+                "--target",
+                "fly",
+                "--config",
+                str(self.config),
+                "--outputs",
+                str(self.outputs),
+                "--operator",
+                "test-operator",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            env=self.env,
+        )
 
     def target(self) -> FlyTarget:
         return FlyTarget(environ=self.env)
@@ -78,8 +95,14 @@ def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
     ports = {app: free_port() for app in ENVIRONMENT_OF}
     for app, port in ports.items():
         fake.create_app(app, port=port)
-    config = write_config(root / "config", state_dir=root / "rehearsal", edits={
-        f'base_url = "https://{app}.fly.dev"': f'base_url = "http://127.0.0.1:{port}"' for app, port in ports.items()})
+    config = write_config(
+        root / "config",
+        state_dir=root / "rehearsal",
+        edits={
+            f'base_url = "https://{app}.fly.dev"': f'base_url = "http://127.0.0.1:{port}"'
+            for app, port in ports.items()
+        },
+    )
     text = re.sub(r"(\[targets\.fly\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{WAIT_TIMEOUT_S}", config.read_text())
     config.write_text(text)
     values = {app: rehearsal_secret_values(app) for app in ENVIRONMENT_OF}
@@ -94,8 +117,11 @@ def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
 
 def smoke_test_variables(values: dict[str, dict[str, str]]) -> dict[str, str]:
     """STAGING_SHOPIFY_API_KEY=... and so on: where the fly target's checks read values."""
-    return {f"{ENVIRONMENT_OF[app].upper()}_{name}": value
-            for app, app_values in values.items() for name, value in app_values.items()}
+    return {
+        f"{ENVIRONMENT_OF[app].upper()}_{name}": value
+        for app, app_values in values.items()
+        for name, value in app_values.items()
+    }
 
 
 def archived_text(folder: Path) -> str:
@@ -146,8 +172,18 @@ def test_good_release_on_fly_is_all_green_and_archived(world, good_release):
         assert status.image_ref == newest.image_ref and newest.image_ref.startswith(f"registry.fly.io/{app}:")
     deploys = [c["argv"] for c in world.fake.calls() if c["argv"][0] == "deploy"]
     assert [d[d.index("--app") + 1] for d in deploys] == [STAGING, PRODUCTION]
-    assert deploys[0] == ["deploy", "--config", str(world.config.parent / "fly.toml"), "--app", STAGING,
-                          "--strategy", "rolling", "--wait-timeout", str(WAIT_TIMEOUT_S), "--yes"]
+    assert deploys[0] == [
+        "deploy",
+        "--config",
+        str(world.config.parent / "fly.toml"),
+        "--app",
+        STAGING,
+        "--strategy",
+        "rolling",
+        "--wait-timeout",
+        str(WAIT_TIMEOUT_S),
+        "--yes",
+    ]
 
 
 def test_flyctl_never_sees_the_token_or_a_secret_value_on_its_command_line(world, good_release):
@@ -183,8 +219,18 @@ def test_broken_production_deploy_on_fly_rolls_back_to_the_previous_image(world,
     assert after.state == "started" and after.image_ref == before.image_ref
     assert after.version == before.version + 2, "the rollback is a new release, as on Fly"
     rollback = [c["argv"] for c in world.fake.calls() if c["argv"][0] == "deploy"][-1]
-    assert rollback == ["deploy", "--config", str(world.config.parent / "fly.production.toml"), "--app", PRODUCTION,
-                        "--image", before.image_ref, "--strategy", "immediate", "--yes"]
+    assert rollback == [
+        "deploy",
+        "--config",
+        str(world.config.parent / "fly.production.toml"),
+        "--app",
+        PRODUCTION,
+        "--image",
+        before.image_ref,
+        "--strategy",
+        "immediate",
+        "--yes",
+    ]
 
 
 def test_production_on_the_staging_database_is_blocked_before_any_deploy(tmp_path):

@@ -64,9 +64,21 @@ def test_cells_read_like_plan_lines(path):
 
 def test_public_api_is_pinned():
     assert sorted(hotdash_release.__all__) == [
-        "ConfigError", "DeployError", "GateFailed", "ReleaseConfig", "ReleaseError", "ReleaseOptions",
-        "RollbackError", "SecretError", "SectionRun", "TargetError", "UsageError", "describe_plan",
-        "load_config", "open_section", "run_release",
+        "ConfigError",
+        "DeployError",
+        "GateFailed",
+        "ReleaseConfig",
+        "ReleaseError",
+        "ReleaseOptions",
+        "RollbackError",
+        "SecretError",
+        "SectionRun",
+        "TargetError",
+        "UsageError",
+        "describe_plan",
+        "load_config",
+        "open_section",
+        "run_release",
     ]
     for name in hotdash_release.__all__:
         assert hasattr(hotdash_release, name)

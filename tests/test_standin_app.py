@@ -27,7 +27,7 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 
-from hotdash_release import standin_app
+from hotdash_release.targets import standin_app
 
 APP_FILE = Path(standin_app.__file__)
 CHROME = (
@@ -46,15 +46,18 @@ SECRETS = {
 KEY = SECRETS["SHOPIFY_API_KEY"]
 SHOP = "x.myshopify.com"
 HOST = base64.b64encode(b"admin.shopify.com/store/x").decode().rstrip("=")  # as Shopify sends it
-APP_BRIDGE_TAG = (
-    f'<script src="https://cdn.shopify.com/shopifycloud/app-bridge.js" data-api-key="{KEY}"></script>'
-)
+APP_BRIDGE_TAG = f'<script src="https://cdn.shopify.com/shopifycloud/app-bridge.js" data-api-key="{KEY}"></script>'
 CSP = (
     "frame-ancestors https://x.myshopify.com https://admin.shopify.com https://*.spin.dev "
     "https://admin.myshopify.io https://admin.shop.dev;"
 )
-BOT_AGENTS = ("curl/8.5.0", "python-httpx/0.28.1", "python-requests/2.32.3", "Wget/1.21.4",
-              "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+BOT_AGENTS = (
+    "curl/8.5.0",
+    "python-httpx/0.28.1",
+    "python-requests/2.32.3",
+    "Wget/1.21.4",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+)
 WEBHOOK_BODY = b'{"id":123456789,"domain":"x.myshopify.com"}'
 RIGHT_HMAC = base64.b64encode(
     hmac.new(SECRETS["SHOPIFY_API_SECRET"].encode(), WEBHOOK_BODY, hashlib.sha256).digest()
@@ -82,9 +85,7 @@ def app_env(port: int, **overrides: str | None) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in standin_app.REQUIRED_SECRETS
-        and name not in ("HOST", "PORT")
-        and not name.startswith("HOTDASH_")
+        if name not in standin_app.REQUIRED_SECRETS and name not in ("HOST", "PORT") and not name.startswith("HOTDASH_")
     }
     env.update(SECRETS, PORT=str(port))
     for name, value in overrides.items():
@@ -235,9 +236,8 @@ class Row:
     csp: bool = False
 
 
-BOUNCE = (
-    f"/auth/session-token?embedded=1&shop={SHOP}&host={HOST}&shopify-reload="
-    + quote_plus(f"/app?embedded=1&shop={SHOP}&host={HOST}")
+BOUNCE = f"/auth/session-token?embedded=1&shop={SHOP}&host={HOST}&shopify-reload=" + quote_plus(
+    f"/app?embedded=1&shop={SHOP}&host={HOST}"
 )
 INSTALL = f"https://admin.shopify.com/store/x/oauth/install?client_id={KEY}"
 ROWS = [
@@ -245,34 +245,61 @@ ROWS = [
     Row("landing", "GET", "/", 200, contains=('action="/auth/login"', 'name="shop"')),
     Row("landing-with-shop", "GET", f"/?shop={SHOP}", 302, location=f"/app?shop={SHOP}"),
     Row("login-form", "GET", "/auth/login", 200, contains=('name="shop"',)),
-    Row("login-form-curl", "GET", "/auth/login", 200, user_agent="curl/8.5.0",
-        contains=('name="shop"',)),
-    Row("login-form-httpx", "GET", "/auth/login", 200, user_agent="python-httpx/0.28.1",
-        contains=('name="shop"',)),
+    Row("login-form-curl", "GET", "/auth/login", 200, user_agent="curl/8.5.0", contains=('name="shop"',)),
+    Row("login-form-httpx", "GET", "/auth/login", 200, user_agent="python-httpx/0.28.1", contains=('name="shop"',)),
     Row("login-short-shop", "GET", "/auth/login?shop=x", 302, location=INSTALL),
     Row("login-full-shop", "GET", f"/auth/login?shop={SHOP}", 302, location=INSTALL),
     Row("app-bridge", "GET", "/app", 200, contains=(APP_BRIDGE_TAG, "HotDash dashboard")),
     *[
-        Row(f"bot-{path}-{agent.split('/')[0]}", "GET", path, 410, user_agent=agent,
-            body=b"<div>Handling response</div>")
+        Row(
+            f"bot-{path}-{agent.split('/')[0]}",
+            "GET",
+            path,
+            410,
+            user_agent=agent,
+            body=b"<div>Handling response</div>",
+        )
         for path in ("/app", "/app/additional", "/auth", "/auth/session-token")
         for agent in BOT_AGENTS
     ],
-    Row("app-in-admin", "GET", f"/app?shop={SHOP}&host={HOST}", 302,
-        location=f"https://admin.shopify.com/store/x/apps/{KEY}"),
-    Row("app-embedded-bounce", "GET", f"/app?embedded=1&shop={SHOP}&host={HOST}", 302,
-        location=BOUNCE),
-    Row("session-token", "GET", f"/auth/session-token?shop={SHOP}", 200,
-        body=APP_BRIDGE_TAG.encode(), csp=True),
+    Row(
+        "app-in-admin",
+        "GET",
+        f"/app?shop={SHOP}&host={HOST}",
+        302,
+        location=f"https://admin.shopify.com/store/x/apps/{KEY}",
+    ),
+    Row("app-embedded-bounce", "GET", f"/app?embedded=1&shop={SHOP}&host={HOST}", 302, location=BOUNCE),
+    Row("session-token", "GET", f"/auth/session-token?shop={SHOP}", 200, body=APP_BRIDGE_TAG.encode(), csp=True),
     Row("session-token-bounce", "GET", BOUNCE, 200, body=APP_BRIDGE_TAG.encode(), csp=True),
     Row("auth", "GET", f"/auth?shop={SHOP}", 200, contains=(APP_BRIDGE_TAG,), csp=True),
-    Row("webhook-no-hmac", "POST", "/webhooks/app/uninstalled", 400, content=WEBHOOK_BODY,
-        headers=SHOPIFY_WEBHOOK_HEADERS, body=b""),
-    Row("webhook-wrong-hmac", "POST", "/webhooks/app/uninstalled", 401, content=WEBHOOK_BODY,
+    Row(
+        "webhook-no-hmac",
+        "POST",
+        "/webhooks/app/uninstalled",
+        400,
+        content=WEBHOOK_BODY,
+        headers=SHOPIFY_WEBHOOK_HEADERS,
+        body=b"",
+    ),
+    Row(
+        "webhook-wrong-hmac",
+        "POST",
+        "/webhooks/app/uninstalled",
+        401,
+        content=WEBHOOK_BODY,
         headers={**SHOPIFY_WEBHOOK_HEADERS, "X-Shopify-Hmac-Sha256": "d3JvbmcgaG1hYw=="},
-        body=b""),
-    Row("webhook-right-hmac", "POST", "/webhooks/app/uninstalled", 200, content=WEBHOOK_BODY,
-        headers={**SHOPIFY_WEBHOOK_HEADERS, "X-Shopify-Hmac-Sha256": RIGHT_HMAC}, body=b""),
+        body=b"",
+    ),
+    Row(
+        "webhook-right-hmac",
+        "POST",
+        "/webhooks/app/uninstalled",
+        200,
+        content=WEBHOOK_BODY,
+        headers={**SHOPIFY_WEBHOOK_HEADERS, "X-Shopify-Hmac-Sha256": RIGHT_HMAC},
+        body=b"",
+    ),
     Row("webhook-get", "GET", "/webhooks/app/uninstalled", 400, body=b""),
     Row("not-found", "GET", "/nope", 404, content_type="text/plain"),
 ]
@@ -280,9 +307,7 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_contract_table(good_app, row):
-    response = good_app.client(row.user_agent).request(
-        row.method, row.path, headers=row.headers, content=row.content
-    )
+    response = good_app.client(row.user_agent).request(row.method, row.path, headers=row.headers, content=row.content)
 
     assert response.status_code == row.status
     assert response.headers.get("location") == row.location
@@ -374,22 +399,21 @@ def test_access_log_has_no_secrets_and_no_query_strings(good_app):
     client = good_app.client()
     client.get(f"/auth/login?shop={SHOP}")
     client.get(f"/app?embedded=1&shop={SHOP}&host={HOST}")
-    client.post("/webhooks/app/uninstalled", content=WEBHOOK_BODY,
-                headers={**SHOPIFY_WEBHOOK_HEADERS, "X-Shopify-Hmac-Sha256": RIGHT_HMAC})
+    client.post(
+        "/webhooks/app/uninstalled",
+        content=WEBHOOK_BODY,
+        headers={**SHOPIFY_WEBHOOK_HEADERS, "X-Shopify-Hmac-Sha256": RIGHT_HMAC},
+    )
     client.get("/health")
 
     lines = good_app.stdout().splitlines()
     request_lines = [line for line in lines if not line.startswith("listening on ")]
-    assert lines[0] == (
-        f"listening on http://127.0.0.1:{good_app.port} (build 1.4.2-rehearsal, defect none)"
-    )
+    assert lines[0] == (f"listening on http://127.0.0.1:{good_app.port} (build 1.4.2-rehearsal, defect none)")
     assert "GET /auth/login 302" in good_app.stdout()
     assert "GET /app 302" in good_app.stdout()
     assert "POST /webhooks/app/uninstalled 200" in good_app.stdout()
     for line in request_lines:
-        assert re.fullmatch(
-            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ /\S* \d{3} \d+\.\dms", line
-        ), line
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ /\S* \d{3} \d+\.\dms", line), line
         assert "?" not in line and "shop=" not in line
     output = good_app.stdout() + good_app.stderr()
     for name, value in SECRETS.items():

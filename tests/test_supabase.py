@@ -15,15 +15,18 @@ import time
 
 import httpx
 import pytest
-
-from hotdash_release.redact import Redactor
-from hotdash_release.supabase import SupabaseResult, check_supabase
 from loopback import Reply, Request
+
+from hotdash_release.checks.supabase import SupabaseResult, check_supabase
+from hotdash_release.secrets.redact import Redactor
 
 ANON_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2lnbmF0dXJlLW9mLXRoZS1hbm9uLWtleQ"
 HEALTH_PATH = "/auth/v1/health"
-GOTRUE = {"version": "v2.170.0", "name": "GoTrue",
-          "description": "GoTrue is a user registration and authentication API"}
+GOTRUE = {
+    "version": "v2.170.0",
+    "name": "GoTrue",
+    "description": "GoTrue is a user registration and authentication API",
+}
 
 
 @pytest.fixture
@@ -68,8 +71,7 @@ def test_the_result_is_a_frozen_value(supabase, client):
 
 
 BROKEN = [
-    ("wrong key refused", lambda request: Reply.json({"message": "no valid apikey"}, status=401),
-     401, "HTTP 401"),
+    ("wrong key refused", lambda request: Reply.json({"message": "no valid apikey"}, status=401), 401, "HTTP 401"),
     ("not Supabase Auth", lambda request: Reply.json({"status": "ok"}), 200, "expected 'GoTrue': not Supabase Auth"),
     ("not JSON", lambda request: Reply.html("<h1>Welcome</h1>"), 200, "answer is not JSON"),
     ("JSON but not an object", lambda request: Reply.json(["GoTrue"]), 200, "JSON list, expected an object"),

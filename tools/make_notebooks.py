@@ -19,11 +19,21 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 OUT = Path(__file__).resolve().parents[1] / "runbooks"
 
 COMMON = [
-    ('target: str = ""', "deployment target: local (rehearsal on this machine) | fly; empty: the configuration's default"),
-    ('config_path: str = ""', "release configuration; relative paths start in runbooks/; empty: $HOTDASH_CONFIG or runbooks/hotdash.toml"),
-    ('release_dir: str = ""', "folder that records this release (set by `runbook release`); empty: the `runbook lab` session folder, else outputs/interactive/<date>"),
+    (
+        'target: str = ""',
+        "deployment target: local (rehearsal on this machine) | fly; empty: the configuration's default",
+    ),
+    (
+        'config_path: str = ""',
+        "release configuration; relative paths start in runbooks/; empty: $HOTDASH_CONFIG or runbooks/hotdash.toml",
+    ),
+    (
+        'release_dir: str = ""',
+        "folder that records this release (set by `runbook release`); empty: the `runbook lab` session folder, else outputs/interactive/<date>",
+    ),
     ('operator: str = ""', "who runs this step; empty: $HOTDASH_OPERATOR or the OS user"),
 ]
+
 
 def params_cell(extra):
     lines = ["# Parameters: papermill replaces these; secrets are never parameters (only names are)."]
@@ -34,6 +44,7 @@ def params_cell(extra):
     cell.metadata["tags"] = ["parameters"]
     return cell
 
+
 def open_cell(kind, with_env, attestable):
     env = "environment=environment, " if with_env else ""
     attestations = ", attestations=attestations" if attestable else ""
@@ -41,7 +52,9 @@ def open_cell(kind, with_env, attestable):
         "from hotdash_release import open_section\n\n"
         f'run = open_section("{kind}", {env}target=target, config_path=config_path,\n'
         f"                   release_dir=release_dir, operator=operator{attestations})\n"
-        "run")
+        "run"
+    )
+
 
 def notebook(name, title_md, env_param, kind, body):
     cells = [new_markdown_cell(title_md)]
@@ -63,39 +76,78 @@ def notebook(name, title_md, env_param, kind, body):
     nbformat.validate(nb)
     nbformat.write(nb, OUT / f"{name}.ipynb")
 
-ATTEST_CHECKS = ('attestations: list = []', 'manual checks a person attested: [{"check": a [smoke] manual_checks '
-                 'name, "by": who, "at": ISO 8601 time, "note": what they saw}]; empty: none (JupyterLab widgets ask)')
-ATTEST_DECISION = ('attestations: list = []', 'the go/no-go call a person attested: [{"check": "Go" or "No-go", '
-                   '"by": who, "at": ISO 8601 time, "note": the reason}]; empty: none (a JupyterLab widget asks)')
 
-GATE = ("## Gate\nResults are values; the gate decides. If anything above failed, the cell below "
-        "stops the release here and names why.", "run.gate()")
+ATTEST_CHECKS = (
+    "attestations: list = []",
+    'manual checks a person attested: [{"check": a [smoke] manual_checks '
+    'name, "by": who, "at": ISO 8601 time, "note": what they saw}]; empty: none (JupyterLab widgets ask)',
+)
+ATTEST_DECISION = (
+    "attestations: list = []",
+    'the go/no-go call a person attested: [{"check": "Go" or "No-go", '
+    '"by": who, "at": ISO 8601 time, "note": the reason}]; empty: none (a JupyterLab widget asks)',
+)
 
-notebook("preflight", """# Pre-deployment checklist
+GATE = (
+    "## Gate\nResults are values; the gate decides. If anything above failed, the cell below "
+    "stops the release here and names why.",
+    "run.gate()",
+)
+
+notebook(
+    "preflight",
+    """# Pre-deployment checklist
 
 From the plan's **Pre-Deployment Checklist**: core functionality, database, `/health`, deployment
 automation, production config (`fly.production.toml`), monitoring, validation suite, and the
 workstreams (the plan's "15/17 agents complete, 88%"). What a machine can check is checked here;
-what only a later step can prove says which step proves it.""", None, "preflight", {"steps": [
-    ("## Checklist\nConfiguration, the fly config of each environment (app name, health check path), "
-     "the archive folder, and the deployment target.", "run.checklist()"),
-    ("## Workstream readiness\nRead from `readiness.csv`. The plan deploys before 100%: the go/no-go "
-     "criteria judge these numbers, not this step.", "run.readiness()"),
-    GATE]})
+what only a later step can prove says which step proves it.""",
+    None,
+    "preflight",
+    {
+        "steps": [
+            (
+                "## Checklist\nConfiguration, the fly config of each environment (app name, health check path), "
+                "the archive folder, and the deployment target.",
+                "run.checklist()",
+            ),
+            (
+                "## Workstream readiness\nRead from `readiness.csv`. The plan deploys before 100%: the go/no-go "
+                "criteria judge these numbers, not this step.",
+                "run.readiness()",
+            ),
+            GATE,
+        ]
+    },
+)
 
-notebook("verify_secrets", """# Step 1: Verify secrets
+notebook(
+    "verify_secrets",
+    """# Step 1: Verify secrets
 
 ```bash
 flyctl secrets list --app hotdash-production
 ```
 Required: `DATABASE_URL` (Supabase), `SHOPIFY_API_KEY`, `SHOPIFY_API_SECRET`, `SHOPIFY_APP_URL`, `SCOPES`,
 `SUPABASE_URL`, `SUPABASE_ANON_KEY`. Both apps are checked, staging first since it deploys first.
-Platforms list names and digests only: no value is read or shown here.""", None, "verify_secrets", {"steps": [
-    ("## Required secrets on each app\nA missing secret blocks the release before any deploy; a staged one "
-     "is applied by the coming deploy.", "run.verify_secrets()"),
-    GATE]})
+Platforms list names and digests only: no value is read or shown here.""",
+    None,
+    "verify_secrets",
+    {
+        "steps": [
+            (
+                "## Required secrets on each app\nA missing secret blocks the release before any deploy; a staged one "
+                "is applied by the coming deploy.",
+                "run.verify_secrets()",
+            ),
+            GATE,
+        ]
+    },
+)
 
-notebook("deploy", """# Deploy (Step 2: staging first, Step 4: production)
+notebook(
+    "deploy",
+    """# Deploy (Step 2: staging first, Step 4: production)
 
 ```bash
 flyctl deploy --config fly.toml --app hotdash-staging              # staging
@@ -104,21 +156,43 @@ curl https://<app>.fly.dev/health   # Expected: {"status":"ok","timestamp":"..."
 ```
 Staging is deployed first for final validation; production follows only after the go/no-go decision.
 On the local target, the rehearsal platform builds the app, runs it as a process on 127.0.0.1 and
-records each release (version, status, image) the way Fly does.""", "staging", "deploy", {
-    "extra_params": [('rehearsal_defect: str = ""', "local rehearsals only: ship a broken build "
-                      "(health_failing | slow | crash_at_start | wrong_api_key); empty: a good build")],
-    "steps": [
-    ("## Deploy\n`flyctl deploy --config <fly config> --app <app>`; the deploy output streams below.",
-     "run.deploy(defect=rehearsal_defect)"),
-    ("## Verify health\n`curl <app>/health`: retried with backoff up to the deadline; the JSON must say "
-     "`ok` and carry a fresh timestamp.", "run.check_health()"),
-    ("## Releases\n`flyctl releases --app <app>`: what is deployed now, and what a rollback would return to.",
-     "run.releases()"),
-    ("## Recent logs\n`flyctl logs --app <app>`: the new release's last lines (secret values redacted).",
-     "run.logs()"),
-    GATE]})
+records each release (version, status, image) the way Fly does.""",
+    "staging",
+    "deploy",
+    {
+        "extra_params": [
+            (
+                'rehearsal_defect: str = ""',
+                "local rehearsals only: ship a broken build "
+                "(health_failing | slow | crash_at_start | wrong_api_key); empty: a good build",
+            )
+        ],
+        "steps": [
+            (
+                "## Deploy\n`flyctl deploy --config <fly config> --app <app>`; the deploy output streams below.",
+                "run.deploy(defect=rehearsal_defect)",
+            ),
+            (
+                "## Verify health\n`curl <app>/health`: retried with backoff up to the deadline; the JSON must say "
+                "`ok` and carry a fresh timestamp.",
+                "run.check_health()",
+            ),
+            (
+                "## Releases\n`flyctl releases --app <app>`: what is deployed now, and what a rollback would return to.",
+                "run.releases()",
+            ),
+            (
+                "## Recent logs\n`flyctl logs --app <app>`: the new release's last lines (secret values redacted).",
+                "run.logs()",
+            ),
+            GATE,
+        ],
+    },
+)
 
-notebook("smoke_test", """# Smoke test (Step 3: staging, Step 5: production)
+notebook(
+    "smoke_test",
+    """# Smoke test (Step 3: staging, Step 5: production)
 
 **Test in staging / production (5 minutes):**
 1. Visit the app URL
@@ -133,17 +207,30 @@ serving our API key, the app opening inside the Shopify admin, embedding allowed
 webhooks refusing bad signatures. Loading the real dashboard needs a merchant session: that part stays
 a manual attestation, given by a person in JupyterLab (a checkbox and a note per step) or, headless,
 as the `attestations` parameter (`runbook release --attest "staging:Check dashboard loads"`).""",
-    "staging", "smoke_test", {"late_params": [ATTEST_CHECKS], "steps": [
-    ("## Headless checks\nRun concurrently; each records status, latency and evidence.", "run.smoke_test()"),
-    ("## Database connected (Supabase)\nSupabase Auth's health endpoint with the anon key: reachable, no side effects.",
-     "run.check_supabase()"),
-    ("## Manual steps\nWhat a person confirms in a browser, next to the headless evidence for it. "
-     "In JupyterLab: open the app, tick each step you verified and note what you saw; each tick is "
-     "recorded with your name and the time. The go/no-go criteria read these attestations.",
-     "run.manual_checks()"),
-    GATE]})
+    "staging",
+    "smoke_test",
+    {
+        "late_params": [ATTEST_CHECKS],
+        "steps": [
+            ("## Headless checks\nRun concurrently; each records status, latency and evidence.", "run.smoke_test()"),
+            (
+                "## Database connected (Supabase)\nSupabase Auth's health endpoint with the anon key: reachable, no side effects.",
+                "run.check_supabase()",
+            ),
+            (
+                "## Manual steps\nWhat a person confirms in a browser, next to the headless evidence for it. "
+                "In JupyterLab: open the app, tick each step you verified and note what you saw; each tick is "
+                "recorded with your name and the time. The go/no-go criteria read these attestations.",
+                "run.manual_checks()",
+            ),
+            GATE,
+        ],
+    },
+)
 
-notebook("go_no_go", """# Go/No-Go decision
+notebook(
+    "go_no_go",
+    """# Go/No-Go decision
 
 **GO - deploy to production** when the criteria are met: workstreams complete (the plan: 15/17, 88%),
 core functionality working, production config ready, monitoring operational, validation suite passed.
@@ -151,17 +238,30 @@ core functionality working, production config ready, monitoring operational, val
 incomplete, documentation in progress. Each criterion is measured by an earlier section of this release
 and judged against the threshold in `hotdash.toml`; a blocking miss is a **NO-GO**. Then a person
 makes the call, Go or No-go, with a reason: a No-go stops the release whatever the criteria say.""",
-    None, "go_no_go", {"late_params": [ATTEST_DECISION], "steps": [
-    ("## Criteria\nMeasured value, threshold, verdict, and the section that measured it.",
-     "decision = run.go_no_go()\ndecision"),
-    ("## Criteria table", "run.criteria_table()"),
-    ("## The decision\nChoose Go or No-go and say why, then record it; it is recorded with your name "
-     "and the time. Headless, the decision comes as the `attestations` parameter "
-     "(`runbook release --attest \"go_no_go:Go:REASON\"`). Run the gate after recording.",
-     "run.attest_decision()"),
-    GATE]})
+    None,
+    "go_no_go",
+    {
+        "late_params": [ATTEST_DECISION],
+        "steps": [
+            (
+                "## Criteria\nMeasured value, threshold, verdict, and the section that measured it.",
+                "decision = run.go_no_go()\ndecision",
+            ),
+            ("## Criteria table", "run.criteria_table()"),
+            (
+                "## The decision\nChoose Go or No-go and say why, then record it; it is recorded with your name "
+                "and the time. Headless, the decision comes as the `attestations` parameter "
+                '(`runbook release --attest "go_no_go:Go:REASON"`). Run the gate after recording.',
+                "run.attest_decision()",
+            ),
+            GATE,
+        ],
+    },
+)
 
-notebook("notify", """# Step 6: Notify the CEO
+notebook(
+    "notify",
+    """# Step 6: Notify the CEO
 
 - Production URL: https://hotdash-production.fly.dev
 - Expected functionality: Shopify integration, dashboard, basic navigation
@@ -169,11 +269,15 @@ notebook("notify", """# Step 6: Notify the CEO
 - Feedback channel: log issues via GitHub Issues or direct communication
 
 The message is built from `[notification]` in `hotdash.toml`. A failed notification is reported in the
-archive; it does not undo a good release.""", None, "notify", {"steps": [
-    ("## Send", "run.notify()"),
-    GATE]})
+archive; it does not undo a good release.""",
+    None,
+    "notify",
+    {"steps": [("## Send", "run.notify()"), GATE]},
+)
 
-notebook("rollback", """# Rollback plan
+notebook(
+    "rollback",
+    """# Rollback plan
 
 The plan says:
 ```bash
@@ -190,10 +294,16 @@ Caveats from Fly's guide: the redeploy uses the **current** fly.toml, secrets an
 migrations are **not** undone; old images may have been pruned.
 
 The release runner runs this notebook on its own when the production deploy or smoke test fails.""",
-    "production", "rollback", {"steps": [
-    ("## Releases and the rollback candidate\n`flyctl releases --app <app>`", "run.rollback_candidate()"),
-    ("## Redeploy the previous image", "run.roll_back()"),
-    ("## Verify rollback\n`curl <app>/health`", "run.check_health()"),
-    ("## Releases after the rollback", "run.releases()"),
-    GATE]})
+    "production",
+    "rollback",
+    {
+        "steps": [
+            ("## Releases and the rollback candidate\n`flyctl releases --app <app>`", "run.rollback_candidate()"),
+            ("## Redeploy the previous image", "run.roll_back()"),
+            ("## Verify rollback\n`curl <app>/health`", "run.check_health()"),
+            ("## Releases after the rollback", "run.releases()"),
+            GATE,
+        ]
+    },
+)
 print(f"wrote {len(list(OUT.glob('*.ipynb')))} runbooks to {OUT}")

@@ -8,11 +8,21 @@ the HTML export worker) does not pay for the notebooks' imports (pandas, widgets
 from importlib import import_module
 
 _EXPORTS = {
-    "ReleaseConfig": "config", "load_config": "config",
-    "ConfigError": "errors", "DeployError": "errors", "GateFailed": "errors", "ReleaseError": "errors",
-    "RollbackError": "errors", "SecretError": "errors", "TargetError": "errors", "UsageError": "errors",
-    "SectionRun": "runbook", "describe_plan": "runbook", "open_section": "runbook",
-    "ReleaseOptions": "runner", "run_release": "runner",
+    "ReleaseConfig": "config",
+    "load_config": "config",
+    "ConfigError": "errors",
+    "DeployError": "errors",
+    "GateFailed": "errors",
+    "ReleaseError": "errors",
+    "RollbackError": "errors",
+    "SecretError": "errors",
+    "TargetError": "errors",
+    "UsageError": "errors",
+    "SectionRun": "runbook",
+    "describe_plan": "runbook",
+    "open_section": "runbook",
+    "ReleaseOptions": "runner",
+    "run_release": "runner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,16 +7,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog import OUTCOMES
+from .archive.catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
-from .kernels import KernelPool, start_kernel_pool
+from .execution.pool import KernelPool, start_kernel_pool
 from .locks import ReleaseLocked
 from .paths import outputs_root
-from .runner import (EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions,
-                     parse_defects, run_release)
+from .runner import EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions, parse_defects, run_release
 
 if TYPE_CHECKING:
-    from .archive import ExportWorker
+    from .archive.seal import ExportWorker
 
 RELEASE_HELP = f"""\
 The release flow, in plan order; each section is a notebook in runbooks/ run by papermill
@@ -70,99 +69,166 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="runbook", description="Run the HotDash production release as executable, "
-                     "auditable papermill runbooks. Start with: runbook release --help")
+    parser = _Parser(
+        prog="runbook",
+        description="Run the HotDash production release as executable, "
+        "auditable papermill runbooks. Start with: runbook release --help",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
     release = commands.add_parser(
-        "release", help="run the whole deployment plan section by section and archive it",
+        "release",
+        help="run the whole deployment plan section by section and archive it",
         description="Run the HotDash deployment plan end to end and archive every section.",
-        epilog=RELEASE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=RELEASE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     release.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
-    release.add_argument("--target", choices=("local", "fly"),
-                         help="deployment target (default: release.default_target of the configuration)")
-    release.add_argument("--break", dest="defects", action="append", default=[], metavar="ENV:DEFECT",
-                         help="rehearsal only: ship a deliberately broken build to ENV (staging|production), "
-                              "e.g. production:wrong_api_key; repeatable")
-    release.add_argument("--operator", default="", help="who runs the release (default: $HOTDASH_OPERATOR or the OS user)")
+    release.add_argument(
+        "--target",
+        choices=("local", "fly"),
+        help="deployment target (default: release.default_target of the configuration)",
+    )
+    release.add_argument(
+        "--break",
+        dest="defects",
+        action="append",
+        default=[],
+        metavar="ENV:DEFECT",
+        help="rehearsal only: ship a deliberately broken build to ENV (staging|production), "
+        "e.g. production:wrong_api_key; repeatable",
+    )
+    release.add_argument(
+        "--operator", default="", help="who runs the release (default: $HOTDASH_OPERATOR or the OS user)"
+    )
     release.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
     release.add_argument("--kernel", default="python3", help="Jupyter kernel for the runbooks (default: python3)")
-    release.add_argument("--reason", default="", help="why this release happens (recorded; required with --skip-staging-check)")
-    release.add_argument("--skip-staging-check", action="store_true",
-                         help="do not run the staging smoke test; needs --reason; the go/no-go shows it as overridden")
-    release.add_argument("--attest", action="append", default=[], metavar="SCOPE:CHECK[:NOTE]",
-                         help="a person's attestation, recorded with --operator and the time; SCOPE staging or "
-                              "production: a manual check of [smoke] manual_checks, e.g. \"staging:Check dashboard "
-                              "loads\"; SCOPE go_no_go: the call with its reason, e.g. \"go_no_go:Go:verified by "
-                              "hand\"; repeatable")
-    release.add_argument("--resume", metavar="RELEASE_ID",
-                         help="continue a stopped release from the section that failed, reusing the results of "
-                              "the sections that passed; refused if the configuration or runbooks changed")
+    release.add_argument(
+        "--reason", default="", help="why this release happens (recorded; required with --skip-staging-check)"
+    )
+    release.add_argument(
+        "--skip-staging-check",
+        action="store_true",
+        help="do not run the staging smoke test; needs --reason; the go/no-go shows it as overridden",
+    )
+    release.add_argument(
+        "--attest",
+        action="append",
+        default=[],
+        metavar="SCOPE:CHECK[:NOTE]",
+        help="a person's attestation, recorded with --operator and the time; SCOPE staging or "
+        'production: a manual check of [smoke] manual_checks, e.g. "staging:Check dashboard '
+        'loads"; SCOPE go_no_go: the call with its reason, e.g. "go_no_go:Go:verified by '
+        'hand"; repeatable',
+    )
+    release.add_argument(
+        "--resume",
+        metavar="RELEASE_ID",
+        help="continue a stopped release from the section that failed, reusing the results of "
+        "the sections that passed; refused if the configuration or runbooks changed",
+    )
 
-    verify = commands.add_parser("verify", help="check archived releases against their manifests and hash chain",
-                                 description="Check that archived releases are unaltered: every file against its "
-                                             "manifest's sha256, and each manifest linked to the previous one.")
+    verify = commands.add_parser(
+        "verify",
+        help="check archived releases against their manifests and hash chain",
+        description="Check that archived releases are unaltered: every file against its "
+        "manifest's sha256, and each manifest linked to the previous one.",
+    )
     verify.add_argument("release_id", nargs="?", help="one release to check (default: every release)")
     verify.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
     commands.add_parser("sections", help="list the plan's sections and the notebook of each")
 
-    lab = commands.add_parser("lab", help="step through the runbooks in JupyterLab, in a session folder of their own",
-                              description="Make an interactive session folder and start JupyterLab on it.",
-                              epilog=LAB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lab = commands.add_parser(
+        "lab",
+        help="step through the runbooks in JupyterLab, in a session folder of their own",
+        description="Make an interactive session folder and start JupyterLab on it.",
+        epilog=LAB_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser (print the URL only)")
     lab.add_argument("--port", type=int, help="JupyterLab's port (default: the first free one from 8888)")
-    lab.add_argument("--operator", default="", help="who attests in this session (default: $HOTDASH_OPERATOR or the OS user)")
-    lab.add_argument("--config", type=Path, help="release configuration (default: $HOTDASH_CONFIG, else runbooks/hotdash.toml)")
+    lab.add_argument(
+        "--operator", default="", help="who attests in this session (default: $HOTDASH_OPERATOR or the OS user)"
+    )
+    lab.add_argument(
+        "--config", type=Path, help="release configuration (default: $HOTDASH_CONFIG, else runbooks/hotdash.toml)"
+    )
     lab.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
-    lab.add_argument("--no-start", action="store_true", help="make the session folder and print the command; do not start JupyterLab")
+    lab.add_argument(
+        "--no-start", action="store_true", help="make the session folder and print the command; do not start JupyterLab"
+    )
 
-    seal = commands.add_parser("seal", help="archive an interactive session like a release (report, manifest)",
-                               description="Archive what was run in a `runbook lab` session into "
-                                           "OUTPUTS/<production app>/<release id>/, marked interactive: the notebooks "
-                                           "as JupyterLab saved them, their HTML, the report and the manifest.",
-                               epilog="exit codes: as `runbook release` for the outcome the session reached "
-                                      "(0 released, 3 blocked, 4 rolled back, 5 rollback failed, 130 the session "
-                                      "ended before the plan did, 1 sections run out of plan order or a secret in "
-                                      "the archive); 2 not a session, already sealed, or a notebook not saved; "
-                                      "6 a release of the app is running")
+    seal = commands.add_parser(
+        "seal",
+        help="archive an interactive session like a release (report, manifest)",
+        description="Archive what was run in a `runbook lab` session into "
+        "OUTPUTS/<production app>/<release id>/, marked interactive: the notebooks "
+        "as JupyterLab saved them, their HTML, the report and the manifest.",
+        epilog="exit codes: as `runbook release` for the outcome the session reached "
+        "(0 released, 3 blocked, 4 rolled back, 5 rollback failed, 130 the session "
+        "ended before the plan did, 1 sections run out of plan order or a secret in "
+        "the archive); 2 not a session, already sealed, or a notebook not saved; "
+        "6 a release of the app is running",
+    )
     seal.add_argument("session", type=Path, help="the session folder (OUTPUTS/interactive/<session id>)")
     seal.add_argument("--operator", default="", help="who seals (default: the operator the session was made for)")
     seal.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
-    index = commands.add_parser("index", help="rebuild outputs/index.html, metrics.json and metrics.csv",
-                                description="Rebuild the archive index (every release, DORA metrics, step "
-                                            "durations) from the manifests; only new or changed ones are read.")
+    index = commands.add_parser(
+        "index",
+        help="rebuild outputs/index.html, metrics.json and metrics.csv",
+        description="Rebuild the archive index (every release, DORA metrics, step "
+        "durations) from the manifests; only new or changed ones are read.",
+    )
     index.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
     index.add_argument("--no-cache", action="store_true", help="read every manifest again (ignore .index-cache.json)")
 
     history = commands.add_parser("history", help="list archived releases, newest first")
     history.add_argument("--app", help="only this app")
-    history.add_argument("--outcome", choices=OUTCOMES, metavar="OUTCOME",
-                         help=f"only this outcome: {', '.join(OUTCOMES)}")
+    history.add_argument(
+        "--outcome", choices=OUTCOMES, metavar="OUTCOME", help=f"only this outcome: {', '.join(OUTCOMES)}"
+    )
     history.add_argument("--limit", type=int, default=20, help="at most this many (default: 20; 0: all)")
     history.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
-    plan = commands.add_parser("plan", help="dry run: render what a release would do as an HTML page to approve",
-                               description="Render the release plan (targets, apps, commands, checks, budgets, "
-                                           "gates) as one HTML page, without deploying anything.")
+    plan = commands.add_parser(
+        "plan",
+        help="dry run: render what a release would do as an HTML page to approve",
+        description="Render the release plan (targets, apps, commands, checks, budgets, "
+        "gates) as one HTML page, without deploying anything.",
+    )
     plan.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
-    plan.add_argument("--target", choices=("local", "fly"),
-                      help="deployment target (default: release.default_target of the configuration)")
-    plan.add_argument("--break", dest="defects", action="append", default=[], metavar="ENV:DEFECT",
-                      help="show the rehearsal defects a release would ship (see release --help)")
+    plan.add_argument(
+        "--target",
+        choices=("local", "fly"),
+        help="deployment target (default: release.default_target of the configuration)",
+    )
+    plan.add_argument(
+        "--break",
+        dest="defects",
+        action="append",
+        default=[],
+        metavar="ENV:DEFECT",
+        help="show the rehearsal defects a release would ship (see release --help)",
+    )
     plan.add_argument("--out", type=Path, help="where to write the page (default: OUTPUTS/plan-<timestamp>.html)")
     plan.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
     dispatch = commands.add_parser(
-        "dispatch", help="start the production release on GitHub Actions (deploy-production.yml)",
+        "dispatch",
+        help="start the production release on GitHub Actions (deploy-production.yml)",
         description="Run the deploy workflow on GitHub Actions, as `gh workflow run deploy-production.yml` "
-                    "would. The token comes from $GH_TOKEN or $GITHUB_TOKEN (repo scope, or Actions: write).",
-        epilog="exit codes: 0 dispatched; 1 GitHub refused or was unreachable; 2 usage error (no token, no repository)")
+        "would. The token comes from $GH_TOKEN or $GITHUB_TOKEN (repo scope, or Actions: write).",
+        epilog="exit codes: 0 dispatched; 1 GitHub refused or was unreachable; 2 usage error (no token, no repository)",
+    )
     dispatch.add_argument("--reason", required=True, help="why this release is wanted (shown on the run)")
-    dispatch.add_argument("--skip-staging-check", action="store_true",
-                          help="ask the workflow to skip the staging check (the release requires a reason)")
+    dispatch.add_argument(
+        "--skip-staging-check",
+        action="store_true",
+        help="ask the workflow to skip the staging check (the release requires a reason)",
+    )
     dispatch.add_argument("--ref", help="branch or tag to run the workflow from (default: [github] ref)")
     dispatch.add_argument("--repo", metavar="OWNER/NAME", help="repository (default: [github] repo, then $GH_REPO)")
     dispatch.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
@@ -173,8 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     actions.required = True
     actions.add_parser("status", help="what runs for each app of the plan")
     actions.add_parser("stop", help="stop every process the platform started")
-    for name, text in (("releases", "an app's releases, newest first"), ("logs", "an app's current log"),
-                       ("secrets", "an app's secret names and digests")):
+    for name, text in (
+        ("releases", "an app's releases, newest first"),
+        ("logs", "an app's current log"),
+        ("secrets", "an app's secret names and digests"),
+    ):
         actions.add_parser(name, help=text).add_argument("app")
     set_secret = actions.add_parser("set-secret", help="store a secret; the value is read from standard input")
     set_secret.add_argument("app")
@@ -185,23 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, kernel_pool: KernelPool | None = None,
-         export_worker: ExportWorker | None = None) -> int:
+def main(
+    argv: list[str] | None = None, *, kernel_pool: KernelPool | None = None, export_worker: ExportWorker | None = None
+) -> int:
     """kernel_pool, export_worker: already started by the `runbook` command (launch.py) for a release."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "release":
-            options = ReleaseOptions(config_path=args.config, target=args.target,
-                                     defects=parse_defects(args.defects), operator=args.operator,
-                                     outputs=args.outputs.resolve(), kernel_name=args.kernel, reason=args.reason,
-                                     skip_staging_check=args.skip_staging_check, resume=args.resume,
-                                     **_attest_options(args))
+            options = ReleaseOptions(
+                config_path=args.config,
+                target=args.target,
+                defects=parse_defects(args.defects),
+                operator=args.operator,
+                outputs=args.outputs.resolve(),
+                kernel_name=args.kernel,
+                reason=args.reason,
+                skip_staging_check=args.skip_staging_check,
+                resume=args.resume,
+                **_attest_options(args),
+            )
             # Importing IPython and the library takes the kernel template about a second: let
             # it happen, and the first kernel start, while the release is prepared and checked.
             pool = kernel_pool or start_kernel_pool()
             try:
-                return run_release(options, progress=_progress, kernel_pool=pool,
-                                   export_worker=export_worker).exit_code
+                return run_release(options, progress=_progress, kernel_pool=pool, export_worker=export_worker).exit_code
             finally:
                 if kernel_pool is None:  # one handed in is its caller's to close (launch.py)
                     pool.close()  # unused if the release stopped before its first kernel
@@ -234,14 +310,14 @@ def _attest_options(args) -> dict:
     """--attest flags as ReleaseOptions(attestations={section: [parameter dicts]}), by the operator, now."""
     if not args.attest:
         return {}
-    from .attest import parse_attest_flags
+    from .decisions.attest import parse_attest_flags
     from .results import default_operator
 
     return {"attestations": parse_attest_flags(args.attest, operator=args.operator or default_operator())}
 
 
 def _lab(args) -> int:
-    from .interactive import create_session, plan_lab, require_jupyterlab, start_lab
+    from .interactive.session import create_session, plan_lab, require_jupyterlab, start_lab
     from .results import default_operator
 
     if not args.no_start:
@@ -261,14 +337,15 @@ def _lab(args) -> int:
 
 
 def _seal(args) -> int:
-    from .interactive import seal_session
+    from .interactive.session import seal_session
 
-    return seal_session(args.session, outputs=args.outputs.resolve(), operator=args.operator,
-                        progress=_progress).exit_code
+    return seal_session(
+        args.session, outputs=args.outputs.resolve(), operator=args.operator, progress=_progress
+    ).exit_code
 
 
 def _verify(args) -> int:
-    from .integrity import verify_archive
+    from .archive.integrity import verify_archive
     from .runner import validate_release_id
 
     if args.release_id:
@@ -292,18 +369,20 @@ def _progress(line: str) -> None:
 
 
 def _index(args) -> int:
-    from .index import rebuild_index
+    from .archive.index import rebuild_index
 
     build = rebuild_index(args.outputs, use_cache=not args.no_cache)
-    print(f"index: {build.index}: {build.releases} releases ({build.parsed} manifests read, {build.cached} "
-          f"from the cache) in {build.seconds:.2f} s")
+    print(
+        f"index: {build.index}: {build.releases} releases ({build.parsed} manifests read, {build.cached} "
+        f"from the cache) in {build.seconds:.2f} s"
+    )
     print(f"metrics: {build.metrics_json}, {build.metrics_csv}")
     return 0
 
 
 def _history(args) -> int:
-    from .catalog import load_catalog
-    from .index import history_lines
+    from .archive.catalog import load_catalog
+    from .archive.index import history_lines
 
     if args.limit < 0:
         raise UsageError(f"--limit: must be 0 (all) or more, got {args.limit}")
@@ -313,8 +392,8 @@ def _history(args) -> int:
 
 
 def _plan(args) -> int:
+    from .archive.planview import default_plan_path, write_plan
     from .config import load_config
-    from .planview import default_plan_path, write_plan
 
     config = load_config(args.config)
     target = args.target or config.default_target
@@ -329,10 +408,15 @@ def _plan(args) -> int:
 
 def _dispatch(args) -> int:
     from .config import load_config
-    from .github import dispatch_release
+    from .integrations.github import dispatch_release
 
-    dispatched = dispatch_release(load_config(args.config), reason=args.reason,
-                                  skip_staging_check=args.skip_staging_check, ref=args.ref, repo=args.repo)
+    dispatched = dispatch_release(
+        load_config(args.config),
+        reason=args.reason,
+        skip_staging_check=args.skip_staging_check,
+        ref=args.ref,
+        repo=args.repo,
+    )
     print(dispatched.describe())
     return 0
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .checks import SmokeCheck
+from .checks.http import SmokeCheck
 from .errors import ConfigError
+from .paths import default_config
 
 ENVIRONMENTS = ("staging", "production")
 TARGETS = ("local", "fly")
@@ -23,16 +24,26 @@ NOTIFICATION_CHANNELS = ("file", "slack")
 WHEN_NOT_MET = ("blocking", "acceptable")
 #: The plan's timeline rows, in plan order; each must have a budget in [timeline].
 TIMELINE_STEPS = (
-    "verify_secrets", "deploy_staging", "staging_smoke",
-    "deploy_production", "production_smoke", "notify",
+    "verify_secrets",
+    "deploy_staging",
+    "staging_smoke",
+    "deploy_production",
+    "production_smoke",
+    "notify",
 )
 #: What go/no-go criteria can measure (computed by gonogo.py from earlier sections).
 MEASURES = (
-    "workstreams_complete_ratio", "workstreams_in_progress", "blocking_workstreams_in_progress",
-    "production_config_ready", "required_secrets_present", "staging_deploy_complete",
-    "staging_health_ok", "staging_smoke_passed",
+    "workstreams_complete_ratio",
+    "workstreams_in_progress",
+    "blocking_workstreams_in_progress",
+    "production_config_ready",
+    "required_secrets_present",
+    "staging_deploy_complete",
+    "staging_health_ok",
+    "staging_smoke_passed",
     # What people attested (attest.py): every manual check of the staging smoke test, and the call itself.
-    "staging_manual_checks_attested", "go_no_go_decision_attested",
+    "staging_manual_checks_attested",
+    "go_no_go_decision_attested",
 )
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -43,13 +54,18 @@ _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 #: staging database). An equal digest of one of these blocks; of any other secret, it warns.
 DEFAULT_MUST_DIFFER = ("DATABASE_URL", "SUPABASE_URL")
 #: Keys of each [targets.<name>] table; state_dir is the local platform's, flyctl Fly's.
-_TARGET_KEYS = {"local": ("strategy", "wait_timeout_s", "state_dir"),
-                "fly": ("strategy", "wait_timeout_s", "flyctl", "deploy_timeout_s")}
+_TARGET_KEYS = {
+    "local": ("strategy", "wait_timeout_s", "state_dir"),
+    "fly": ("strategy", "wait_timeout_s", "flyctl", "deploy_timeout_s"),
+}
 #: The plan's manual smoke test steps: what a person attests in a browser.
-DEFAULT_MANUAL_CHECKS = ("Visit the app URL", "Verify Shopify OAuth works", "Check dashboard loads",
-                         "Test navigation", "Verify no critical errors")
-
-from .paths import default_config
+DEFAULT_MANUAL_CHECKS = (
+    "Visit the app URL",
+    "Verify Shopify OAuth works",
+    "Check dashboard loads",
+    "Test navigation",
+    "Verify no critical errors",
+)
 
 
 @dataclass(frozen=True)
@@ -171,7 +187,7 @@ class _Table:
     def fail(self, key: str, problem: str):
         raise ConfigError(key, problem, path=str(self.path))
 
-    def sub(self, name: str) -> "_Table":
+    def sub(self, name: str) -> _Table:
         if name not in self.data:
             self.fail(self._k(name), "missing table")
         return _Table(self.data[name], self._k(name), self.path)
@@ -235,8 +251,14 @@ def _as_tuple(kind) -> tuple:
 
 
 def _kind_name(kind) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in _as_tuple(kind)))
 
 
@@ -250,8 +272,20 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("config", f"not valid TOML: {exc}", path=str(path)) from exc
     root = _Table(data, "", path)
-    root.reject_unknown(("release", "environments", "secrets", "health", "smoke", "timeline",
-                         "go_no_go", "notification", "targets", "github"))
+    root.reject_unknown(
+        (
+            "release",
+            "environments",
+            "secrets",
+            "health",
+            "smoke",
+            "timeline",
+            "go_no_go",
+            "notification",
+            "targets",
+            "github",
+        )
+    )
     release = root.sub("release")
     release.reject_unknown(("product", "plan", "default_target", "readiness_file"))
     targets = _targets(root.sub("targets"), path.parent)
@@ -294,8 +328,10 @@ def _environments(table: _Table) -> dict[str, Environment]:
         env.reject_unknown(("app", "fly_config", "base_url"))
         app = env.text("app")
         if not _APP_NAME.match(app):
-            env.fail(f"environments.{name}.app",
-                     f"{app!r} is not an app name (lower-case letters, digits and '-', 2-63 chars)")
+            env.fail(
+                f"environments.{name}.app",
+                f"{app!r} is not an app name (lower-case letters, digits and '-', 2-63 chars)",
+            )
         environments[name] = Environment(name, app, env.text("fly_config"), env.url("base_url"))
     if environments["staging"].app == environments["production"].app:
         table.fail("environments.production.app", "must differ from environments.staging.app")
@@ -330,8 +366,9 @@ def _health(table: _Table) -> HealthSpec:
     path = table.text("path")
     if not path.startswith("/"):
         table.fail("health.path", f"{path!r} must start with /")
-    return HealthSpec(path, table.text("expected_status", "ok"),
-                      table.number("max_age_s", 120), table.number("deadline_s", 60))
+    return HealthSpec(
+        path, table.text("expected_status", "ok"), table.number("max_age_s", 120), table.number("deadline_s", 60)
+    )
 
 
 def _smoke_checks(table: _Table, max_latency_ms: int) -> tuple[SmokeCheck, ...]:
@@ -370,8 +407,8 @@ def _manual_checks(table: _Table) -> tuple[str, ...]:
 def _timeline(table: _Table) -> dict[str, float]:
     table.reject_unknown(TIMELINE_STEPS + ("preflight", "go_no_go", "rollback"))
     return {step: float(table.number(step)) for step in TIMELINE_STEPS} | {
-        step: float(table.number(step)) for step in ("preflight", "go_no_go", "rollback")
-        if step in table.data}
+        step: float(table.number(step)) for step in ("preflight", "go_no_go", "rollback") if step in table.data
+    }
 
 
 def _criteria(table: _Table) -> tuple[Criterion, ...]:
@@ -387,16 +424,34 @@ def _criteria(table: _Table) -> tuple[Criterion, ...]:
         if len(comparisons) != 1:
             row.fail(row.key, "needs exactly one of expect, at_least, at_most")
         comparison = comparisons[0]
-        threshold = (row.get("expect", (bool, int, float)) if comparison == "expect"
-                     else row.number(comparison, positive=False))
-        criteria.append(Criterion(row.text("name"), row.choice("measure", MEASURES), comparison,
-                                  threshold, row.choice("when_not_met", WHEN_NOT_MET)))
+        threshold = (
+            row.get("expect", (bool, int, float)) if comparison == "expect" else row.number(comparison, positive=False)
+        )
+        criteria.append(
+            Criterion(
+                row.text("name"),
+                row.choice("measure", MEASURES),
+                comparison,
+                threshold,
+                row.choice("when_not_met", WHEN_NOT_MET),
+            )
+        )
     return tuple(criteria)
 
 
 def _notification(table: _Table) -> Notification:
-    table.reject_unknown(("channel", "file", "webhook_env", "recipient", "production_url",
-                          "expected_functionality", "known_limitations", "feedback_channel"))
+    table.reject_unknown(
+        (
+            "channel",
+            "file",
+            "webhook_env",
+            "recipient",
+            "production_url",
+            "expected_functionality",
+            "known_limitations",
+            "feedback_channel",
+        )
+    )
     return Notification(
         channel=table.choice("channel", NOTIFICATION_CHANNELS),
         recipient=table.text("recipient"),

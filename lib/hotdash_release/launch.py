@@ -13,10 +13,10 @@ def main() -> int:
     argv = sys.argv[1:]
     pool = worker = None
     if argv[:1] == ["release"] and not {"-h", "--help"} & set(argv):
-        from .kernels import start_kernel_pool
+        from .execution.pool import start_kernel_pool
 
         pool = start_kernel_pool()
-        from .archive import ExportWorker
+        from .archive.seal import ExportWorker
 
         # Its imports (nbconvert) at a low priority, while this process imports and the
         # template has not forked a kernel yet: a core would mostly wait here otherwise.

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .errors import ReleaseError
-from .procs import proc_stat
+from .execution.procs import proc_stat
 from .results import utc_now
 
 LOCK_NAME = ".release.lock"
@@ -63,8 +63,14 @@ def release_lock(app_dir: Path, *, release_id: str, operator: str) -> Iterator[d
     """Hold the app's release lock; yields the stale holder taken over, if any."""
     app_dir.mkdir(parents=True, exist_ok=True)
     path = app_dir / LOCK_NAME
-    me = {"pid": os.getpid(), "start_time": _start_time(os.getpid()), "host": socket.gethostname(),
-          "operator": operator, "release_id": release_id, "since": utc_now()}
+    me = {
+        "pid": os.getpid(),
+        "start_time": _start_time(os.getpid()),
+        "host": socket.gethostname(),
+        "operator": operator,
+        "release_id": release_id,
+        "since": utc_now(),
+    }
     taken_over = None
     if not _write_exclusive(path, me):
         try:
@@ -75,7 +81,9 @@ def release_lock(app_dir: Path, *, release_id: str, operator: str) -> Iterator[d
             raise ReleaseLocked(
                 f"{app_dir.name} is being released by {holder.get('operator', '?')} "
                 f"(release {holder.get('release_id')}, pid {holder.get('pid')} on {holder.get('host')}) "
-                f"since {holder.get('since')}; lock file {path}", holder=holder)
+                f"since {holder.get('since')}; lock file {path}",
+                holder=holder,
+            )
         path.unlink(missing_ok=True)
         if not _write_exclusive(path, me):
             raise ReleaseLocked(f"{app_dir.name}: another release took the lock just now ({path})", holder={})

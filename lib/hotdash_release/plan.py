@@ -50,8 +50,7 @@ def section_for(kind: str, environment: str | None = None) -> Section:
     for section in ALL_SECTIONS.values():
         if section.notebook == f"{kind}.ipynb" and section.environment in (None, environment):
             return section
-    raise UsageError(f"environment: {environment!r} is not allowed for runbook {kind!r}; "
-                     f"allowed: staging, production")
+    raise UsageError(f"environment: {environment!r} is not allowed for runbook {kind!r}; allowed: staging, production")
 
 
 def get_section(key: str) -> Section:

@@ -12,30 +12,31 @@ given as the runbook's `attestations` parameter in a headless run.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from . import attest, checks
+from .checks import http as checks
+from .checks.supabase import SupabaseResult, check_supabase
 from .config import ReleaseConfig, load_config
+from .decisions import attest
+from .decisions.gonogo import Decision, collect_measures, decide, with_person_decision
+from .decisions.readiness import read_readiness
 from .errors import GateFailed, ReleaseError, SecretError, TargetError, UsageError
-from .gonogo import Decision, collect_measures, decide, with_person_decision
-from .interactive import default_release_dir
-from .notify import NotificationResult, compose_message, send_notification
+from .integrations.notify import NotificationResult, compose_message, send_notification
+from .interactive.session import default_release_dir
+from .interactive.widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
 from .paths import RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
-from .readiness import read_readiness
 from .results import default_operator, read_all_results, results_path, utc_now, write_json_atomic
-from .secrets import redactor_for, require_values, verify_required_secrets
-from .supabase import SupabaseResult, check_supabase
+from .secrets.required import redactor_for, require_values, verify_required_secrets
 from .tables import ResultTable, ShowsAsRecord, Table, html_table, pandas, record_rows
 from .targets import make_target, secret_source_for
 from .targets.base import Target, choose_rollback_release
-from .widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
 
 if TYPE_CHECKING:
     import pandas as pd
-
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,16 @@ class RollbackResult(ShowsAsRecord):
         return asdict(self)
 
 
-def open_section(kind: str, *, environment: str = "", target: str = "", config_path: str = "",
-                 release_dir: str = "", operator: str = "", attestations: Sequence = ()) -> "SectionRun":
+def open_section(
+    kind: str,
+    *,
+    environment: str = "",
+    target: str = "",
+    config_path: str = "",
+    release_dir: str = "",
+    operator: str = "",
+    attestations: Sequence = (),
+) -> SectionRun:
     """Start a section: load and validate the configuration, connect to the target.
 
     release_dir "": the JupyterLab session folder the kernel runs in, else outputs/interactive/<date>.
@@ -90,12 +99,11 @@ def open_section(kind: str, *, environment: str = "", target: str = "", config_p
     section = section_for(kind, environment or None)
     target_name = target or config.default_target
     folder = Path(release_dir) if release_dir else default_release_dir()
-    return SectionRun(config, section, target_name, folder, operator or default_operator(),
-                      attestations=attestations)
+    return SectionRun(config, section, target_name, folder, operator or default_operator(), attestations=attestations)
 
 
 def _config_file(config_path: str) -> Path | None:
-    """"": the default ($HOTDASH_CONFIG or runbooks/hotdash.toml); a relative path that is not
+    """ "": the default ($HOTDASH_CONFIG or runbooks/hotdash.toml); a relative path that is not
     found where the kernel runs (a session folder, papermill's cwd) is taken from runbooks/."""
     if not config_path:
         return None
@@ -106,8 +114,16 @@ def _config_file(config_path: str) -> Path | None:
 class SectionRun:
     """One section of one release: what it checked, and whether the release may go on."""
 
-    def __init__(self, config: ReleaseConfig, section: Section, target_name: str,
-                 release_dir: Path, operator: str, *, attestations: Sequence = ()) -> None:
+    def __init__(
+        self,
+        config: ReleaseConfig,
+        section: Section,
+        target_name: str,
+        release_dir: Path,
+        operator: str,
+        *,
+        attestations: Sequence = (),
+    ) -> None:
         self.config = config
         self.section = section
         self.environment = config.environment(section.environment) if section.environment else None
@@ -138,16 +154,28 @@ class SectionRun:
         return env.app
 
     def _repr_html_(self) -> str:
-        rows = {"section": self.section.title, "release": self.release_id, "environment":
-                self.section.environment or "staging and production", "app": self.app,
-                "target": self.target_name, "operator": self.operator,
-                "configuration": str(self.config.path), "started": self.started_at}
+        rows = {
+            "section": self.section.title,
+            "release": self.release_id,
+            "environment": self.section.environment or "staging and production",
+            "app": self.app,
+            "target": self.target_name,
+            "operator": self.operator,
+            "configuration": str(self.config.path),
+            "started": self.started_at,
+        }
         return html_table(record_rows(rows))
 
     # -- pre-deployment checklist ---------------------------------------------------------
     def checklist(self) -> ResultTable:
-        items = [CheckItem("Release configuration valid", True, f"{self.config.path.name}: "
-                           f"{len(self.config.smoke_checks)} smoke checks, {len(self.config.criteria)} criteria")]
+        items = [
+            CheckItem(
+                "Release configuration valid",
+                True,
+                f"{self.config.path.name}: "
+                f"{len(self.config.smoke_checks)} smoke checks, {len(self.config.criteria)} criteria",
+            )
+        ]
         production_ready = True
         for env in self.config.environments.values():
             item = self._fly_config_item(env)
@@ -155,9 +183,11 @@ class SectionRun:
             production_ready &= item.ok or env.name != "production"
         items.append(self._archive_item())
         items.append(self._target_item())
-        later = [("Core functionality working (Shopify OAuth, dashboard, routes)", "staging smoke test"),
-                 ("Database connected (Supabase)", "verify secrets: DATABASE_URL, SUPABASE_URL set"),
-                 ("Health checks operational (/health endpoint)", "health check after each deploy")]
+        later = [
+            ("Core functionality working (Shopify OAuth, dashboard, routes)", "staging smoke test"),
+            ("Database connected (Supabase)", "verify secrets: DATABASE_URL, SUPABASE_URL set"),
+            ("Health checks operational (/health endpoint)", "health check after each deploy"),
+        ]
         items += [CheckItem(name, True, f"checked by: {where}", "later section") for name, where in later]
         self._measures["production_config_ready"] = production_ready
         return self._record("checklist", ResultTable.of("Pre-deployment checklist", items))
@@ -177,8 +207,12 @@ class SectionRun:
         except tomllib.TOMLDecodeError as exc:
             return CheckItem(name, False, f"not valid TOML: {exc}")
         problems = fly_config_problems(fly, app=env.app, health_path=self.config.health.path)
-        return CheckItem(name, not problems, "; ".join(problems) or f"app {env.app}, health check "
-                         f"{self.config.health.path}, strategy {deploy_strategy(fly)}")
+        return CheckItem(
+            name,
+            not problems,
+            "; ".join(problems)
+            or f"app {env.app}, health check {self.config.health.path}, strategy {deploy_strategy(fly)}",
+        )
 
     def _archive_item(self) -> CheckItem:
         try:
@@ -208,20 +242,26 @@ class SectionRun:
     def readiness(self) -> ResultTable:
         readiness = read_readiness(self.config.readiness_file)
         self._measures.update(readiness.measures())
-        table = ResultTable.of(f"Workstream readiness: {readiness.summary()}", readiness.workstreams,
-                               ok=readiness.blocking_in_progress == 0)
+        table = ResultTable.of(
+            f"Workstream readiness: {readiness.summary()}",
+            readiness.workstreams,
+            ok=readiness.blocking_in_progress == 0,
+        )
         if not table.ok:
             self._warnings.append(readiness.summary())
         # Readiness informs the go/no-go criteria; it does not stop preflight by itself.
-        self._records["readiness"] = {"summary": readiness.summary(), "rows": list(table.rows),
-                                      "blocking_in_progress": readiness.blocking_in_progress}
+        self._records["readiness"] = {
+            "summary": readiness.summary(),
+            "rows": list(table.rows),
+            "blocking_in_progress": readiness.blocking_in_progress,
+        }
         self._save("running")
         return table
 
     # -- step 1: verify secrets -------------------------------------------------------------
     def verify_secrets(self) -> ResultTable:
         """Required secret names on every app of the plan: set, staged or missing (never values)."""
-        from .secrets import find_shared_values, mark_shared_values
+        from .secrets.required import find_shared_values, mark_shared_values
 
         rows = []
         for env in self._environments():
@@ -244,23 +284,37 @@ class SectionRun:
         env = self._require_environment()
         settings = self.config.target_settings(self.target_name)
         if defect and self.target_name != "local":
-            raise UsageError(f"rehearsal_defect: only the local target ships rehearsal defects, not {self.target_name!r}")
+            raise UsageError(
+                f"rehearsal_defect: only the local target ships rehearsal defects, not {self.target_name!r}"
+            )
         previous = ""
         try:
             previous = self.target.status(env.app).image_ref or ""
             release = self.target.deploy(
-                env.app, config_file=str(self.config.base_dir / env.fly_config),
+                env.app,
+                config_file=str(self.config.base_dir / env.fly_config),
                 build_args={"HOTDASH_DEFECT": defect} if defect else {},
-                strategy=settings.strategy, wait_timeout_s=settings.wait_timeout_s,
-                reason=f"release {self.release_id}", user=self.operator, on_output=self._print_output)
-            result = DeploymentResult(env.app, True, release.version, release.status, release.image_ref,
-                                      previous, self.app_url(), "")
+                strategy=settings.strategy,
+                wait_timeout_s=settings.wait_timeout_s,
+                reason=f"release {self.release_id}",
+                user=self.operator,
+                on_output=self._print_output,
+            )
+            result = DeploymentResult(
+                env.app, True, release.version, release.status, release.image_ref, previous, self.app_url(), ""
+            )
         except TargetError as exc:  # a DeployError carries the failed release, when one was made
             failed = getattr(exc, "release", None)
-            result = DeploymentResult(env.app, False, failed.version if failed else None,
-                                      failed.status if failed else "not started",
-                                      failed.image_ref if failed else "", previous, self.app_url(),
-                                      self.redactor.redact(str(exc)))
+            result = DeploymentResult(
+                env.app,
+                False,
+                failed.version if failed else None,
+                failed.status if failed else "not started",
+                failed.image_ref if failed else "",
+                previous,
+                self.app_url(),
+                self.redactor.redact(str(exc)),
+            )
         self._measures[f"{env.name}_deploy_complete"] = result.ok
         return self._record("deployment", result)
 
@@ -278,9 +332,14 @@ class SectionRun:
         # After a failed deploy or rollback one look is enough to record whether the app answers at all.
         deadline = spec.deadline_s if not change or change["ok"] else 1.0
         with checks.make_client() as client:
-            result = checks.check_health(client, self.app_url() + spec.path, deadline_s=deadline,
-                                         max_age_s=spec.max_age_s, expected_status=spec.expected_status,
-                                         redactor=self.redactor)
+            result = checks.check_health(
+                client,
+                self.app_url() + spec.path,
+                deadline_s=deadline,
+                max_age_s=spec.max_age_s,
+                expected_status=spec.expected_status,
+                redactor=self.redactor,
+            )
         self._measures[f"{env.name}_health_ok"] = result.ok
         return self._record("health", result)
 
@@ -306,11 +365,16 @@ class SectionRun:
             values = {}
         shop = self.config.shop
         handle = shop.split(".")[0]
-        context = {**values, "shop": shop, "shop_handle": handle,
-                   "host": base64.b64encode(f"admin.shopify.com/store/{handle}".encode()).decode().rstrip("=")}
+        context = {
+            **values,
+            "shop": shop,
+            "shop_handle": handle,
+            "host": base64.b64encode(f"admin.shopify.com/store/{handle}".encode()).decode().rstrip("="),
+        }
         with checks.make_client() as client:
-            results = checks.run_smoke_checks(client, self.app_url(), self.config.smoke_checks,
-                                              context=context, redactor=self.redactor)
+            results = checks.run_smoke_checks(
+                client, self.app_url(), self.config.smoke_checks, context=context, redactor=self.redactor
+            )
         table = ResultTable.of(f"Smoke test {env.app}", results)
         self._measures[f"{env.name}_smoke_passed"] = table.ok and bool(values)
         return self._record("smoke", table)
@@ -328,8 +392,9 @@ class SectionRun:
             result = SupabaseResult(False, None, None, str(exc))
         else:
             with checks.make_client() as client:
-                result = check_supabase(client, values["SUPABASE_URL"], values["SUPABASE_ANON_KEY"],
-                                        redactor=self.redactor)
+                result = check_supabase(
+                    client, values["SUPABASE_URL"], values["SUPABASE_ANON_KEY"], redactor=self.redactor
+                )
         return self._record("supabase", result)
 
     def manual_checks(self) -> ManualChecksPanel:
@@ -338,10 +403,16 @@ class SectionRun:
         the `attestations` parameter. Each attestation is recorded with who and when."""
         self._require_environment()
         descriptions = {check.name: check.description for check in self.config.smoke_checks}
-        evidence = evidence_by_check(self.config.manual_checks, (self._records.get("smoke") or {}).get("rows", []),
-                                     descriptions)
-        return ManualChecksPanel(f"Manual checks on {self.app_url()}", evidence, self._ledger,
-                                 on_attest=self._attest, on_withdraw=self._withdraw)
+        evidence = evidence_by_check(
+            self.config.manual_checks, (self._records.get("smoke") or {}).get("rows", []), descriptions
+        )
+        return ManualChecksPanel(
+            f"Manual checks on {self.app_url()}",
+            evidence,
+            self._ledger,
+            on_attest=self._attest,
+            on_withdraw=self._withdraw,
+        )
 
     # -- go/no-go ------------------------------------------------------------------------------
     def go_no_go(self) -> Decision:
@@ -353,8 +424,11 @@ class SectionRun:
         release whatever the criteria say; a Go cannot lift a blocking criterion."""
         if self.section.key != "go_no_go":
             raise UsageError(f"attest_decision: only the go/no-go section decides, not {self.section.key!r}")
-        return DecisionPanel(self._ledger, on_decide=self._attest,
-                             outcome=lambda: self._decision.explanation if self._decision else "criteria not judged yet")
+        return DecisionPanel(
+            self._ledger,
+            on_decide=self._attest,
+            outcome=lambda: self._decision.explanation if self._decision else "criteria not judged yet",
+        )
 
     def _judge(self) -> Decision:
         own = {self.section.key: {"measures": self._measures}}
@@ -375,11 +449,16 @@ class SectionRun:
     def notify(self) -> NotificationResult:
         production = self.config.environment("production")
         status = self.target.status(production.app)
-        message = compose_message(self.config.notification, release_id=self.release_id,
-                                  operator=self.operator, image_ref=status.image_ref,
-                                  served_at=status.url if self.target_name == "local" else None)
-        result = send_notification(self.config.notification, self.redactor.redact(message),
-                                   inbox_dir=self.release_dir.parent.parent)
+        message = compose_message(
+            self.config.notification,
+            release_id=self.release_id,
+            operator=self.operator,
+            image_ref=status.image_ref,
+            served_at=status.url if self.target_name == "local" else None,
+        )
+        result = send_notification(
+            self.config.notification, self.redactor.redact(message), inbox_dir=self.release_dir.parent.parent
+        )
         return self._record("notification", result)
 
     # -- rollback ------------------------------------------------------------------------------
@@ -388,9 +467,14 @@ class SectionRun:
         env = self._require_environment()
         current = self.target.status(env.app).image_ref
         candidate = choose_rollback_release(self.target.releases(env.app), current)
-        rows = [dict(r.as_row(), current=r.image_ref == current,
-                     rollback_to=candidate is not None and r.version == candidate.version)
-                for r in self.target.releases(env.app)[:10]]
+        rows = [
+            dict(
+                r.as_row(),
+                current=r.image_ref == current,
+                rollback_to=candidate is not None and r.version == candidate.version,
+            )
+            for r in self.target.releases(env.app)[:10]
+        ]
         return Table(f"Releases of {env.app}: what runs now, and what a rollback returns to", tuple(rows))
 
     def roll_back(self) -> RollbackResult:
@@ -399,37 +483,56 @@ class SectionRun:
         current = self.target.status(env.app).image_ref or ""
         candidate = choose_rollback_release(self.target.releases(env.app), current)
         if candidate is None:
-            result = RollbackResult(env.app, False, current, None, "", None,
-                                    "no earlier complete release with a different image")
+            result = RollbackResult(
+                env.app, False, current, None, "", None, "no earlier complete release with a different image"
+            )
         else:
             try:
-                release = self.target.rollback(env.app, to=candidate, user=self.operator,
-                                               reason=f"rollback of release {self.release_id}",
-                                               on_output=self._print_output)
-                result = RollbackResult(env.app, True, current, candidate.version, candidate.image_ref,
-                                        release.version, "")
+                release = self.target.rollback(
+                    env.app,
+                    to=candidate,
+                    user=self.operator,
+                    reason=f"rollback of release {self.release_id}",
+                    on_output=self._print_output,
+                )
+                result = RollbackResult(
+                    env.app, True, current, candidate.version, candidate.image_ref, release.version, ""
+                )
             except ReleaseError as exc:
-                result = RollbackResult(env.app, False, current, candidate.version, candidate.image_ref,
-                                        getattr(getattr(exc, "release", None), "version", None),
-                                        self.redactor.redact(str(exc)))
+                result = RollbackResult(
+                    env.app,
+                    False,
+                    current,
+                    candidate.version,
+                    candidate.image_ref,
+                    getattr(getattr(exc, "release", None), "version", None),
+                    self.redactor.redact(str(exc)),
+                )
         return self._record("rollback", result)
 
     # -- the gate --------------------------------------------------------------------------------
     def gate(self) -> str:
         """Decide: passed, or raise GateFailed (the release stops here) with the findings."""
-        failures = self._failures + [f"{name}: {_why(value)}" for name, value in self._records.items()
-                                     if isinstance(value, dict) and value.get("ok") is False]
+        failures = self._failures + [
+            f"{name}: {_why(value)}"
+            for name, value in self._records.items()
+            if isinstance(value, dict) and value.get("ok") is False
+        ]
         self._save("failed" if failures else "passed", failures)
         if failures:
-            raise GateFailed(f"{self.section.title}: gate not met: " + " | ".join(failures),
-                             section=self.section.key, findings=failures)
+            raise GateFailed(
+                f"{self.section.title}: gate not met: " + " | ".join(failures),
+                section=self.section.key,
+                findings=failures,
+            )
         return f"{self.section.title}: passed"
 
     # -- attestations (widget callbacks) ------------------------------------------------------------
     def _attest(self, check: str, note: str) -> None:
         """A tick or a decision in JupyterLab, by this section's operator, now."""
-        attestation = attest.Attestation(check, self.operator, utc_now(),
-                                         self.redactor.redact(note.strip())[:attest.NOTE_MAX_CHARS], "widget")
+        attestation = attest.Attestation(
+            check, self.operator, utc_now(), self.redactor.redact(note.strip())[: attest.NOTE_MAX_CHARS], "widget"
+        )
         attest.require_reason(attestation)
         self._ledger.add(attestation)
         self._attestations_changed()
@@ -452,15 +555,27 @@ class SectionRun:
         return value
 
     def _save(self, outcome: str, failures: list[str] | None = None) -> None:
-        write_json_atomic(results_path(self.release_dir, self.section.key), {
-            "section": self.section.key, "title": self.section.title,
-            "environment": self.section.environment, "target": self.target_name,
-            "app": self.app, "operator": self.operator, "release_id": self.release_id,
-            "config_path": str(self.config.path), "attestations": self._ledger.rows(),
-            "started_at": self.started_at, "finished_at": utc_now(), "outcome": outcome,
-            "failures": failures or [], "warnings": self._warnings,
-            "measures": self._measures, "records": self._records,
-        })
+        write_json_atomic(
+            results_path(self.release_dir, self.section.key),
+            {
+                "section": self.section.key,
+                "title": self.section.title,
+                "environment": self.section.environment,
+                "target": self.target_name,
+                "app": self.app,
+                "operator": self.operator,
+                "release_id": self.release_id,
+                "config_path": str(self.config.path),
+                "attestations": self._ledger.rows(),
+                "started_at": self.started_at,
+                "finished_at": utc_now(),
+                "outcome": outcome,
+                "failures": failures or [],
+                "warnings": self._warnings,
+                "measures": self._measures,
+                "records": self._records,
+            },
+        )
 
     def _print_output(self, line: str) -> None:
         print(self.redactor.redact(line), flush=True)
@@ -472,6 +587,7 @@ class SectionRun:
 
     def _environments(self):
         return [self.environment] if self.environment else list(self.config.environments.values())
+
 
 def redact_tracebacks(redactor) -> None:
     """Errors a cell raises are shown in the notebook, and so archived: redact them too.
@@ -518,8 +634,9 @@ def _why(record: dict) -> str:
 
 def describe_plan() -> pd.DataFrame:
     """The plan's sections in order, with their notebooks (for README and --help)."""
-    return pandas().DataFrame([{"section": s.key, "title": s.title, "notebook": s.notebook,
-                          "environment": s.environment or ""} for s in PLAN])
+    return pandas().DataFrame(
+        [{"section": s.key, "title": s.title, "notebook": s.notebook, "environment": s.environment or ""} for s in PLAN]
+    )
 
 
-__all__ = ["open_section", "SectionRun", "describe_plan", "default_operator"]
+__all__ = ["SectionRun", "default_operator", "describe_plan", "open_section"]

@@ -16,25 +16,26 @@ import secrets as _random
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from .attest import check_release_attestations, section_parameters
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
+from .decisions.attest import check_release_attestations, section_parameters
 from .errors import UsageError
-from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
-from .kernels import KERNELS_AHEAD, KernelPool
+from .execution.pool import KERNELS_AHEAD, KernelPool
 from .locks import release_lock
+from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
-from .secrets import redactor_for, seed_rehearsal_secrets
+from .secrets.required import redactor_for, seed_rehearsal_secrets
 from .targets import make_target, secret_source_for
 
 if TYPE_CHECKING:
-    from .archive import ExportWorker
+    from .archive.seal import ExportWorker
 
 #: Exit codes: documented in README, asserted by the end-to-end tests.
 EXIT_RELEASED = 0
@@ -56,8 +57,16 @@ OUTCOME_EXIT = {
 }
 
 #: Defects the local rehearsal platform can build in (see standin_app.py).
-REHEARSAL_DEFECTS = ("health_failing", "slow", "crash_at_start", "wrong_api_key",
-                     "health_malformed", "health_stale", "health_flapping", "hostile_content")
+REHEARSAL_DEFECTS = (
+    "health_failing",
+    "slow",
+    "crash_at_start",
+    "wrong_api_key",
+    "health_malformed",
+    "health_stale",
+    "health_flapping",
+    "hostile_content",
+)
 
 DEFAULT_OUTPUTS = OUTPUTS_DIR
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -139,14 +148,16 @@ def parse_defects(specs: list[str]) -> dict[str, str]:
     for spec in specs:
         env, _, defect = spec.partition(":")
         if env not in ENVIRONMENTS or defect not in REHEARSAL_DEFECTS:
-            raise UsageError(f"--break: {spec!r} is not ENVIRONMENT:DEFECT; environments: "
-                             f"{', '.join(ENVIRONMENTS)}; defects: {', '.join(REHEARSAL_DEFECTS)}")
+            raise UsageError(
+                f"--break: {spec!r} is not ENVIRONMENT:DEFECT; environments: "
+                f"{', '.join(ENVIRONMENTS)}; defects: {', '.join(REHEARSAL_DEFECTS)}"
+            )
         defects[env] = defect
     return defects
 
 
 def new_release_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
 
 
 def validate_release_id(release_id: str) -> str:
@@ -160,8 +171,10 @@ def release_inputs(config: ReleaseConfig) -> dict:
     runbooks = hashlib.sha256()
     for notebook in sorted(RUNBOOKS_DIR.glob("*.ipynb")):
         runbooks.update(notebook.name.encode() + b"\0" + notebook.read_bytes())
-    return {"config_sha256": hashlib.sha256(config.path.read_bytes()).hexdigest(),
-            "runbooks_sha256": runbooks.hexdigest()}
+    return {
+        "config_sha256": hashlib.sha256(config.path.read_bytes()).hexdigest(),
+        "runbooks_sha256": runbooks.hexdigest(),
+    }
 
 
 def _check_kernel(kernel_name: str) -> None:
@@ -201,8 +214,10 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
         raise UsageError("--operator: use letters, digits, space and . @ + - _ [ ] (at most 64)")
     inputs = release_inputs(config)
     if resumed and resumed[1].get("inputs") != inputs:
-        raise UsageError(f"--resume: the configuration or runbooks changed since release {options.resume}; "
-                         "start a new release instead")
+        raise UsageError(
+            f"--resume: the configuration or runbooks changed since release {options.resume}; "
+            "start a new release instead"
+        )
     _check_kernel(options.kernel_name)
     _check_writable(options.outputs)
     target = make_target(config, target_name)
@@ -211,10 +226,24 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     operator = options.operator or default_operator()
     release_id = new_release_id()
     release_dir = options.outputs / config.environment("production").app / release_id
-    parameters = {"target": target_name, "config_path": str(config.path), "operator": operator,
-                  "release_dir": str(release_dir)}
-    record = ReleaseRecord(release_id, release_dir, config, options, target_name, operator,
-                           utc_now(), parameters, target=target, inputs=inputs)
+    parameters = {
+        "target": target_name,
+        "config_path": str(config.path),
+        "operator": operator,
+        "release_dir": str(release_dir),
+    }
+    record = ReleaseRecord(
+        release_id,
+        release_dir,
+        config,
+        options,
+        target_name,
+        operator,
+        utc_now(),
+        parameters,
+        target=target,
+        inputs=inputs,
+    )
     if resumed:
         record.resumed_from = options.resume
         record.resume_folder, record.resume_manifest = resumed
@@ -225,8 +254,9 @@ def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
     """The stopped release to continue: sealed, not released, found under --outputs."""
     validate_release_id(options.resume)
     if options.config_path or options.target:
-        raise UsageError("--resume: takes configuration and target from the release it resumes; "
-                         "drop --config and --target")
+        raise UsageError(
+            "--resume: takes configuration and target from the release it resumes; drop --config and --target"
+        )
     folders = [p for p in options.outputs.glob(f"*/{options.resume}") if p.is_dir()]
     if not folders:
         raise UsageError(f"--resume: no release {options.resume} under {options.outputs}")
@@ -239,9 +269,13 @@ def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
     return folders[0], manifest
 
 
-def run_release(options: ReleaseOptions, *, progress: Progress = print,
-                kernel_pool: KernelPool | None = None,
-                export_worker: ExportWorker | None = None) -> ReleaseRecord:
+def run_release(
+    options: ReleaseOptions,
+    *,
+    progress: Progress = print,
+    kernel_pool: KernelPool | None = None,
+    export_worker: ExportWorker | None = None,
+) -> ReleaseRecord:
     """Run the plan under the app's release lock; always seal an archive once it exists.
 
     kernel_pool, export_worker: helpers the caller started and closes. The `runbook` command
@@ -250,32 +284,39 @@ def run_release(options: ReleaseOptions, *, progress: Progress = print,
     all of them. Without them (or with a pool for other kernels) the release starts its own
     and ends them."""
     record = prepare_release(options)
-    with release_lock(record.release_dir.parent, release_id=record.release_id,
-                      operator=record.operator) as stale_holder:
+    with release_lock(
+        record.release_dir.parent, release_id=record.release_id, operator=record.operator
+    ) as stale_holder:
         record.release_dir.mkdir(parents=True)
         if stale_holder:
             record.lock_note = {"taken_over_from": stale_holder, "at": utc_now()}
-            progress(f"took over a stale lock of release {stale_holder.get('release_id')} "
-                     f"(pid {stale_holder.get('pid')} is gone)")
+            progress(
+                f"took over a stale lock of release {stale_holder.get('release_id')} "
+                f"(pid {stale_holder.get('pid')} is gone)"
+            )
         _run_and_seal(record, progress, kernel_pool, export_worker)
     progress(_summary(record))
-    from .index import rebuild_after_release
+    from .archive.index import rebuild_after_release
 
     rebuild_after_release(record.options.outputs, progress)
     return record
 
 
-def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_pool: KernelPool | None,
-                  export_worker: ExportWorker | None) -> None:
-    from .archive import HtmlExports, release_provenance
+def _run_and_seal(
+    record: ReleaseRecord, progress: Progress, kernel_pool: KernelPool | None, export_worker: ExportWorker | None
+) -> None:
+    from .archive.provenance import release_provenance
+    from .archive.seal import HtmlExports
 
     options = record.options
     if kernel_pool is not None and kernel_pool.serves(options.kernel_name, RUNBOOKS_DIR, options.fork_kernels):
         record.kernels, own_pool = kernel_pool, False
     else:
         # First, so that the kernel template imports while the secrets are made ready.
-        record.kernels, own_pool = KernelPool(options.kernel_name, cwd=RUNBOOKS_DIR, ahead=options.kernels_ahead,
-                                              fork=options.fork_kernels), True
+        record.kernels, own_pool = (
+            KernelPool(options.kernel_name, cwd=RUNBOOKS_DIR, ahead=options.kernels_ahead, fork=options.fork_kernels),
+            True,
+        )
     record.html_exports = HtmlExports(export_worker)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance") as asker:
         record.provenance = asker.submit(release_provenance)
@@ -283,7 +324,7 @@ def _run_and_seal(record: ReleaseRecord, progress: Progress, kernel_pool: Kernel
 
 
 def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: bool) -> None:
-    from .archive import seal_release
+    from .archive.seal import seal_release
 
     try:
         target = record.target
@@ -297,8 +338,10 @@ def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: 
             record.kernels.close()
         record.html_exports.finish()
         raise
-    progress(f"HotDash release {record.release_id}: {record.config.environment('production').app} "
-             f"via {record.target_name}, operator {record.operator}")
+    progress(
+        f"HotDash release {record.release_id}: {record.config.environment('production').app} "
+        f"via {record.target_name}, operator {record.operator}"
+    )
     progress(f"archive: {record.release_dir}")
     previous_handlers = _raise_on_signals()
     try:
@@ -336,14 +379,27 @@ def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
     old_sections = {s["key"]: s for s in manifest["sections"]}
     for index, section in enumerate(PLAN[:start], start=1):
         old = old_sections[section.key]
-        for name in (old["notebook"], Path(old["notebook"]).with_suffix(".html").name,
-                     f"{RESULTS_DIR}/{section.key}.json"):
+        for name in (
+            old["notebook"],
+            Path(old["notebook"]).with_suffix(".html").name,
+            f"{RESULTS_DIR}/{section.key}.json",
+        ):
             if (old_folder / name).is_file():
                 (record.release_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(old_folder / name, record.release_dir / name)
-        record.sections.append(SectionRecord(index, section, old["outcome"], old["started_at"],
-                                             old["duration_s"], old["notebook"], old.get("error", ""),
-                                             old.get("failures", []), reused_from=record.resumed_from))
+        record.sections.append(
+            SectionRecord(
+                index,
+                section,
+                old["outcome"],
+                old["started_at"],
+                old["duration_s"],
+                old["notebook"],
+                old.get("error", ""),
+                old.get("failures", []),
+                reused_from=record.resumed_from,
+            )
+        )
         progress(f"[{index}/{len(PLAN)}] {section.title}: {old['outcome']} (reused from {record.resumed_from})")
     return start
 
@@ -380,13 +436,33 @@ def _skip_section(record: ReleaseRecord, section: Section, index: int, progress:
     """skip_staging_check: the section does not run; its result says who skipped it and why,
     so the go/no-go shows the criterion as overridden rather than met."""
     override = {"by": record.operator, "reason": record.options.reason, "at": utc_now()}
-    write_json_atomic(results_path(record.release_dir, section.key), {
-        "section": section.key, "title": section.title, "environment": section.environment,
-        "outcome": "skipped", "override": override, "failures": [], "records": {},
-        "measures": {f"{section.environment}_smoke_passed": None}, "started_at": override["at"],
-        "finished_at": override["at"], "release_id": record.release_id})
-    record.sections.append(SectionRecord(index, section, "skipped", override["at"], 0.0, "",
-                                         failures=[f"skipped by {record.operator}: {record.options.reason}"]))
+    write_json_atomic(
+        results_path(record.release_dir, section.key),
+        {
+            "section": section.key,
+            "title": section.title,
+            "environment": section.environment,
+            "outcome": "skipped",
+            "override": override,
+            "failures": [],
+            "records": {},
+            "measures": {f"{section.environment}_smoke_passed": None},
+            "started_at": override["at"],
+            "finished_at": override["at"],
+            "release_id": record.release_id,
+        },
+    )
+    record.sections.append(
+        SectionRecord(
+            index,
+            section,
+            "skipped",
+            override["at"],
+            0.0,
+            "",
+            failures=[f"skipped by {record.operator}: {record.options.reason}"],
+        )
+    )
     progress(f"[{index}/{len(PLAN)}] {section.title}: SKIPPED by {record.operator} ({record.options.reason})")
 
 
@@ -394,11 +470,14 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from .engine import ENGINE_NAME
+    from .execution.engine import ENGINE_NAME
 
     config = record.config
-    parameters = {**record.parameters, **section.notebook_parameters(),
-                  **section_parameters(section.key, record.options.attestations)}
+    parameters = {
+        **record.parameters,
+        **section.notebook_parameters(),
+        **section_parameters(section.key, record.options.attestations),
+    }
     if section.notebook == "deploy.ipynb" and section.environment in record.options.defects:
         parameters["rehearsal_defect"] = record.options.defects[section.environment]
     output = record.release_dir / f"{index:02d}-{section.key}.ipynb"
@@ -410,15 +489,22 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     try:
         with record.kernels.kernel() as kernel:
             papermill.execute_notebook(
-                str(RUNBOOKS_DIR / section.notebook), str(output), parameters=parameters,
-                kernel_name=record.options.kernel_name, progress_bar=False, cwd=str(RUNBOOKS_DIR),
-                km=kernel, engine_name=ENGINE_NAME)
+                str(RUNBOOKS_DIR / section.notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=record.options.kernel_name,
+                progress_bar=False,
+                cwd=str(RUNBOOKS_DIR),
+                km=kernel,
+                engine_name=ENGINE_NAME,
+            )
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
     except ReleaseAborted as exc:
         # Keep what the section got to: papermill saved the notebook up to its last cell.
-        record.sections.append(SectionRecord(index, section, "aborted", started_at,
-                                             time.perf_counter() - started, output.name, str(exc)))
+        record.sections.append(
+            SectionRecord(index, section, "aborted", started_at, time.perf_counter() - started, output.name, str(exc))
+        )
         raise
     except Exception as exc:  # the kernel died, or papermill could not run the notebook at all
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -429,13 +515,16 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     outcome = result.get("outcome", "error")
     if outcome == "running" or (error and outcome == "passed"):
         outcome = "error"  # the notebook stopped before its gate decided
-    section_record = SectionRecord(index, section, outcome, started_at, duration, output.name,
-                                   redactor.redact(error), result.get("failures", []))
+    section_record = SectionRecord(
+        index, section, outcome, started_at, duration, output.name, redactor.redact(error), result.get("failures", [])
+    )
     record.sections.append(section_record)
     over = budget is not None and duration > budget * 60
     budget_text = f" (budget {budget:g} min{', OVER' if over else ''})" if budget is not None else ""
-    progress(f"{label}: {outcome} in {duration:.1f} s{budget_text}"
-             + (f" - {_first(section_record)}" if outcome != "passed" else ""))
+    progress(
+        f"{label}: {outcome} in {duration:.1f} s{budget_text}"
+        + (f" - {_first(section_record)}" if outcome != "passed" else "")
+    )
     return section_record
 
 
@@ -447,14 +536,14 @@ def _last_section(record: ReleaseRecord) -> str:
     return record.sections[-1].section.title if record.sections else "preparation"
 
 
-
 def _summary(record: ReleaseRecord) -> str:
-    lines = [f"\nRelease {record.release_id}: {record.outcome.upper()} (exit {record.exit_code})",
-             f"  {record.reason}"]
+    lines = [f"\nRelease {record.release_id}: {record.outcome.upper()} (exit {record.exit_code})", f"  {record.reason}"]
     for s in record.sections:
         budget = s.budget_minutes(record.config)
-        lines.append(f"  {s.outcome:>7}  {s.duration_s:6.1f} s  "
-                     f"{'' if budget is None else f'/ {budget:g} min':9}  {s.section.title}")
+        lines.append(
+            f"  {s.outcome:>7}  {s.duration_s:6.1f} s  "
+            f"{'' if budget is None else f'/ {budget:g} min':9}  {s.section.title}"
+        )
     lines.append(f"  report: {record.release_dir / 'report.html'}")
     return "\n".join(lines)
 

@@ -12,8 +12,9 @@ nor does the kernel template import it: 0.4 s).
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,8 +53,10 @@ def html_table(rows: Sequence[Mapping]) -> str:
     """Rows as an HTML table, every header and cell escaped."""
     columns = columns_of(rows)
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell_text(row.get(column)))}</td>" for column in columns)
-                   + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell_text(row.get(column)))}</td>" for column in columns) + "</tr>"
+        for row in rows
+    )
     return f'<table border="1" class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -63,7 +66,9 @@ def text_table(rows: Sequence[Mapping]) -> str:
     cells = [[cell_text(row.get(column)).replace("\n", "; ") for column in columns] for row in rows]
     widths = [max([len(str(column))] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
     lines = [[str(column) for column in columns], *cells]
-    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=False)).rstrip() for line in lines
+    )
 
 
 def record_rows(record: Any) -> list[dict]:
@@ -80,7 +85,7 @@ class Table:
     rows: tuple[dict, ...]
 
     @classmethod
-    def of(cls, title: str, values: Iterable[Any]) -> "Table":
+    def of(cls, title: str, values: Iterable[Any]) -> Table:
         return cls(title, tuple(as_rows(values)))
 
     def frame(self) -> pd.DataFrame:
@@ -105,7 +110,7 @@ class ResultTable:
     ok: bool
 
     @classmethod
-    def of(cls, title: str, values: Iterable[Any], ok: bool | None = None) -> "ResultTable":
+    def of(cls, title: str, values: Iterable[Any], ok: bool | None = None) -> ResultTable:
         values = list(values)
         if ok is None:
             ok = all(getattr(v, "ok", True) for v in values)

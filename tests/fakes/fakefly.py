@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from hotdash_release.targets.local import LocalPlatform
 
@@ -95,8 +95,7 @@ class FakeFly:
         path = self.state_dir / "calls.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
-    def environment(self, bin_dir: Path, *, token: str | None,
-                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+    def environment(self, bin_dir: Path, *, token: str | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """An environment in which `fly` and `flyctl` are this stand-in.
 
         The script's `#!/usr/bin/env python3` finds this interpreter (which has the
@@ -104,8 +103,7 @@ class FakeFly:
         """
         base = os.environ if base is None else base
         env = {k: v for k, v in base.items() if k not in TOKEN_VARIABLES + ("FLY_APP",)}
-        env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
-                                       base.get("PATH", os.defpath)])
+        env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), base.get("PATH", os.defpath)])
         env[STATE_VARIABLE] = str(self.state_dir)
         if token:
             env["FLY_API_TOKEN"] = token
@@ -128,9 +126,12 @@ class FakeFly:
         return faults.get(f"{command}@{app}") or faults.get(command)
 
     def record_call(self, argv: list[str], environ: Mapping[str, str]) -> None:
-        record = {"argv": argv, "FLY_NO_UPDATE_CHECK": environ.get("FLY_NO_UPDATE_CHECK"),
-                  "NO_COLOR": environ.get("NO_COLOR"),
-                  "token_in_environment": any(environ.get(name) for name in TOKEN_VARIABLES)}
+        record = {
+            "argv": argv,
+            "FLY_NO_UPDATE_CHECK": environ.get("FLY_NO_UPDATE_CHECK"),
+            "NO_COLOR": environ.get("NO_COLOR"),
+            "token_in_environment": any(environ.get(name) for name in TOKEN_VARIABLES),
+        }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with (self.state_dir / "calls.jsonl").open("a") as calls:
             calls.write(json.dumps(record) + "\n")

@@ -32,14 +32,20 @@ class FakeSupabaseAuth:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 project, _, rest = self.path.lstrip("/").partition("/")
                 if rest != "auth/v1/health" or project not in fake.anon_keys:
                     return self._answer(404, {"message": "no route"})
                 if self.headers.get("apikey") != fake.anon_keys[project]:
                     return self._answer(401, {"message": "Invalid API key"})
-                return self._answer(200, {"version": "v2.170.0", "name": "GoTrue",
-                                          "description": "GoTrue is a user registration and authentication API"})
+                return self._answer(
+                    200,
+                    {
+                        "version": "v2.170.0",
+                        "name": "GoTrue",
+                        "description": "GoTrue is a user registration and authentication API",
+                    },
+                )
 
             def _answer(self, status: int, payload: dict) -> None:
                 body = json.dumps(payload).encode()

@@ -13,15 +13,13 @@ def make_target(config: ReleaseConfig, name: str) -> Target:
     if name == "local":
         from .local import LocalPlatform
 
-        return LocalPlatform(settings.state_dir or PROJECT_ROOT / ".rehearsal",
-                             health_path=config.health.path)
+        return LocalPlatform(settings.state_dir or PROJECT_ROOT / ".rehearsal", health_path=config.health.path)
     if name == "fly":
         from .fly import FlyTarget
 
         # Each app's fly.toml, so that a rollback deploys with the same config as a deploy.
         config_files = {env.app: config.base_dir / env.fly_config for env in config.environments.values()}
-        return FlyTarget(flyctl=settings.flyctl, config_files=config_files,
-                         deploy_timeout_s=settings.deploy_timeout_s)
+        return FlyTarget(flyctl=settings.flyctl, config_files=config_files, deploy_timeout_s=settings.deploy_timeout_s)
     raise UsageError(f"target: {name!r} is not available; allowed: local, fly")
 
 
@@ -32,7 +30,7 @@ def secret_source_for(config: ReleaseConfig, name: str, target: Target):
     SHOPIFY_API_KEY reads STAGING_SHOPIFY_API_KEY / PRODUCTION_SHOPIFY_API_KEY (or the bare
     name) from the environment of the release, as CI provides them.
     """
-    from ..secrets import EnvironmentSecrets, PlatformStoreSecrets
+    from ..secrets.required import EnvironmentSecrets, PlatformStoreSecrets
 
     if name == "local":
         return PlatformStoreSecrets(target)
@@ -40,5 +38,12 @@ def secret_source_for(config: ReleaseConfig, name: str, target: Target):
     return EnvironmentSecrets(prefixes)
 
 
-__all__ = ["AppStatus", "Release", "SecretInfo", "Target", "choose_rollback_release",
-           "make_target", "secret_source_for"]
+__all__ = [
+    "AppStatus",
+    "Release",
+    "SecretInfo",
+    "Target",
+    "choose_rollback_release",
+    "make_target",
+    "secret_source_for",
+]

@@ -8,8 +8,9 @@ Records mirror the fields flyctl's JSON carries, so both targets fill them alike
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 #: Release statuses as flyctl writes them (plus "running" while a deploy is in progress).
 RELEASE_STATUSES = ("complete", "failed", "interrupted", "running")
@@ -112,8 +113,9 @@ class Target(Protocol):
     def logs(self, app: str, *, version: int | None = None, limit: int = 200) -> list[str]:
         """The last ``limit`` log lines of the app (of one release when ``version`` is given)."""
 
-    def rollback(self, app: str, *, to: Release, reason: str = "", user: str = "",
-                 on_output: OutputSink | None = None) -> Release:
+    def rollback(
+        self, app: str, *, to: Release, reason: str = "", user: str = "", on_output: OutputSink | None = None
+    ) -> Release:
         """Redeploy ``to.image_ref``; this makes a new, higher release, as on Fly."""
 
 

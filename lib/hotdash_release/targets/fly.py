@@ -32,11 +32,12 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import DeployError, RollbackError, TargetError, UsageError
 from .base import SECRET_STATUSES, AppStatus, OutputSink, Release, SecretInfo
@@ -48,8 +49,10 @@ TOKEN_VARIABLES = ("FLY_ACCESS_TOKEN", "FLY_API_TOKEN")
 #: Keep flyctl's output free of update notices and colour codes, so it parses.
 QUIET_ENV = {"FLY_NO_UPDATE_CHECK": "1", "NO_COLOR": "1"}
 STRATEGIES = ("canary", "rolling", "bluegreen", "immediate")
-INSTALL_HINT = ("flyctl not found (looked for fly, then flyctl, on PATH): install it "
-                "(https://fly.io/docs/flyctl/install/) or set [targets.fly] flyctl to its path")
+INSTALL_HINT = (
+    "flyctl not found (looked for fly, then flyctl, on PATH): install it "
+    "(https://fly.io/docs/flyctl/install/) or set [targets.fly] flyctl to its path"
+)
 
 #: flyctl's exit codes besides 0 (success) and 1 (an error, explained on stderr).
 EXIT_PANIC = 3
@@ -190,8 +193,9 @@ class FlyTarget:
             args += ["--build-arg", f"{key}={value}"]
         return self._deploy(app, args, on_output or _ignore)
 
-    def rollback(self, app: str, *, to: Release, reason: str = "", user: str = "",
-                 on_output: OutputSink | None = None) -> Release:
+    def rollback(
+        self, app: str, *, to: Release, reason: str = "", user: str = "", on_output: OutputSink | None = None
+    ) -> Release:
         """Redeploy ``to.image_ref`` with the immediate strategy, as Fly's rollback guide says.
 
         This makes a new, higher release; database migrations are not undone.
@@ -199,13 +203,23 @@ class FlyTarget:
         _check_app(app)
         if not to.image_ref:
             raise UsageError(f"to: release v{to.version} has no image reference to redeploy")
-        args = ["deploy", *self._config_args(app, None), "--app", app, "--image", to.image_ref,
-                "--strategy", "immediate", "--yes"]
+        args = [
+            "deploy",
+            *self._config_args(app, None),
+            "--app",
+            app,
+            "--image",
+            to.image_ref,
+            "--strategy",
+            "immediate",
+            "--yes",
+        ]
         try:
             return self._deploy(app, args, on_output or _ignore)
         except DeployError as err:
-            raise RollbackError(f"rollback of {app} to v{to.version} failed: {err}",
-                                app=app, release=err.release) from err
+            raise RollbackError(
+                f"rollback of {app} to v{to.version} failed: {err}", app=app, release=err.release
+            ) from err
 
     def _deploy(self, app: str, args: list[str], say: OutputSink) -> Release:
         try:
@@ -216,12 +230,10 @@ class FlyTarget:
         if not finished.ok:
             message, cause = self._failure(finished)
             failed = self._release_made_since(app, before)
-            raise DeployError(f"{app}: {message}{self._critical_checks(app)}",
-                              app=app, release=failed) from cause
+            raise DeployError(f"{app}: {message}{self._critical_checks(app)}", app=app, release=failed) from cause
         made = self._release_made_since(app, before)
         if made is None:
-            raise DeployError(f"{app}: fly deploy succeeded but `fly releases` lists no new release",
-                              app=app)
+            raise DeployError(f"{app}: fly deploy succeeded but `fly releases` lists no new release", app=app)
         return made
 
     def _newest_version(self, app: str) -> int:
@@ -271,8 +283,7 @@ class FlyTarget:
         ``logs_timeout_s`` and the entries that arrived by then are the answer.
         """
         _check_app(app)
-        finished = self._execute(["logs", "--app", app, "--no-tail", "--json"],
-                                 timeout_s=self.logs_timeout_s)
+        finished = self._execute(["logs", "--app", app, "--no-tail", "--json"], timeout_s=self.logs_timeout_s)
         if not finished.ok and not finished.timed_out:
             message, cause = self._failure(finished)
             raise TargetError(message, app=app) from cause
@@ -300,14 +311,18 @@ class FlyTarget:
             raise TargetError(message, app=app) from cause
         return finished
 
-    def _execute(self, args: list[str], *, timeout_s: float, stdin: str | None = None,
-                 on_line: OutputSink | None = None) -> _Finished:
+    def _execute(
+        self, args: list[str], *, timeout_s: float, stdin: str | None = None, on_line: OutputSink | None = None
+    ) -> _Finished:
         argv = [self._executable(), *args]
         env = self._environment()
         try:
             process = subprocess.Popen(
-                argv, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                argv,
+                env=env,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 start_new_session=True,  # its own group, so a deadline can kill all of it
             )
         except OSError as err:
@@ -321,19 +336,21 @@ class FlyTarget:
                 raise
             if not done:
                 _kill_group(process)
-        return _Finished(tuple(args), process.returncode if done else None,
-                         self._scrub(stdout), self._scrub(stderr), timeout_s)
+        return _Finished(
+            tuple(args), process.returncode if done else None, self._scrub(stdout), self._scrub(stderr), timeout_s
+        )
 
     def _failure(self, finished: _Finished) -> tuple[str, BaseException]:
         """What went wrong, in one line for a person, and the foreign error behind it."""
         label = _label(finished.argv)
         if finished.timed_out:
-            cause = subprocess.TimeoutExpired(_label(finished.argv), finished.timeout_s,
-                                              finished.stdout, finished.stderr)
-            return (f"{label} did not finish within {finished.timeout_s:g} s; "
-                    f"its process group was killed"), cause
-        cause = subprocess.CalledProcessError(finished.returncode, _label(finished.argv),
-                                              finished.stdout, finished.stderr)
+            cause = subprocess.TimeoutExpired(
+                _label(finished.argv), finished.timeout_s, finished.stdout, finished.stderr
+            )
+            return (f"{label} did not finish within {finished.timeout_s:g} s; its process group was killed"), cause
+        cause = subprocess.CalledProcessError(
+            finished.returncode, _label(finished.argv), finished.stdout, finished.stderr
+        )
         return f"{label}: {explain_exit(finished.returncode, finished.stderr)}", cause
 
     def _executable(self) -> str:
@@ -346,8 +363,10 @@ class FlyTarget:
 
     def _environment(self) -> dict[str, str]:
         if not any(self.environ.get(name) for name in TOKEN_VARIABLES):
-            raise TargetError("no Fly.io token: set FLY_API_TOKEN or FLY_ACCESS_TOKEN in the "
-                              "environment of the release (it is never passed as a flag)")
+            raise TargetError(
+                "no Fly.io token: set FLY_API_TOKEN or FLY_ACCESS_TOKEN in the "
+                "environment of the release (it is never passed as a flag)"
+            )
         return {**self.environ, **QUIET_ENV}
 
     def _scrub(self, text: str) -> str:
@@ -367,9 +386,11 @@ def explain_exit(code: int, stderr: str) -> str:
     error = _error_line(stderr)
     if code == 1:
         return error or "failed (exit 1) without an Error: line"
-    known = {EXIT_PANIC: "flyctl panicked (exit 3)",
-             EXIT_DEADLINE_EXCEEDED: "deadline exceeded (exit 126)",
-             EXIT_CANCELLED: "cancelled (exit 127)"}
+    known = {
+        EXIT_PANIC: "flyctl panicked (exit 3)",
+        EXIT_DEADLINE_EXCEEDED: "deadline exceeded (exit 126)",
+        EXIT_CANCELLED: "cancelled (exit 127)",
+    }
     text = known.get(code, f"exited with code {code}")
     detail = error or (_panic_line(stderr) if code == EXIT_PANIC else _last_line(stderr))
     return f"{text}: {detail}" if detail else text
@@ -394,8 +415,11 @@ def parse_secrets(data: Any) -> list[SecretInfo]:
     secrets = []
     for item in _array(data, "secrets list"):
         fields = _lower_keys(item, "secret")
-        secrets.append(SecretInfo(_required_text(fields, "name"), _required_text(fields, "digest"),
-                                  _secret_status(fields.get("status"))))
+        secrets.append(
+            SecretInfo(
+                _required_text(fields, "name"), _required_text(fields, "digest"), _secret_status(fields.get("status"))
+            )
+        )
     return sorted(secrets, key=lambda s: s.name)
 
 
@@ -407,16 +431,18 @@ def parse_releases(data: Any) -> list[Release]:
         version = fields.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValueError(f"release Version {version!r} is not an integer")
-        releases.append(Release(
-            version=version,
-            status=str(fields.get("status") or "").lower(),
-            image_ref=str(fields.get("imageref") or ""),
-            created_at=str(fields.get("createdat") or ""),
-            user=_user(fields.get("user")),
-            description=str(fields.get("description") or ""),
-            reason=str(fields.get("reason") or ""),
-            stable=bool(fields.get("stable")),
-        ))
+        releases.append(
+            Release(
+                version=version,
+                status=str(fields.get("status") or "").lower(),
+                image_ref=str(fields.get("imageref") or ""),
+                created_at=str(fields.get("createdat") or ""),
+                user=_user(fields.get("user")),
+                description=str(fields.get("description") or ""),
+                reason=str(fields.get("reason") or ""),
+                stable=bool(fields.get("stable")),
+            )
+        )
     return sorted(releases, key=lambda r: r.version, reverse=True)
 
 
@@ -447,9 +473,15 @@ def parse_checks(data: Any) -> list[MachineCheck]:
     for machine, items in data.items():
         for item in items or []:
             fields = _lower_keys(item, "check")
-            checks.append(MachineCheck(str(machine), str(fields.get("name") or ""),
-                                       str(fields.get("status") or ""), str(fields.get("output") or ""),
-                                       str(fields.get("updated_at") or "")))
+            checks.append(
+                MachineCheck(
+                    str(machine),
+                    str(fields.get("name") or ""),
+                    str(fields.get("status") or ""),
+                    str(fields.get("output") or ""),
+                    str(fields.get("updated_at") or ""),
+                )
+            )
     return checks
 
 
@@ -480,8 +512,10 @@ def parse_log_stream(text: str) -> list[dict]:
 def format_log_entry(entry: Mapping[str, Any]) -> str:
     """One entry as flyctl prints it without --json: time, instance, region, level, message."""
     fields = {k.lower(): v for k, v in entry.items()}
-    return (f"{fields.get('timestamp', '')} app[{fields.get('instance', '')}] "
-            f"{fields.get('region', '')} [{fields.get('level', '')}] {fields.get('message', '')}")
+    return (
+        f"{fields.get('timestamp', '')} app[{fields.get('instance', '')}] "
+        f"{fields.get('region', '')} [{fields.get('level', '')}] {fields.get('message', '')}"
+    )
 
 
 # -- fly.toml ------------------------------------------------------------------------------
@@ -525,8 +559,9 @@ def has_health_check(fly: Mapping[str, Any]) -> bool:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _communicate(process: subprocess.Popen, stdin: bytes, timeout_s: float,
-                 on_line: OutputSink | None) -> tuple[str, str, bool]:
+def _communicate(
+    process: subprocess.Popen, stdin: bytes, timeout_s: float, on_line: OutputSink | None
+) -> tuple[str, str, bool]:
     """Feed stdin, collect stdout and stderr, pass each output line on as it arrives.
 
     Returns (stdout, stderr, finished); finished is False when the deadline passed first.
@@ -744,8 +779,9 @@ def _check_secret(name: str, value: str) -> None:
         raise UsageError(f"secret {name}: the value must be a non-empty string")
 
 
-def _check_deploy_request(app: str, image: str | None, build_args: Mapping[str, str] | None,
-                          strategy: str, wait_timeout_s: float) -> None:
+def _check_deploy_request(
+    app: str, image: str | None, build_args: Mapping[str, str] | None, strategy: str, wait_timeout_s: float
+) -> None:
     _check_app(app)
     if strategy not in STRATEGIES:
         raise UsageError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")

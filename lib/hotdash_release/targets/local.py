@@ -37,23 +37,32 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import httpx
 
+from ..checks.tls import tls_context
 from ..errors import DeployError, RollbackError, UsageError
-from ..procs import proc_stat
-from ..tls import tls_context
+from ..execution.procs import proc_stat
 from .base import AppStatus, OutputSink, Release, SecretInfo
 
 #: The stand-in HotDash app deployed unless another source is given (it may not exist yet).
-STANDIN_APP = Path(__file__).resolve().parent.parent / "standin_app.py"
+STANDIN_APP = Path(__file__).resolve().with_name("standin_app.py")
 #: Defects a rehearsal build can carry, chosen with the HOTDASH_DEFECT build arg.
-DEFECTS = ("", "health_failing", "slow", "crash_at_start", "wrong_api_key",
-           "health_malformed", "health_stale", "health_flapping", "hostile_content")
+DEFECTS = (
+    "",
+    "health_failing",
+    "slow",
+    "crash_at_start",
+    "wrong_api_key",
+    "health_malformed",
+    "health_stale",
+    "health_flapping",
+    "hostile_content",
+)
 #: Fly's strategies; with one process per app they all behave as "immediate" here.
 STRATEGIES = ("canary", "rolling", "bluegreen", "immediate")
 IMAGE_PREFIX = "rehearsal.local/hotdash@sha256:"
@@ -157,27 +166,50 @@ class LocalPlatform:
         """
         _check_deploy_request(app, image, build_args, strategy, wait_timeout_s)
         return self._deploy(
-            app, image=image, build_args=build_args or {}, strategy=strategy,
-            wait_timeout_s=wait_timeout_s, reason=reason, user=user, description="",
+            app,
+            image=image,
+            build_args=build_args or {},
+            strategy=strategy,
+            wait_timeout_s=wait_timeout_s,
+            reason=reason,
+            user=user,
+            description="",
             say=on_output or _ignore,
         )
 
-    def rollback(self, app: str, *, to: Release, reason: str = "", user: str = "",
-                 on_output: OutputSink | None = None) -> Release:
+    def rollback(
+        self, app: str, *, to: Release, reason: str = "", user: str = "", on_output: OutputSink | None = None
+    ) -> Release:
         """Redeploy ``to.image_ref`` as a new, higher release, as Fly's rollback guide does."""
         _check_app(app)
         try:
             return self._deploy(
-                app, image=to.image_ref, build_args={}, strategy="immediate",
-                wait_timeout_s=_ROLLBACK_WAIT_S, reason=reason, user=user,
-                description=f"Rollback to v{to.version}", say=on_output or _ignore,
+                app,
+                image=to.image_ref,
+                build_args={},
+                strategy="immediate",
+                wait_timeout_s=_ROLLBACK_WAIT_S,
+                reason=reason,
+                user=user,
+                description=f"Rollback to v{to.version}",
+                say=on_output or _ignore,
             )
         except DeployError as err:
             raise RollbackError(f"rollback of {app} to v{to.version} failed: {err}", app=app) from err
 
-    def _deploy(self, app: str, *, image: str | None, build_args: Mapping[str, str],
-                strategy: str, wait_timeout_s: float, reason: str, user: str,
-                description: str, say: OutputSink) -> Release:
+    def _deploy(
+        self,
+        app: str,
+        *,
+        image: str | None,
+        build_args: Mapping[str, str],
+        strategy: str,
+        wait_timeout_s: float,
+        reason: str,
+        user: str,
+        description: str,
+        say: OutputSink,
+    ) -> Release:
         with self._lock(f"{app}.deploy"):
             image_dir = self._find_image(app, image) if image else self._build(build_args, say)
             say(f"image: {IMAGE_PREFIX}{image_dir.name}")
@@ -186,8 +218,12 @@ class LocalPlatform:
             state["port"] = port = state["port"] or _free_port()
             release = Release(
                 version=max((r["version"] for r in state["releases"]), default=0) + 1,
-                status="running", image_ref=IMAGE_PREFIX + image_dir.name, created_at=_now(),
-                user=user or getpass.getuser(), description=description, reason=reason,
+                status="running",
+                image_ref=IMAGE_PREFIX + image_dir.name,
+                created_at=_now(),
+                user=user or getpass.getuser(),
+                description=description,
+                reason=reason,
             )
             state["releases"].append(asdict(release))
             self._save_state(app, state)
@@ -196,15 +232,15 @@ class LocalPlatform:
             state.update(process=None, should_run=True)
             return self._run_release(app, state, release, image_dir, wait_timeout_s, say)
 
-    def _run_release(self, app: str, state: dict, release: Release, image_dir: Path,
-                     wait_timeout_s: float, say: OutputSink) -> Release:
+    def _run_release(
+        self, app: str, state: dict, release: Release, image_dir: Path, wait_timeout_s: float, say: OutputSink
+    ) -> Release:
         try:
             process = self._start_process(app, state, release, image_dir)
         except OSError as err:
             failed = self._finish(app, state, replace(release, status="failed"))
             say(f"--> v{release.version} failed to start: {err}")
-            raise DeployError(f"could not start {app} v{release.version}: {err}",
-                              app=app, release=failed) from err
+            raise DeployError(f"could not start {app} v{release.version}: {err}", app=app, release=failed) from err
         outcome = _wait_until_healthy(process, self._health_url(state["port"]), wait_timeout_s)
         if outcome == "healthy":
             done = self._finish(app, state, replace(release, status="complete", stable=True))
@@ -218,16 +254,20 @@ class LocalPlatform:
             say(line)
         raise DeployError(message, app=app, release=failed)
 
-    def _failure_message(self, app: str, release: Release, process: subprocess.Popen,
-                         outcome: str, wait_timeout_s: float) -> str:
+    def _failure_message(
+        self, app: str, release: Release, process: subprocess.Popen, outcome: str, wait_timeout_s: float
+    ) -> str:
         if outcome == "exited":
             last_lines = self.logs(app, version=release.version, limit=_FAILURE_LOG_LINES)
-            return (f"{app} v{release.version} exited with code {process.returncode} before "
-                    f"passing its health check; last log lines:\n"
-                    + "\n".join(f"  {line}" for line in last_lines))
-        return (f"{app} v{release.version} did not pass GET {self.health_path} within "
-                f"{wait_timeout_s:g}s; its process is left running on the new image, "
-                f"as Fly leaves machines after a failed deploy")
+            return (
+                f"{app} v{release.version} exited with code {process.returncode} before "
+                f"passing its health check; last log lines:\n" + "\n".join(f"  {line}" for line in last_lines)
+            )
+        return (
+            f"{app} v{release.version} did not pass GET {self.health_path} within "
+            f"{wait_timeout_s:g}s; its process is left running on the new image, "
+            f"as Fly leaves machines after a failed deploy"
+        )
 
     def _finish(self, app: str, state: dict, release: Release) -> Release:
         state["releases"][-1] = asdict(release)
@@ -258,8 +298,7 @@ class LocalPlatform:
 
     # -- processes -----------------------------------------------------------------
 
-    def _start_process(self, app: str, state: dict, release: Release,
-                       image_dir: Path) -> subprocess.Popen:
+    def _start_process(self, app: str, state: dict, release: Release, image_dir: Path) -> subprocess.Popen:
         secrets = self.secret_values(app)
         env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
         env |= secrets
@@ -283,8 +322,13 @@ class LocalPlatform:
             # A new session lets the process outlive the runner and be killed as a group;
             # the absolute path in its command line tells `ps` readers which image runs.
             process = subprocess.Popen(
-                [self.python, str(image_dir / "app.py")], cwd=image_dir, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [self.python, str(image_dir / "app.py")],
+                cwd=image_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         _CHILDREN[process.pid] = process
         state["process"] = {
@@ -372,13 +416,26 @@ class LocalPlatform:
             machine_state = "started"
         else:
             machine_state = "crashed" if state["should_run"] else "stopped"
-        machines = ({"id": f"local-{process['pid']}", "pid": process["pid"],
-                     "state": machine_state, "version": process["version"]},) if process else ()
+        machines = (
+            (
+                {
+                    "id": f"local-{process['pid']}",
+                    "pid": process["pid"],
+                    "state": machine_state,
+                    "version": process["version"],
+                },
+            )
+            if process
+            else ()
+        )
         return AppStatus(
-            app=app, deployed=True, state=machine_state,
+            app=app,
+            deployed=True,
+            state=machine_state,
             version=process["version"] if process else None,
             image_ref=process["image_ref"] if process else None,
-            url=self.url(app), machines=machines,
+            url=self.url(app),
+            machines=machines,
         )
 
     def url(self, app: str) -> str | None:
@@ -461,8 +518,9 @@ def _check_secret(name: str, value: str) -> None:
         raise UsageError(f"secret {name}: the value must be a string")
 
 
-def _check_deploy_request(app: str, image: str | None, build_args: Mapping[str, str] | None,
-                          strategy: str, wait_timeout_s: float) -> None:
+def _check_deploy_request(
+    app: str, image: str | None, build_args: Mapping[str, str] | None, strategy: str, wait_timeout_s: float
+) -> None:
     _check_app(app)
     if strategy not in STRATEGIES:
         raise UsageError(f"strategy: {strategy!r} is not allowed; allowed: {', '.join(STRATEGIES)}")
@@ -485,7 +543,7 @@ def _ignore(line: str) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _digests(values: Mapping[str, str]) -> dict[str, str]:

@@ -1,0 +1,543 @@
+"""The release report: the one page an auditor reads first (report.html in the release folder).
+
+It leads with the outcome and the go/no-go explanation (every criterion with its measured
+value, threshold and verdict; overrides with who gave them and why), then the timing
+table (planned vs actual), this release against the p50 and p95 of earlier ones, what
+changed since the last good release, smoke outcomes with evidence, deployments,
+rollbacks, attestations, the notification, and links to each section's executed notebook.
+
+Self-contained like every archive page (htmlpage.py): inline style, no script, no
+network. Every value is escaped: responses of the app under test are shown as inert text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..plan import ALL_SECTIONS
+from ..results import read_all_results
+from .catalog import ReleaseSummary, SectionTiming, load_catalog, seconds_between
+from .htmlpage import Html, badge, facts, link, page, seconds, table, text
+from .metrics import TOTAL, baselines, comparison, measured_duration, step_duration
+
+SMOKE_SECTIONS = ("staging_smoke", "production_smoke")
+DEPLOY_SECTIONS = ("deploy_staging", "deploy_production", "rollback")
+#: Parameters that differ in every release by construction: not a change worth showing.
+ALWAYS_DIFFERENT = ("release_dir",)
+
+
+@dataclass
+class LastGood:
+    """The newest earlier release of the same app and target that was released, as archived."""
+
+    summary: ReleaseSummary
+    manifest: dict
+    results: dict[str, dict]
+
+
+@dataclass
+class History:
+    """Earlier releases of the same app and target, newest first."""
+
+    earlier: list[ReleaseSummary] = field(default_factory=list)
+    last_good: LastGood | None = None
+
+
+def write_report(record, results: dict[str, dict]) -> Path:
+    path = record.release_dir / "report.html"
+    path.write_text(render_report(record, results, history_for(record)), encoding="utf-8")
+    return path
+
+
+def history_for(record) -> History:
+    """Read the archive around this release; a missing or odd archive gives an empty history."""
+    root = record.release_dir.parent.parent
+    app = record.config.environment("production").app
+    try:
+        catalog = load_catalog(root)
+    except Exception:  # an odd archive elsewhere must not cost this release its report
+        return History()
+    earlier = [
+        r
+        for r in catalog.select(app=app, before=record.started_at)
+        if r.target == record.target_name and r.release_id != record.release_id
+    ]
+    good = next((r for r in earlier if r.outcome == "released"), None)
+    return History(earlier, load_last_good(root, good) if good else None)
+
+
+def load_last_good(root: Path, summary: ReleaseSummary) -> LastGood | None:
+    folder = root / summary.folder
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        return LastGood(summary, manifest, read_all_results(folder))
+    except (OSError, ValueError):
+        return None
+
+
+def render_report(record, results: dict[str, dict], history: History | None = None) -> str:
+    history = history or History()
+    this = summary_of(record)
+    title = f"HotDash release {record.release_id}: {record.outcome}"
+    body = [
+        f"<nav>{link('../../index.html', 'all releases (archive index)')}</nav>",
+        f"<h1>HotDash release {text(record.release_id)} {badge(record.outcome)}</h1>",
+        f"<p class=lead><b>{text(record.reason)}</b></p>",
+        lead_callouts(results, this, history),
+        go_no_go_section(results),
+        facts_section(record),
+        timing_section(record),
+        history_section(this, history),
+        changes_section(record, results, this, history.last_good),
+        smoke_section(results),
+        deployments_section(results),
+        rollback_section(results.get("rollback")),
+        attestations_section(results),
+        notification_section(results.get("notify")),
+        sections_section(record),
+    ]
+    return page(title, body)
+
+
+def summary_of(record) -> ReleaseSummary:
+    """This release in the catalog's terms, so it compares with earlier ones the same way."""
+    sections = tuple(
+        SectionTiming(s.section.key, s.outcome, s.duration_s, s.started_at, bool(getattr(s, "reused_from", None)))
+        for s in record.sections
+    )
+    return ReleaseSummary(
+        record.config.environment("production").app,
+        record.release_id,
+        record.outcome,
+        record.started_at,
+        record.finished_at,
+        record.operator,
+        record.target_name,
+        record.reason,
+        None,
+        None,
+        None,
+        seconds_between(record.started_at, record.finished_at),
+        sections,
+        True,
+    )
+
+
+# -- the lead ---------------------------------------------------------------------------------
+
+
+def lead_callouts(results: dict[str, dict], this: ReleaseSummary, history: History) -> str:
+    """What an auditor must not miss, before any table: overrides, and steps slower than usual."""
+    parts = []
+    for override in overrides(results):
+        parts.append(
+            f'<div class="callout warn"><b>Override:</b> {text(override["section"])} skipped by '
+            f"{text(override['by'])} at {text(override['at'])}: {text(override['reason'])}</div>"
+        )
+    slow = slow_steps(this, history)
+    if slow:
+        parts.append('<div class="callout warn"><b>Slower than usual:</b> ' + text("; ".join(slow)) + "</div>")
+    return "\n".join(parts)
+
+
+def overrides(results: dict[str, dict]) -> list[dict]:
+    """Every section a person chose not to run, with who and why (results' "override")."""
+    found = []
+    for key, result in results.items():
+        override = result.get("override")
+        if isinstance(override, dict):
+            found.append(
+                {
+                    "section": result.get("title") or key,
+                    "by": override.get("by", "?"),
+                    "reason": override.get("reason", ""),
+                    "at": override.get("at", ""),
+                }
+            )
+    return found
+
+
+def slow_steps(this: ReleaseSummary, history: History) -> list[str]:
+    keys = [s.key for s in this.sections] + [TOTAL]
+    stats = baselines(history.earlier, keys)
+    slow = []
+    for key in keys:
+        value = step_duration(this, key)
+        if stats[key].is_slow(value):
+            slow.append(
+                f"{_step_title(key)} took {seconds(value)}, p95 of {stats[key].n} earlier releases "
+                f"{seconds(stats[key].p95)}"
+            )
+    return slow
+
+
+def _step_title(key: str) -> str:
+    return ALL_SECTIONS[key].title if key in ALL_SECTIONS else "Whole release"
+
+
+# -- go/no-go ---------------------------------------------------------------------------------
+
+
+def go_no_go_section(results: dict[str, dict]) -> str:
+    result = results.get("go_no_go")
+    if not result:
+        return "<h2>Go/No-Go decision</h2><p class=muted>Not reached: the release stopped earlier.</p>"
+    records = result.get("records", {})
+    decision = records.get("decision", {})
+    rows = [
+        (
+            c.get("criterion"),
+            _shown(c.get("measured")),
+            c.get("threshold"),
+            badge(c.get("verdict", "?")),
+            c.get("source"),
+            c.get("override", ""),
+        )
+        for c in records.get("criteria", {}).get("rows", [])
+    ]
+    verdict = "go" if decision.get("ok") else "nogo"
+    return (
+        f"<h2>Go/No-Go decision <span class='badge {verdict}'>{text(decision.get('decision', '?'))}</span></h2>"
+        f"<p>{text(decision.get('explanation', ''))}</p>"
+        + table(("Criterion", "Measured", "Threshold", "Verdict", "Measured in", "Override"), rows)
+        + overrides_table(results)
+    )
+
+
+def overrides_table(results: dict[str, dict]) -> str:
+    found = overrides(results)
+    if not found:
+        return ""
+    return "<h3>Overrides</h3>" + table(
+        ("Section", "Given by", "At", "Reason"), [(o["section"], o["by"], o["at"], o["reason"]) for o in found]
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "not measured" if value is None else str(value)
+
+
+# -- facts and timing ---------------------------------------------------------------------------
+
+
+def facts_section(record) -> str:
+    rows = [
+        ("Application", record.config.environment("production").app),
+        ("Target", record.target_name),
+        ("Operator", record.operator),
+        ("Started", record.started_at),
+        ("Finished", record.finished_at),
+        ("Rehearsal defects", ", ".join(f"{k}: {v}" for k, v in record.options.defects.items()) or "none"),
+        ("Configuration", str(record.config.path)),
+        ("Runbooks commit", _commit_text()),
+    ]
+    kernels = getattr(getattr(record, "kernels", None), "mode", None)
+    if kernels:
+        rows.append(("Kernels", f"a new one per section, {kernels}"))
+    if getattr(record, "resumed_from", None):
+        rows.append(("Resumed from", link(f"../{record.resumed_from}/report.html", record.resumed_from)))
+    rows.append(("Integrity", "sha256 of every file, and of the previous release's manifest, in manifest.json"))
+    return "<h2>Release</h2>" + facts(rows)
+
+
+def _commit_text() -> str:
+    from ..paths import RUNBOOKS_DIR
+    from .provenance import git_commit
+
+    try:
+        commit = git_commit(RUNBOOKS_DIR)
+    except OSError:  # no git on this machine
+        return "unknown (git not available)"
+    if not commit.get("commit"):
+        return "not in git"
+    return commit["commit"] + (" with uncommitted changes to runbooks/ or lib/" if commit.get("dirty") else "")
+
+
+def timing_section(record) -> str:
+    rows, planned_total, actual_total = [], 0.0, 0.0
+    for s in record.sections:
+        budget = s.budget_minutes(record.config)
+        actual_total += s.duration_s
+        planned_total += budget or 0.0
+        over = budget is not None and s.duration_s > budget * 60
+        within = Html('<span class="over">over budget</span>') if over else ("within" if budget else "not budgeted")
+        rows.append(
+            (
+                s.section.title,
+                "" if budget is None else f"{budget:g} min",
+                f"{s.duration_s:.1f} s",
+                f"{planned_total:g} min",
+                f"{actual_total:.1f} s",
+                within,
+                badge(s.outcome),
+            )
+        )
+    return (
+        "<h2>Timing: planned vs actual</h2>"
+        "<p class=muted>Planned minutes from the plan's Deployment Timeline; actual is the wall time of each "
+        "section's papermill run, kernel start included.</p>"
+        + table(
+            ("Step", "Planned", "Actual", "Cumulative planned", "Cumulative actual", "Budget", "Outcome"),
+            rows,
+            numeric=(1, 2, 3, 4),
+        )
+    )
+
+
+def history_section(this: ReleaseSummary, history: History) -> str:
+    keys = [s.key for s in this.sections] + [TOTAL]
+    stats = baselines(history.earlier, keys)
+    rows = []
+    for key in keys:
+        base, verdict = stats[key], comparison(this, key, stats[key])
+        slow = base.is_slow(step_duration(this, key))
+        rows.append(
+            (
+                _step_title(key),
+                seconds(measured_duration(this, key)) or "not measured",
+                seconds(base.p50),
+                seconds(base.p95),
+                base.n,
+                Html(f'<span class="slow">{verdict}</span>') if slow else verdict,
+            )
+        )
+    return (
+        "<h2>Compared with earlier releases</h2>"
+        f"<p class=muted>{len(history.earlier)} earlier releases of this app on this target in the archive; "
+        "each step against the p50 and p95 of its passed runs in up to 100 of them.</p>"
+        + table(
+            ("Step", "This release", "p50 earlier", "p95 earlier", "Earlier samples", "Verdict"),
+            rows,
+            numeric=(1, 2, 3, 4),
+        )
+    )
+
+
+# -- changes since the last good release -----------------------------------------------------------
+
+
+def changes_section(record, results: dict[str, dict], this: ReleaseSummary, last_good: LastGood | None) -> str:
+    if last_good is None:
+        return (
+            "<h2>Changes since the last good release</h2>"
+            "<p class=muted>No earlier release of this app on this target was released.</p>"
+        )
+    good_id = last_good.summary.release_id
+    facts_compared = (
+        parameter_changes(record, last_good.manifest)
+        + image_changes(results, last_good.results)
+        + smoke_changes(results, last_good.results)
+    )
+    changed = [r for r in facts_compared if r[3] == "changed"]
+    intro = (
+        f"<p>Against {link(f'../{good_id}/report.html', good_id)} (released {text(last_good.summary.started_at)}): "
+        f"{len(changed)} of {len(facts_compared)} parameters, images and smoke outcomes differ"
+        + ("; the others are the same." if changed else ".")
+        + "</p>"
+    )
+    # Durations always differ a little: all of them are shown, with the change.
+    rows = changed + timing_changes(this, last_good.summary)
+    return (
+        "<h2>Changes since the last good release</h2>"
+        + intro
+        + table(("What", "Last good release", "This release", "Change"), rows)
+    )
+
+
+def _row(what: str, before: Any, after: Any, change: str = "") -> tuple:
+    before, after = _shown(before), _shown(after)
+    return (what, before, after, change or ("same" if before == after else "changed"))
+
+
+def parameter_changes(record, manifest: dict) -> list[tuple]:
+    rows = []
+    before = manifest.get("parameters") or {}
+    for name in sorted(set(before) | set(record.parameters)):
+        if name not in ALWAYS_DIFFERENT:
+            rows.append(_row(f"parameter {name}", before.get(name), record.parameters.get(name)))
+    rows.append(
+        _row("rehearsal defects", _defects(manifest.get("rehearsal_defects")), _defects(record.options.defects))
+    )
+    inputs = getattr(record, "inputs", None) or {}
+    for name in sorted(set(inputs) | set(manifest.get("inputs") or {})):
+        rows.append(
+            _row(name.replace("_sha256", " (sha256)"), (manifest.get("inputs") or {}).get(name), inputs.get(name))
+        )
+    return rows
+
+
+def _defects(defects: dict | None) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted((defects or {}).items())) or "none"
+
+
+def image_changes(results: dict[str, dict], before: dict[str, dict]) -> list[tuple]:
+    rows = []
+    for key in ("deploy_staging", "deploy_production"):
+        old, new = _deployed_image(before.get(key)), _deployed_image(results.get(key))
+        if old or new:
+            rows.append(_row(f"image, {_step_title(key)}", old or "not deployed", new or "not deployed"))
+    return rows
+
+
+def _deployed_image(result: dict | None) -> str:
+    return ((result or {}).get("records", {}).get("deployment") or {}).get("image_ref") or ""
+
+
+def timing_changes(this: ReleaseSummary, good: ReleaseSummary) -> list[tuple]:
+    rows = []
+    for key in [s.key for s in this.sections] + [TOTAL]:
+        old, new = step_duration(good, key), step_duration(this, key)
+        if old is None and new is None:
+            continue
+        change = f"{new - old:+.1f} s ({(new - old) / old:+.0%})" if old and new is not None else "changed"
+        rows.append(
+            (f"duration, {_step_title(key)}", seconds(old) or "not measured", seconds(new) or "not measured", change)
+        )
+    return rows
+
+
+def smoke_changes(results: dict[str, dict], before: dict[str, dict]) -> list[tuple]:
+    rows = []
+    for key in SMOKE_SECTIONS:
+        old, new = _smoke_outcomes(before.get(key)), _smoke_outcomes(results.get(key))
+        for name in dict.fromkeys([*old, *new]):
+            rows.append(_row(f"{_step_title(key)}: {name}", old.get(name, "not run"), new.get(name, "not run")))
+    return rows
+
+
+def _smoke_outcomes(result: dict | None) -> dict[str, str]:
+    rows = ((result or {}).get("records", {}).get("smoke") or {}).get("rows", [])
+    return {r.get("name", "?"): f"{'passed' if r.get('ok') else 'failed'} ({r.get('status_code')})" for r in rows}
+
+
+# -- evidence -------------------------------------------------------------------------------------
+
+
+def smoke_section(results: dict[str, dict]) -> str:
+    parts = ["<h2>Smoke tests</h2>"]
+    for key in SMOKE_SECTIONS:
+        result = results.get(key)
+        if not result:
+            continue
+        if result.get("outcome") == "skipped":
+            parts.append(f"<h3>{text(result.get('title', key))}</h3><p>Skipped (see the override above).</p>")
+            continue
+        smoke = result.get("records", {}).get("smoke", {})
+        rows = [smoke_row(r) for r in smoke.get("rows", [])]
+        parts.append(
+            f"<h3>{text(result.get('title', key))} ({text(result.get('app', ''))})</h3>"
+            + table(
+                ("Check", "Outcome", "Request", "Status", "Latency", "Evidence", "Detail"),
+                rows,
+                numeric=(3, 4),
+                css="wide",
+            )
+        )
+    if len(parts) == 1:
+        parts.append("<p class=muted>No smoke test ran.</p>")
+    return "\n".join(parts)
+
+
+def smoke_row(row: dict) -> tuple:
+    """One check as recorded (checks.SmokeResult); a section that crashed may have left less."""
+    latency = row.get("latency_ms")
+    return (
+        row.get("name"),
+        badge("passed" if row.get("ok") else "failed"),
+        f"{row.get('method', '')} {row.get('path', '')}",
+        row.get("status_code"),
+        f"{latency:.0f} ms" if isinstance(latency, (int, float)) else "",
+        row.get("evidence"),
+        row.get("detail"),
+    )
+
+
+def deployments_section(results: dict[str, dict]) -> str:
+    rows = []
+    for key in DEPLOY_SECTIONS:
+        result = results.get(key)
+        if not result:
+            continue
+        records = result.get("records", {})
+        deploy = records.get("deployment") or records.get("rollback") or {}
+        health = records.get("health") or {}
+        rows.append(
+            (
+                result.get("title", key),
+                deploy.get("version") or deploy.get("new_version"),
+                deploy.get("image_ref") or deploy.get("to_image"),
+                badge("passed" if deploy.get("ok") else "failed"),
+                badge("passed" if health.get("ok") else "failed") if health else "not checked",
+                health.get("attempts"),
+                health.get("detail") or deploy.get("detail"),
+            )
+        )
+    if not rows:
+        return "<h2>Deployments and health</h2><p class=muted>Nothing was deployed.</p>"
+    return "<h2>Deployments and health</h2>" + table(
+        ("Step", "Version", "Image", "Deploy", "Health", "Health attempts", "Detail"), rows
+    )
+
+
+def rollback_section(result: dict | None) -> str:
+    if not result:
+        return "<h2>Rollback</h2><p class=muted>No rollback was needed.</p>"
+    rollback = result.get("records", {}).get("rollback", {})
+    return f"<h2>Rollback {badge(result.get('outcome', '?'))}</h2>" + facts(rollback.items())
+
+
+def attestations_section(results: dict[str, dict]) -> str:
+    """What people attested (results' "attestations" lists), whatever fields they recorded."""
+    rows = [
+        {"section": result.get("title") or key, **item}
+        for key, result in results.items()
+        for item in result.get("attestations") or []
+        if isinstance(item, dict)
+    ]
+    if not rows:
+        return (
+            "<h2>Attestations</h2><p class=muted>None recorded: the manual steps of the smoke tests are "
+            "listed with their headless evidence in the smoke test notebooks.</p>"
+        )
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    return "<h2>Attestations</h2>" + table(
+        [c.replace("_", " ") for c in columns], [[_shown(row.get(c, "")) for c in columns] for row in rows]
+    )
+
+
+def notification_section(result: dict | None) -> str:
+    if not result:
+        return "<h2>Notification</h2><p class=muted>Not sent: the release did not reach step 6.</p>"
+    note = result.get("records", {}).get("notification", {})
+    return (
+        f"<h2>Notification to {text(note.get('recipient', ''))} {badge('passed' if note.get('ok') else 'failed')}</h2>"
+        f"<p>{text(note.get('channel', ''))}: {text(note.get('detail', ''))}</p>"
+        f"<pre>{text(note.get('message', ''))}</pre>"
+    )
+
+
+def sections_section(record) -> str:
+    rows = []
+    for s in record.sections:
+        rows.append((s.index, s.section.title, badge(s.outcome), _section_links(s), "; ".join(s.failures) or s.error))
+    return "<h2>Sections</h2>" + table(("#", "Section", "Outcome", "Record", "Why it failed"), rows)
+
+
+def _section_links(s) -> Html:
+    if not s.notebook:
+        return Html("not run")
+    page_link = link(Path(s.notebook).with_suffix(".html").name, "executed notebook")
+    links = f"{page_link} · {link(s.notebook, '.ipynb')}"
+    reused = getattr(s, "reused_from", None)
+    if reused:
+        links += f" · reused from {link(f'../{reused}/report.html', reused)}"
+    return Html(links)
+
+
+__all__: Sequence[str] = ("History", "LastGood", "history_for", "render_report", "write_report")

@@ -1,0 +1,236 @@
+"""Sealing a release folder: HTML of every executed notebook, the report, a secret scan,
+and manifest.json with the sha256 of every file.
+
+Sealing runs whatever happened before (a failed gate, a crashed kernel, an abort), so
+an auditor always finds a complete folder that says where and why a release stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..results import read_all_results, write_json_atomic
+from ..secrets.redact import Redactor, find_secret_values
+from .integrity import MANIFEST, chain_link, sha256_file
+from .provenance import release_provenance
+
+
+def export_html(notebook_path: Path) -> Path:
+    """NN-section.html next to the executed notebook: offline, inert, small (see htmlexport.py)."""
+    from .htmlexport import export_notebook_html
+
+    return export_notebook_html(notebook_path)
+
+
+class ExportWorker:
+    """The HTML export worker process (`python -m hotdash_release.archive.htmlexport`): a notebook path
+    per line in, a JSON reply per page out. It starts with the first page it is given, or
+    earlier (`start`, as the `runbook` command does); a runner that runs several releases
+    keeps one for all of them, so nbconvert is imported once.
+
+    Exporting a page is ~50 ms of CPU (templates, sanitizing, highlighting); in a thread of
+    the runner it would hold the GIL that nbclient needs to talk to the running kernel. The
+    worker runs at a lower priority than the kernels: it uses the CPU the sections leave idle.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._replies: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()  # held by the release whose pages it is writing
+
+    def start(self) -> None:
+        """Start the process now (it imports nbconvert), if it does not run yet."""
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "hotdash_release.archive.htmlexport"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            self._replies = queue.Queue()
+            threading.Thread(
+                target=_read_replies,
+                args=(self._process.stdout, self._replies),
+                daemon=True,
+                name="html-export-replies",
+            ).start()
+
+    def submit(self, notebook: Path) -> None:
+        self.start()
+        self._process.stdin.write(f"{notebook}\n")
+        self._process.stdin.flush()
+
+    def collect(self, notebooks: set[str], timeout: float) -> set[str]:
+        """Wait for the replies about these notebooks (paths); the ones it wrote pages for."""
+        done, waiting = set(), set(notebooks)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            try:
+                reply = self._replies.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                break  # a stuck or dead worker: the seal exports what is missing
+            if reply is None:
+                break  # the worker ended
+            waiting.discard(reply.get("notebook"))
+            if reply.get("ok"):
+                done.add(reply.get("notebook"))
+        return done
+
+    def close(self) -> None:
+        """End the process. Its pages were collected (or given up on) before: nothing to wait for,
+        and after a usage error it may still be importing."""
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _read_replies(stream, replies: queue.Queue) -> None:
+    for line in stream:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            continue  # not a reply: something in the worker printed
+        if isinstance(reply, dict):
+            replies.put(reply)
+    replies.put(None)
+
+
+class HtmlExports:
+    """One release's section pages, written by an export worker while the next sections run.
+    It is only a head start: the seal exports in the runner whatever the worker did not finish.
+
+    worker: one kept by the caller for several releases (used if no other release holds it),
+    else the release starts its own and ends it when sealed."""
+
+    def __init__(self, worker: ExportWorker | None = None) -> None:
+        if worker is not None and worker.lock.acquire(blocking=False):
+            self._worker, self._own = worker, False
+        else:
+            self._worker, self._own = ExportWorker(), True
+        self._submitted: set[str] = set()
+
+    def submit(self, notebook: Path) -> None:
+        if not notebook.is_file() or self._worker is None:
+            return
+        try:
+            self._worker.submit(notebook)
+            self._submitted.add(str(notebook))
+        except OSError:
+            pass  # a worker that went away leaves its pages to the seal
+
+    def finish(self) -> set[str]:
+        """Wait for this release's pages; the names of the notebooks the worker wrote pages for."""
+        if self._worker is None:
+            return set()
+        worker, self._worker = self._worker, None
+        try:
+            done = worker.collect(self._submitted, timeout=120)
+        finally:
+            if self._own:
+                worker.close()
+            else:
+                worker.lock.release()
+        return {Path(notebook).name for notebook in done}
+
+
+def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None) -> None:
+    """Write HTML, report and manifest; record (not raise) what went wrong while sealing."""
+    from .report import write_report
+
+    folder = record.release_dir
+    write_report(record, read_all_results(folder))  # while the export worker writes the last pages
+    exported = exports.finish() if exports else set()
+    for section in record.sections:
+        notebook = folder / section.notebook
+        # A resumed release keeps the reused sections' HTML exactly as it was archived.
+        if notebook.is_file() and not section.reused_from and notebook.name not in exported:
+            try:
+                export_html(notebook)
+            except Exception as exc:  # an unexportable notebook must not lose the rest of the archive
+                record.archive_problems.append(f"HTML export of {notebook.name} failed: {type(exc).__name__}")
+    leaks = scan_for_secrets(folder, redactor)
+    if leaks:
+        record.archive_problems.append("secret values found in " + ", ".join(leaks) + ": archive not sealed")
+        # Leave the files for investigation, but no manifest: the folder is visibly unsealed.
+        return
+    write_manifest(record)
+
+
+def scan_for_secrets(folder: Path, redactor: Redactor) -> list[str]:
+    """Files (relative names) that hold any known secret value, raw or encoded."""
+    hits = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        names = find_secret_values(path.read_bytes(), redactor)
+        if names:
+            hits.append(f"{path.relative_to(folder)} ({', '.join(sorted(names))})")
+    return hits
+
+
+def write_manifest(record) -> Path:
+    folder = record.release_dir
+    files = {
+        str(p.relative_to(folder)): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {
+        "release_id": record.release_id,
+        "app": record.config.environment("production").app,
+        "outcome": record.outcome,
+        "exit_code": record.exit_code,
+        "reason": record.reason,
+        "release_reason": record.options.reason,
+        "operator": record.operator,
+        "target": record.target_name,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "parameters": record.parameters,
+        "rehearsal_defects": record.options.defects,
+        **(record.provenance.result() if getattr(record, "provenance", None) else release_provenance()),
+        "inputs": record.inputs,
+        "lock": record.lock_note,
+        "resumed_from": record.resumed_from,
+        # How the sections' kernels were started: forked from the kernel template, or spawned.
+        "kernels": getattr(getattr(record, "kernels", None), "mode", None),
+        # A session a person ran in JupyterLab and sealed (interactive.py), or a headless run.
+        "interactive": getattr(record, "interactive", False),
+        "session": getattr(record, "session", None),
+        "sections": [
+            {
+                "key": s.section.key,
+                "title": s.section.title,
+                "outcome": s.outcome,
+                "started_at": s.started_at,
+                "duration_s": round(s.duration_s, 3),
+                "budget_minutes": s.budget_minutes(record.config),
+                "notebook": s.notebook,
+                "error": s.error,
+                "failures": s.failures,
+                "reused_from": s.reused_from,
+            }
+            for s in record.sections
+        ],
+        **chain_link(folder.parent, record.release_id),
+        "files": files,
+    }
+    path = folder / MANIFEST
+    write_json_atomic(path, manifest)
+    return path
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))

@@ -1,0 +1,255 @@
+"""Fresh kernels for the runbook sections, one per section, ready before the section asks.
+
+An audit record needs every section to run in a kernel no other section touched. Starting
+a kernel means starting Python and importing IPython, zmq and the library: about a second
+of CPU each on our machines. Two things keep that off the release's clock:
+
+- fork (the default on Linux): a kernel template process (kernel_template.py) does those
+  imports once per release; each section's kernel is a fork of it, a new process in which
+  no code of any section has run.
+- the pool: the next section's kernel is started while the current section runs, and used
+  kernels are stopped in the background.
+
+With fork off (`fork=False`, or a kernel spec that is not this Python's ipykernel) each
+kernel is started the usual way and imports the library while it boots.
+
+Kernels talk over private IPC sockets rather than TCP ports, and the managers are async:
+nbclient's event loop also watches whether the kernel is alive, which a blocking client
+would starve (a kernel that died would then hang the release).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import KernelStartError
+from .forking import KernelTemplate, forkable, start_kernel_template
+from .procs import running
+from .warmup import EXEC_LINE as WARM_UP
+
+#: Run while a spawned kernel boots, before its section asks for it: the library's imports,
+#: then the warm-up every kernel runs (warmup.py). A forked kernel has the imports already.
+PRELOAD = "import hotdash_release.runbook"
+#: Every kernel: no IPython history database (cell sources would otherwise go to a file outside
+#: the archive that every release shares, and each cell would wait on a write to it); no 0.5 ms
+#: sleep before each execute reply (ipykernel's guard for clients that stop reading outputs at
+#: the reply; nbclient reads them until the kernel's idle status).
+KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False", "--IPythonKernel._execute_sleep=0")
+#: Kernels kept starting for the sections to come. A forked kernel takes about 0.1 s of CPU to
+#: become ready (IPython's shell, its sockets, the warm-up) and the short sections (checklist,
+#: secrets, go/no-go, notify) take about as long, so with one ahead a section often waited for
+#: its kernel; with two (bench/: 2.12 s a release against 2.38 s with one, 2.40 s with three).
+KERNELS_AHEAD = 2
+#: A kernel's private folder for its IPC sockets: <tmp>/hotdash-kernel-<runner pid>-<random>.
+SOCKET_DIR_PREFIX = "hotdash-kernel-"
+
+
+@dataclass
+class _Kernel:
+    manager: object  # jupyter_client.AsyncKernelManager, started
+    socket_dir: str
+    environment: dict[str, str]  # the runner's environment when the kernel started: it has a copy
+
+
+class KernelPool:
+    """Hands out started kernels, one per section, and keeps the next one warming up.
+
+    A pool serves one release, or all the releases of a runner that keeps it (the `runbook`
+    command starts one before it parses its arguments; bench/ keeps one for many releases):
+    a spare kernel is handed out only if the runner's environment is still the one the
+    kernel was started with."""
+
+    def __init__(
+        self,
+        kernel_name: str,
+        *,
+        cwd: Path,
+        ahead: int = KERNELS_AHEAD,
+        fork: bool = True,
+        template: KernelTemplate | None = None,
+        own_template: bool = False,
+    ) -> None:
+        self.kernel_name = kernel_name
+        self.cwd = Path(cwd)
+        self.ahead = ahead  # kernels kept booting for the sections to come; 0: start on demand
+        self.fork = fork
+        # A template handed in belongs to the caller, who closes it, unless own_template says
+        # the pool takes it over; one started here is the pool's. close() ends the pool's.
+        self._own_templates: list[KernelTemplate] = [template] if own_template and template else []
+        if not (fork and forkable(kernel_name)):
+            template = None
+        elif template is None or template.cwd != self.cwd or not template.alive():
+            template = KernelTemplate(cwd)  # in the thread that owns the release: see KernelTemplate
+            self._own_templates.append(template)
+        self.template = template
+        self.mode = "forked from a kernel template" if self.template else "spawned"
+        remove_orphaned_socket_dirs()
+        self._lock = threading.Lock()
+        self._closing = False
+        self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
+        self._stopper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-stop")
+        self._spares: deque[Future] = deque()
+
+    def serves(self, kernel_name: str, cwd: Path, fork: bool) -> bool:
+        """Whether this pool's kernels are the ones a release with these settings needs."""
+        return not self._closing and (self.kernel_name, self.cwd, self.fork) == (kernel_name, Path(cwd), fork)
+
+    def prestart(self) -> None:
+        """Start the spares now, for a first section that has not asked yet."""
+        self._start_spares(max(self.ahead, 1))
+
+    @contextmanager
+    def kernel(self) -> Iterator[object]:
+        """A started kernel manager for one section; it is stopped when the section ends."""
+        kernel = self._running_spare() or self._start()
+        self._start_spares(self.ahead)
+        try:
+            yield kernel.manager
+        finally:
+            kernel.manager.close_clients()
+            self._stopper.submit(_stop, kernel)
+
+    def close(self) -> None:
+        """Stop the spares and wait for every kernel to be gone."""
+        self._closing = True  # a spare still starting must not fall back to spawning a kernel
+        for template in self._own_templates:
+            if not template.ready:
+                template.close()  # still importing: nothing was forked, nothing to wait for
+        spares = []
+        while self._spares:
+            try:
+                spares.append(self._spares.popleft().result())
+            except Exception:  # a spare that failed to start has nothing to stop
+                pass
+        # The spares are stopped beside the last section's kernel, not after it.
+        with ThreadPoolExecutor(max_workers=max(len(spares), 1), thread_name_prefix="kernel-stop") as stoppers:
+            list(stoppers.map(_stop, spares))
+        self._starter.shutdown(wait=True)
+        self._stopper.shutdown(wait=True)
+        for template in self._own_templates:
+            template.close()
+
+    def _start_spares(self, count: int) -> None:
+        while len(self._spares) < count:
+            self._spares.append(self._starter.submit(self._start))
+
+    def _running_spare(self) -> _Kernel | None:
+        """The oldest spare that started, still runs (a template that died took its forks along)
+        and has the environment the runner has now."""
+        while self._spares:
+            try:
+                kernel = self._spares.popleft().result()
+            except KernelStartError:
+                continue
+            if kernel.manager.provisioner.process.poll() is None and kernel.environment == dict(os.environ):
+                return kernel
+            self._stopper.submit(_stop, kernel)
+        return None
+
+    def _start(self) -> _Kernel:
+        """Fork from the template; if the template is gone, carry on with spawned kernels: the
+        sections after a failure (the rollback above all) still need kernels."""
+        if self._closing:
+            raise KernelStartError("the kernel pool is closing")
+        template = self.template
+        if template is not None:
+            try:
+                return self._start_kernel(template)
+            except KernelStartError as exc:
+                if self._closing:
+                    raise
+                with self._lock:
+                    if self.template is template:
+                        self.template = None
+                        self.mode += f"; spawned after the kernel template failed ({exc})"
+        return self._start_kernel(None)
+
+    def _start_kernel(self, template: KernelTemplate | None) -> _Kernel:
+        from jupyter_core.utils import run_sync
+
+        from .provisioner import ForkedKernelProvisioner, PooledKernelManager
+
+        socket_dir = tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-")
+        manager = PooledKernelManager(
+            kernel_name=self.kernel_name,
+            transport="ipc",
+            ip=os.path.join(socket_dir, "kernel"),
+            client_class="hotdash_release.execution.provisioner.PromptReadyClient",
+        )
+        environment = dict(os.environ)  # what jupyter_client gives the kernel, with its own additions
+        extra_arguments = list(KERNEL_ARGUMENTS)
+        if template:
+            manager.kernel_id = str(uuid.uuid4())
+            manager.provisioner = ForkedKernelProvisioner(
+                kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec, parent=manager
+            )
+            manager.provisioner.template = template
+        else:
+            extra_arguments.append(f"--IPKernelApp.exec_lines={PRELOAD}")
+        extra_arguments.append(f"--IPKernelApp.exec_lines={WARM_UP}")
+        try:
+            run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments, env=environment)
+            manager.connect_ahead()
+        except BaseException:
+            if manager.has_kernel:
+                _stop(_Kernel(manager, socket_dir, environment))
+            manager.cleanup_connection_file()
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            raise
+        return _Kernel(manager, socket_dir, environment)
+
+
+def _stop(kernel: _Kernel) -> None:
+    from jupyter_core.utils import run_sync
+
+    try:
+        kernel.manager.close_clients()  # a spare's client made ahead: never used by any loop
+        if kernel.manager.has_kernel:
+            # jupyter_client looks every 100 ms whether a killed kernel is gone: kill and wait here,
+            # so that its shutdown finds it gone (and removes its connection file and sockets).
+            provisioner = kernel.manager.provisioner
+            run_sync(provisioner.kill)()
+            try:
+                provisioner.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            run_sync(kernel.manager.shutdown_kernel)(now=True)
+    finally:
+        shutil.rmtree(kernel.socket_dir, ignore_errors=True)
+
+
+def remove_orphaned_socket_dirs() -> list[Path]:
+    """Remove the socket folders of runners that are gone: a runner killed outright (SIGKILL)
+    cannot remove those of its kernels. Only where /proc tells which runners still run."""
+    if not Path("/proc/self/stat").exists():
+        return []
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{SOCKET_DIR_PREFIX}*-*"):
+        owner = folder.name[len(SOCKET_DIR_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not running(int(owner)) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def start_kernel_pool(kernel_name: str = "python3") -> KernelPool:
+    """The runbooks' kernel pool, its template importing and its first kernel starting at once:
+    before a release has even been prepared (the `runbook` command), or once for all the
+    releases of a runner that keeps it. The caller closes it."""
+    from ..paths import RUNBOOKS_DIR
+
+    template = start_kernel_template(RUNBOOKS_DIR)  # first: its imports are the long part
+    pool = KernelPool(kernel_name, cwd=RUNBOOKS_DIR, template=template, own_template=True)
+    pool.prestart()
+    return pool

@@ -1,0 +1,211 @@
+"""The kernel template: a process that imports the kernel and the library once, then forks a
+fresh kernel process for each section.
+
+Booting a kernel is mostly importing (IPython, zmq, the library): about a second of
+CPU per kernel on our machines. A fork copies a process that has done the imports, so each
+section still gets a process of its own that no other section ran code in, for a few
+milliseconds. The template itself never runs runbook code and never starts a kernel: it
+imports, waits for requests and reaps its children. What a forked kernel inherits is what
+a freshly started one would have after the same imports.
+
+Protocol, one JSON line each way over the socket the runner passes as argv[1]:
+    {"argv": [...], "cwd": "...", "env": {...}}  ->  {"pid": 1234} | {"error": "..."}
+    {"exited": 1234}                             ->  {"status": <exit code or null>}
+When the runner closes its end (or dies), the template kills the kernels it forked and exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+#: Imported once here instead of in every kernel: the kernel itself (its debugger too, which
+#: it imports while starting), the runbooks' library, and what the library imports on first
+#: use in a section (httpx's transport stack on the first request, the targets, importlib.resources
+#: readers when a build reads the app source). Not pandas: no section needs it (tables.py).
+#: tests/test_kernels.py lists what a section still imports.
+PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.debugger",
+    "hotdash_release.runbook",
+    "httpcore",
+    "httpcore._backends.sync",
+    "httpcore._backends.anyio",
+    "certifi",
+    "hotdash_release.targets.local",
+    "hotdash_release.targets.fly",
+    "importlib.readers",
+)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def main(argv: list[str]) -> None:
+    channel = socket.socket(fileno=int(argv[1]))
+    # The template is not a kernel; what a kernel started by ipykernel_launcher would not
+    # have on its path, the template must not hand down either.
+    if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
+        del sys.path[0]
+    _die_with_parent()
+    for module in PRELOAD:
+        __import__(module)
+    # Library state every kernel would otherwise make for itself: the HTTP clients' TLS context
+    # (its CA bundle loaded; about 55 ms) is made here once (tls.py).
+    from hotdash_release.checks.tls import tls_context
+
+    tls_context()
+    # What the imports made stays put: the kernels' garbage collector never walks it, so it
+    # does not write to (and copy) every page a fork shares with the template.
+    gc.collect()
+    gc.freeze()
+    children: dict[int, int | None] = {}  # pid -> exit status once reaped
+
+    def reap(_signum=None, _frame=None) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            children[pid] = os.waitstatus_to_exitcode(status)
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when kernels stop
+    stream = channel.makefile("rwb", buffering=0)
+    _send(stream, {"ready": os.getpid()})
+    try:
+        for line in stream:
+            request = json.loads(line)
+            if "exited" in request:
+                reap()
+                status = children.get(int(request["exited"]))
+                if status is not None:
+                    del children[int(request["exited"])]  # a template that serves many releases forgets its dead
+                _send(stream, {"status": status})
+                continue
+            # SIGCHLD waits until the child is on record, so a kernel that dies at once is reaped too.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+            try:
+                pid = _fork_kernel(request, channel)
+                children[pid] = None
+            except OSError as exc:
+                _send(stream, {"error": f"fork failed: {exc}"})
+                continue
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            _send(stream, {"pid": pid})
+    finally:
+        for pid, status in children.items():
+            if status is None:
+                _kill_group(pid)
+        # Nothing to flush or finalize: leave without tearing down the imported modules.
+        os._exit(0)
+
+
+def _fork_kernel(request: dict, channel: socket.socket) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    # The child: from here on a kernel, never back into the template's loop.
+    code = 1
+    try:
+        os.close(channel.fileno())  # the runner talks to the template, never to a kernel
+        os.setsid()  # its own process group, so the runner can signal the kernel and its children
+        _die_with_parent()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        # ipykernel read JPY_PARENT_PID when the template imported it; the kernel's parent is the
+        # template, and the kernel ends if the template goes.
+        argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
+        sys.argv = ["ipykernel_launcher", *argv]
+        _skip_empty_flushes()
+        _kernel_app().launch_instance(argv=argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _kernel_app():
+    """ipykernel's kernel application, handling shell messages on the kernel's main thread.
+
+    ipykernel 7 receives them on a thread of their own and hands each to the main thread and
+    its reply back, for subshells (concurrent execution in one kernel), which a release never
+    asks for. Without that thread (ipykernel's own way when there is none, as before 7) a short
+    cell takes about 4.4 ms instead of 5.6 here. Subshells are then not offered (kernel_info
+    says so); interrupts, outputs and replies are as before. On an ipykernel without that
+    thread nothing changes."""
+    from ipykernel.kernelapp import IPKernelApp
+
+    class ReleaseKernelApp(IPKernelApp):
+        def init_sockets(self) -> None:
+            super().init_sockets()
+            unused = getattr(self, "shell_channel_thread", None)
+            if unused is not None and not unused.is_alive():
+                self.shell_channel_thread = None
+                unused.io_loop.close()
+
+    return ReleaseKernelApp
+
+
+def _skip_empty_flushes() -> None:
+    """ipykernel flushes stdout and stderr at least four times per cell (and twice per display);
+    each flush hands a callback to the IOPub thread and waits for it, even when nothing was
+    written: about a third of the kernel's time on a short cell here. A flush with nothing
+    written, nothing scheduled and no subprocess output pending returns at once instead. What
+    is written is still flushed, and IOPub keeps its order (the idle status follows the
+    outputs on the same thread), which is what nbclient waits for. Only the release's forked
+    kernels do this; on an ipykernel without these attributes nothing changes."""
+    from ipykernel.iostream import OutStream
+
+    probe = OutStream.__init__.__code__.co_names
+    if not all(name in probe for name in ("_flush_pending", "_subprocess_flush_pending", "_buffers")):
+        return
+    flush = OutStream.flush
+
+    def flush_if_anything(self) -> None:
+        if self._flush_pending or self._subprocess_flush_pending or self._buffers:
+            flush(self)
+
+    OutStream.flush = flush_if_anything
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the parent goes, so a killed runner leaves no template or kernel."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the runner's closed channel still ends the template and its kernels
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _send(stream, message: dict) -> None:
+    stream.write(json.dumps(message).encode() + b"\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,103 @@
+"""Step 6 of the plan: tell the CEO the release is ready to test.
+
+Two channels behind one call: a file (the local default, an inbox a rehearsal can read)
+and a Slack incoming webhook (success is HTTP 200 with body "ok", anything else fails).
+A failed notification is a recorded result, never an exception: it must not undo a
+good release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from ..checks.tls import tls_context
+from ..config import Notification
+from ..results import utc_now
+
+
+@dataclass(frozen=True)
+class NotificationResult:
+    channel: str
+    recipient: str
+    ok: bool
+    detail: str
+    message: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def compose_message(
+    notification: Notification, *, release_id: str, operator: str, image_ref: str | None, served_at: str | None = None
+) -> str:
+    """The plan's notification: production URL, expected functionality, known limitations, feedback."""
+    url_line = f"Production URL: {notification.production_url}"
+    if served_at and served_at.rstrip("/") != notification.production_url:
+        url_line += f" (this rehearsal serves it at {served_at})"
+    lines = [
+        f"{notification.recipient}: HotDash is deployed to production and ready for testing.",
+        url_line,
+        "Expected functionality: " + ", ".join(notification.expected_functionality),
+        "Known limitations: " + ("; ".join(notification.known_limitations) or "none"),
+        f"Feedback channel: {notification.feedback_channel}",
+        f"Release {release_id}, image {image_ref or 'unknown'}, shipped by {operator}.",
+    ]
+    return "\n".join(lines)
+
+
+def send_notification(
+    notification: Notification, message: str, *, inbox_dir: Path, client: httpx.Client | None = None, environ=None
+) -> NotificationResult:
+    environ = os.environ if environ is None else environ
+    if notification.channel == "file":
+        return _to_file(notification, message, Path(inbox_dir) / notification.file)
+    return _to_slack(notification, message, environ.get(notification.webhook_env, ""), client)
+
+
+def _to_file(notification: Notification, message: str, path: Path) -> NotificationResult:
+    entry = {"at": utc_now(), "to": notification.recipient, "text": message}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as inbox:
+            inbox.write(json.dumps(entry) + "\n")
+    except OSError as exc:
+        return NotificationResult(
+            "file", notification.recipient, False, f"cannot write {path}: {exc.strerror}", message
+        )
+    return NotificationResult("file", notification.recipient, True, f"appended to {path}", message)
+
+
+def _to_slack(
+    notification: Notification, message: str, webhook_url: str, client: httpx.Client | None
+) -> NotificationResult:
+    if not webhook_url:
+        return NotificationResult(
+            "slack",
+            notification.recipient,
+            False,
+            f"environment variable {notification.webhook_env} is not set",
+            message,
+        )
+    own_client = client is None
+    client = client or httpx.Client(timeout=10.0, verify=tls_context())
+    try:
+        response = client.post(webhook_url, json={"text": message})
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # the last two: a malformed URL
+        # The webhook URL is itself a credential: report the failure kind, never the URL.
+        return NotificationResult(
+            "slack", notification.recipient, False, f"webhook unreachable: {type(exc).__name__}", message
+        )
+    finally:
+        if own_client:
+            client.close()
+    body = response.text.strip()
+    if response.status_code == 200 and body == "ok":
+        return NotificationResult("slack", notification.recipient, True, "Slack answered 200 ok", message)
+    return NotificationResult(
+        "slack", notification.recipient, False, f"Slack answered {response.status_code} {body[:200]}", message
+    )

@@ -1,0 +1,193 @@
+"""Secret names in, findings out: values are resolved here and never become parameters.
+
+Papermill writes every parameter into the executed notebook and its HTML, so runbooks
+pass secret *names*; this module asks the target which names are set (digests only)
+and resolves values, where a check needs one, from a source outside the archive.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Protocol
+
+from ..errors import ReleaseError, SecretError
+from ..targets.base import Target
+
+
+@dataclass(frozen=True)
+class SecretPresence:
+    """One required secret on one app, as the platform reports it."""
+
+    app: str
+    name: str
+    present: bool
+    status: str
+    digest: str
+    finding: str  # "" when fine, else why it blocks or warns
+    blocking: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.blocking
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def verify_required_secrets(target: Target, app: str, required: Sequence[str]) -> list[SecretPresence]:
+    """Each required name: set or missing; a Staged secret is set but not yet on the running app."""
+    listed = {s.name.upper(): s for s in target.secrets(app)}
+    rows = []
+    for name in required:
+        info = listed.get(name.upper())
+        if info is None:
+            rows.append(SecretPresence(app, name, False, "missing", "", "not set: the app cannot start", True))
+        elif not info.usable:
+            rows.append(
+                SecretPresence(
+                    app,
+                    name,
+                    True,
+                    info.status,
+                    info.digest,
+                    "staged: not on the running app yet; this deploy applies it",
+                    False,
+                )
+            )
+        else:
+            rows.append(SecretPresence(app, name, True, info.status, info.digest, "", False))
+    return rows
+
+
+@dataclass(frozen=True)
+class SharedValue:
+    """One secret whose digest, hence whose value, is the same on two or more apps."""
+
+    name: str
+    apps: tuple[str, ...]  # in the order the rows listed them: staging before production
+    blocking: bool
+
+    def describe(self) -> str:
+        text = f"{self.name} has the same value on {' and '.join(self.apps)} (equal digests)"
+        return text + ("; it must differ between environments" if self.blocking else "")
+
+
+def find_shared_values(rows: Sequence[SecretPresence], must_differ: Collection[str]) -> list[SharedValue]:
+    """Equal digests for one name on different apps: production may be using staging's value.
+
+    Platforms list digests, never values, and equal digests mean equal values. For the names
+    in ``must_differ`` (the databases) that blocks; for the others it is worth a look only.
+    """
+    apps_by_value: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row.present and row.digest:
+            apps_by_value.setdefault((row.name, row.digest), []).append(row.app)
+    return [
+        SharedValue(name, tuple(dict.fromkeys(apps)), name in must_differ)
+        for (name, _), apps in apps_by_value.items()
+        if len(set(apps)) > 1
+    ]
+
+
+def mark_shared_values(rows: Sequence[SecretPresence], shared: Sequence[SharedValue]) -> list[SecretPresence]:
+    """Note each shared value on the rows of the later apps, so that a gate names it once."""
+    later = {(value.name, app): value for value in shared for app in value.apps[1:]}
+    marked = []
+    for row in rows:
+        value = later.get((row.name, row.app))
+        if value is None:
+            marked.append(row)
+            continue
+        finding = f"same value as on {value.apps[0]}" + (": must differ" if value.blocking else "")
+        marked.append(
+            replace(
+                row, finding="; ".join(f for f in (row.finding, finding) if f), blocking=row.blocking or value.blocking
+            )
+        )
+    return marked
+
+
+class SecretSource(Protocol):
+    """Where a check gets a value it needs (e.g. the API key a smoke test expects)."""
+
+    def values(self, app: str, names: Sequence[str]) -> dict[str, str]: ...
+
+
+class PlatformStoreSecrets:
+    """Local rehearsals: the rehearsal platform's own store (outside outputs/ and git)."""
+
+    def __init__(self, platform) -> None:
+        self.platform = platform
+
+    def values(self, app: str, names: Sequence[str]) -> dict[str, str]:
+        stored = self.platform.secret_values(app)
+        return {name: stored[name] for name in names if name in stored}
+
+
+class EnvironmentSecrets:
+    """CI and Fly: values from environment variables, `<PREFIX><NAME>` first, then `<NAME>`."""
+
+    def __init__(self, prefixes: Mapping[str, str], environ: Mapping[str, str] | None = None) -> None:
+        self.prefixes = dict(prefixes)
+        self.environ = os.environ if environ is None else environ
+
+    def values(self, app: str, names: Sequence[str]) -> dict[str, str]:
+        prefix = self.prefixes.get(app, "")
+        found = {}
+        for name in names:
+            value = self.environ.get(prefix + name) or self.environ.get(name)
+            if value:
+                found[name] = value
+        return found
+
+
+def require_values(source: SecretSource, app: str, names: Sequence[str]) -> dict[str, str]:
+    values = source.values(app, names)
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise SecretError(f"{app}: no value available for {', '.join(missing)}", name=missing[0], app=app)
+    return values
+
+
+def rehearsal_secret_values(app: str) -> dict[str, str]:
+    """Distinct, random values for a rehearsal app, shaped like the real ones."""
+    token = _random.token_hex
+    return {
+        "DATABASE_URL": f"postgresql://hotdash:{token(12)}@127.0.0.1:54322/{app.replace('-', '_')}",
+        "SHOPIFY_API_KEY": token(16),
+        "SHOPIFY_API_SECRET": f"shpss_{token(16)}",
+        "SHOPIFY_APP_URL": f"https://{app}-{token(4)}.rehearsal.invalid",
+        "SCOPES": "read_products,read_orders,read_inventory",
+        "SUPABASE_URL": f"https://{token(10)}.supabase.co",
+        "SUPABASE_ANON_KEY": f"eyJhbGciOiJIUzI1NiJ9.{token(24)}",
+    }
+
+
+def seed_rehearsal_secrets(platform, apps: Sequence[str]) -> list[str]:
+    """Give apps that have no secrets at all a rehearsal set; return the apps seeded.
+
+    An app that has some secrets is left alone, so a rehearsal of a missing secret stays missing.
+    """
+    seeded = []
+    for app in apps:
+        if not platform.secrets(app):
+            platform.set_secrets(app, rehearsal_secret_values(app))
+            seeded.append(app)
+    return seeded
+
+
+def redactor_for(config, source: SecretSource):
+    """A redactor that knows every secret value of every app of the plan."""
+    from .redact import Redactor
+
+    known = {}
+    for env in config.environments.values():
+        try:
+            values = source.values(env.app, config.required_secrets)
+        except ReleaseError:
+            continue  # a source that cannot answer has no values to leak either
+        known.update({f"{name}@{env.name}": value for name, value in values.items()})
+    return Redactor(known)
