@@ -26,13 +26,8 @@ import psutil
 import pytest
 from conftest import wait_for
 
-from hotdash_release.execution.pool import (
-    SOCKET_DIR_PREFIX,
-    KernelPool,
-    forkable,
-    launcher_arguments,
-    start_kernel_pool,
-)
+from hotdash_release.execution.forking import forkable, launcher_arguments
+from hotdash_release.execution.pool import SOCKET_DIR_PREFIX, KernelPool, start_kernel_pool
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
 
