@@ -74,7 +74,7 @@ def write_config(
     state_dir: Path,
     readiness: Path | None = None,
     wait_timeout_s: int = 15,
-    health_deadline_s: int = 10,
+    health_deadline_s: int = 4,  # a healthy app answers at once (deploys wait for health); faults wait this out
     edits: dict[str, str] | None = None,
 ) -> Path:
     """A copy of runbooks/hotdash.toml pointing at our own state, with short timeouts."""

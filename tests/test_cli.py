@@ -115,17 +115,35 @@ def test_bad_notebook_parameters_stop_with_a_named_usage_error(rehearsal, tmp_pa
 def test_bad_input_to_release_leaves_no_kernel_template_or_export_worker_behind(tmp_path):
     """`runbook release` starts the kernel template and the HTML export worker before it reads
     its input; after a usage error nothing of them may still run, and nothing was written."""
+    import uuid
+
     import psutil
 
-    done = run_cli("release", "--config", str(tmp_path / "missing.toml"), "--outputs", str(tmp_path / "out"))
+    # Our command's children are told apart from other runners' (parallel tests) by a mark in
+    # the environment they inherit.
+    mark = uuid.uuid4().hex
+    done = run_cli(
+        "release",
+        "--config",
+        str(tmp_path / "missing.toml"),
+        "--outputs",
+        str(tmp_path / "out"),
+        extra_env={"HOTDASH_TEST_MARK": mark},
+    )
     assert done.returncode == 2 and "missing.toml" in done.stderr
-    ours = {child.pid for child in psutil.Process().children(recursive=True)}
+
+    def ours(process: psutil.Process) -> bool:
+        try:
+            return process.environ().get("HOTDASH_TEST_MARK") == mark
+        except psutil.Error:
+            return False
+
     left = [
         process
         for process in psutil.process_iter(["cmdline"])
         if {"hotdash_release.execution.template_process", "hotdash_release.archive.htmlexport"}
         & set(process.info["cmdline"] or [])
-        and process.pid not in ours
+        and ours(process)
     ]
     assert not left
     assert not (tmp_path / "out").exists()
