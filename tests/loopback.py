@@ -1,4 +1,4 @@
-"""A scriptable HTTP server on 127.0.0.1 for tests: Shopify app routes, Slack, Supabase, GitHub.
+"""A scriptable HTTP(S) server on 127.0.0.1 for tests: Shopify app routes, Slack, Supabase, GitHub, TLS.
 
 Routes are exact paths mapped to functions of the Request that return a Reply. The server
 records what it received and counts requests in flight (the fan-out tests read both).
@@ -8,6 +8,7 @@ Use the `loopback` fixture (conftest.py) for a started server that stops after t
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ Route = Callable[[Request], Reply]
 class LoopbackServer:
     """A ThreadingHTTPServer on 127.0.0.1 whose routes are the test's script."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self.routes: dict[str, Route] = {}
         self.received: list[Request] = []
         self.hits: dict[str, int] = {}
@@ -54,6 +56,8 @@ class LoopbackServer:
         self.max_in_flight = 0
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        if tls is not None:  # HTTPS: the test's own certificate (test_tls.py)
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         # Handlers still sleeping when a test ends must not hold up the teardown.
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -61,7 +65,8 @@ class LoopbackServer:
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{host}:{port}"
 
     def route(self, path: str) -> Callable[[Route], Route]:
         def register(handler: Route) -> Route:

@@ -7,27 +7,15 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
 import pytest
+from loopback import LoopbackServer, Reply
 
 from hotdash_release.checks import http as checks
 from hotdash_release.checks.tls import tls_context
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-
-
-class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
@@ -56,14 +44,11 @@ def https_server(tmp_path):
         capture_output=True,
         timeout=60,
     )
-    server = HTTPServer(("127.0.0.1", 0), _Ok)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}/", cert
-    server.shutdown()
+    with LoopbackServer(tls=context) as server:
+        server.routes["/"] = lambda request: Reply(200, b"ok")
+        yield f"{server.base_url}/", cert
 
 
 def test_clients_share_one_context_and_still_refuse_an_unknown_certificate(https_server, monkeypatch):
