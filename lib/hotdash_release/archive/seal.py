@@ -206,7 +206,7 @@ def write_manifest(record) -> Path:
         "resumed_from": record.resumed_from,
         # How the sections' kernels were started: forked from the kernel template, or spawned.
         "kernels": getattr(getattr(record, "kernels", None), "mode", None),
-        # A session a person ran in JupyterLab and sealed (interactive.py), or a headless run.
+        # A session a person ran in JupyterLab and sealed (interactive/session.py), or a headless run.
         "interactive": getattr(record, "interactive", False),
         "session": getattr(record, "session", None),
         "sections": [

@@ -7,7 +7,7 @@ endpoint Supabase documents as side-effect free (external contracts, "Supabase")
 `{"version", "name": "GoTrue", "description"}`. (`/rest/v1/` refuses the anon key on
 current projects, so it proves nothing.)
 
-Like the checks in checks.py it takes its client and returns a result row; it never
+Like the checks in http.py it takes its client and returns a result row; it never
 raises, and the anon key never reaches the result, which ends up in the audit archive.
 """
 

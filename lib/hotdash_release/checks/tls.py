@@ -5,7 +5,7 @@ on our machines, and a release makes about eight clients (health, smoke tests, S
 local platform's health polling), each in a kernel of its own. One context, made once, verifies
 the same way: it is httpx's own default (`httpx.create_ssl_context()`: the bundle named by
 SSL_CERT_FILE or SSL_CERT_DIR when set, certifi's otherwise), made again if those change. The
-kernel template makes it before it forks, so each kernel has it ready (kernel_template.py).
+kernel template makes it before it forks, so each kernel has it ready (execution/template_process.py).
 """
 
 from __future__ import annotations

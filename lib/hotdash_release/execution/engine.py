@@ -13,6 +13,12 @@ truncates the file. Here:
   papermill's final write follows it; it is papermill's canonical, validated one when
   execution raised (a dead kernel, an abort), since papermill then writes nothing more.
 So the archived notebook is canonical and validated either way, written once.
+
+What this copies from papermill, and why: papermill's public hooks are the engine registry and
+the engine class; the notebook manager is not one of them (`Engine.execute_notebook` builds a
+`NotebookExecutionManager` itself). So `ReleaseEngine.execute_notebook` is that method's eight
+lines with our manager class, plus marking the last save canonical when execution raises.
+Everything else (nbclient, parameters, papermill's own final write) is papermill's.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ An audit record needs every section to run in a kernel no other section touched.
 a kernel means starting Python and importing IPython, zmq and the library: about a second
 of CPU each on our machines. Two things keep that off the release's clock:
 
-- fork (the default on Linux): a kernel template process (kernel_template.py) does those
+- fork (the default on Linux): a kernel template process (template_process.py) does those
   imports once per release; each section's kernel is a fork of it, a new process in which
   no code of any section has run.
 - the pool: the next section's kernel is started while the current section runs, and used

@@ -1,7 +1,7 @@
 """The places where we change how jupyter_client starts, connects to and greets a kernel.
 
 - ForkedKernelProvisioner: jupyter_client's local provisioner, except that the kernel process
-  is a fork of the kernel template (see kernel_template.py) instead of a new interpreter.
+  is a fork of the kernel template (see template_process.py) instead of a new interpreter.
 - PooledKernelManager: jupyter_client's async manager, except that its first client is made
   and connected while the kernel waits in the pool, off the section's clock.
 - PromptReadyClient: jupyter_client's client, except that waiting for a kernel to be ready

@@ -4,7 +4,7 @@ A kernel starts ahead of its section (kernels.KernelPool), so the first-use cost
 here are off the release's clock: IPython builds its display formatters on the first
 display of a kernel (and looks up how to show a type on its first display), about 4 ms.
 No section code runs and nothing stays behind: no name in the user's namespace, no
-execution count, no output. The kernel runs this as its `exec_lines` (kernels.py).
+execution count, no output. The kernel runs this as its `exec_lines` (pool.py).
 """
 
 from __future__ import annotations
