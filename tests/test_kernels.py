@@ -450,3 +450,19 @@ def test_when_the_template_dies_the_pool_carries_on_with_spawned_kernels(tmp_pat
         assert pool.mode.startswith("forked from a kernel template; spawned after the kernel template failed")
     finally:
         pool.close()
+
+
+def test_a_template_that_dies_under_a_running_section_is_on_record(tmp_path):
+    """The last section's kernel dies with its template: no later kernel is asked for, and the
+    pool must still not describe its kernels as simply forked."""
+    pool = KernelPool("python3", cwd=tmp_path, ahead=0)
+    try:
+        with pool.kernel() as manager:
+            run_cell(manager, "x = 1")
+            assert pool.mode == "forked from a kernel template"
+            os.kill(pool.template.pid, signal.SIGKILL)
+            assert wait_for(lambda: not _running(manager.provisioner.pid))
+        assert "the kernel template died during the release" in pool.mode
+    finally:
+        pool.close()
+    assert "the kernel template died during the release" in pool.mode  # closing does not forget it

@@ -102,6 +102,7 @@ class SectionRecord:
     error: str = ""
     failures: list[str] = field(default_factory=list)
     reused_from: str | None = None  # the release whose recorded result this resume reused
+    internal: bool = False  # stopped by the machinery (a kernel that died or never started), not a gate
 
     def budget_minutes(self, config: ReleaseConfig) -> float | None:
         key = self.section.budget_key or self.section.key
@@ -425,6 +426,9 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
             else:
                 record.outcome, record.reason = "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
             return
+        if result.internal:  # not a gate's decision: the machinery failed (exit 1), production untouched
+            record.outcome, record.reason = "error", f"internal error before production changed: {where}"
+            return
         record.outcome, record.reason = "blocked", f"stopped before production changed: {where}"
         return
     record.outcome, record.reason = "released", "all sections passed"
@@ -485,7 +489,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     label = f"[{index}/{len(PLAN)}] {section.title}" if section in PLAN else f"[{section.key}] {section.title}"
     progress(f"{label} ...")
     started_at, started = utc_now(), time.perf_counter()
-    error = ""
+    error, internal = "", False
     try:
         with record.kernels.kernel() as kernel:
             papermill.execute_notebook(
@@ -508,6 +512,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
         raise
     except Exception as exc:  # the kernel died, or papermill could not run the notebook at all
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        internal = True
     duration = time.perf_counter() - started
     if record.html_exports:
         record.html_exports.submit(output)
@@ -516,7 +521,15 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     if outcome == "running" or (error and outcome == "passed"):
         outcome = "error"  # the notebook stopped before its gate decided
     section_record = SectionRecord(
-        index, section, outcome, started_at, duration, output.name, redactor.redact(error), result.get("failures", [])
+        index,
+        section,
+        outcome,
+        started_at,
+        duration,
+        output.name,
+        redactor.redact(error),
+        result.get("failures", []),
+        internal=internal,
     )
     record.sections.append(section_record)
     over = budget is not None and duration > budget * 60

@@ -27,7 +27,9 @@ import json
 import os
 from contextlib import contextmanager
 
+from nbformat.v4 import new_output
 from papermill.engines import NBClientEngine, NotebookExecutionManager, catch_nb_assignment, papermill_engines
+from papermill.exceptions import PapermillExecutionError
 from papermill.iorw import write_ipynb
 
 ENGINE_NAME = "hotdash"
@@ -36,6 +38,7 @@ ENGINE_NAME = "hotdash"
 class _LightSavesManager(NotebookExecutionManager):
     _canonical = False  # the next save is the last one anybody makes: write it canonically
     _quiet = False  # a markdown cell's bookkeeping: saved with the next code cell
+    _running: int | None = None  # the index of the code cell executing now
 
     @catch_nb_assignment
     def save(self, **kwargs):
@@ -47,12 +50,33 @@ class _LightSavesManager(NotebookExecutionManager):
         self.last_save_time = self.now()
 
     def cell_start(self, cell, cell_index=None, **kwargs):
+        self._running = cell_index if cell.get("cell_type") == "code" else None
         with self._saving_only_code(cell):
             super().cell_start(cell, cell_index, **kwargs)
 
     def cell_complete(self, cell, cell_index=None, **kwargs):
         with self._saving_only_code(cell):
             super().cell_complete(cell, cell_index, **kwargs)
+
+    def execution_stopped(self, exc: BaseException) -> None:
+        """Execution ended by something other than a cell's error: the kernel died, or the
+        release was aborted. papermill would mark the cell that was running, and every cell
+        after it, "completed", with no exception on the notebook; an auditor must read
+        instead that this cell failed, why, and that nothing after it ran."""
+        index = self._running
+        if index is None:
+            return
+        cell = self.nb.cells[index]
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        cell.outputs.append(
+            new_output(
+                "error",
+                ename=type(exc).__name__,
+                evalue=reason,
+                traceback=[f"Execution stopped while this cell ran ({reason}); the cells below did not run."],
+            )
+        )
+        self.cell_exception(cell, cell_index=index, exception=exc)
 
     @contextmanager
     def _saving_only_code(self, cell):
@@ -94,8 +118,10 @@ class ReleaseEngine(NBClientEngine):
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             nb_man._canonical = True  # papermill writes nothing after an exception from here
+            if not isinstance(exc, PapermillExecutionError):  # a cell's own error is marked already
+                nb_man.execution_stopped(exc)
             raise
         finally:
             nb_man.cleanup_pbar()

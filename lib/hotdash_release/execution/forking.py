@@ -70,6 +70,7 @@ class KernelTemplate:
     def __init__(self, cwd: Path) -> None:
         self.cwd = Path(cwd)
         self._closed = False
+        self._died = False  # exited before anyone closed it
         ours, theirs = socket.socketpair()
         env = {
             **os.environ,
@@ -102,6 +103,11 @@ class KernelTemplate:
     def alive(self) -> bool:
         return not self._closed and self._process.poll() is None
 
+    def died(self) -> bool:
+        """Whether the template exited without being closed (killed, crashed): the kernels it
+        had forked died with it, and the record must say so."""
+        return self._died or (not self._closed and self._process.poll() is not None)
+
     def fork_kernel(self, argv: list[str], *, cwd: str, env: dict[str, str]) -> int:
         reply = self._ask({"argv": argv, "cwd": cwd, "env": env})
         if "pid" not in reply:
@@ -119,6 +125,7 @@ class KernelTemplate:
         """Closing our end makes the template kill what it forked and exit."""
         if self._closed:
             return
+        self._died = self._process.poll() is not None
         self._closed = True
         try:
             self._socket.shutdown(socket.SHUT_RDWR)  # wakes a thread waiting in _ask for a reply

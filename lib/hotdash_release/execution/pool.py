@@ -93,13 +93,22 @@ class KernelPool:
             template = KernelTemplate(cwd)  # in the thread that owns the release: see KernelTemplate
             self._own_templates.append(template)
         self.template = template
-        self.mode = "forked from a kernel template" if self.template else "spawned"
+        self._mode = "forked from a kernel template" if self.template else "spawned"
+        self._used_templates = [self.template] if self.template else []
         remove_orphaned_socket_dirs()
         self._lock = threading.Lock()
         self._closing = False
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-stop")
         self._spares: deque[Future] = deque()
+
+    @property
+    def mode(self) -> str:
+        """How this pool's kernels were started, for the manifest and the report: what happened,
+        including a template that died while its kernels ran."""
+        if any(template.died() for template in self._used_templates) and "failed" not in self._mode:
+            return self._mode + "; the kernel template died during the release (its kernels with it)"
+        return self._mode
 
     def serves(self, kernel_name: str, cwd: Path, fork: bool) -> bool:
         """Whether this pool's kernels are the ones a release with these settings needs."""
@@ -172,7 +181,7 @@ class KernelPool:
                 with self._lock:
                     if self.template is template:
                         self.template = None
-                        self.mode += f"; spawned after the kernel template failed ({exc})"
+                        self._mode += f"; spawned after the kernel template failed ({exc})"
         return self._start_kernel(None)
 
     def _start_kernel(self, template: KernelTemplate | None) -> _Kernel:
