@@ -466,3 +466,26 @@ def test_a_template_that_dies_under_a_running_section_is_on_record(tmp_path):
     finally:
         pool.close()
     assert "the kernel template died during the release" in pool.mode  # closing does not forget it
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_kernel_ends_as_a_stock_one_atexit_runs_and_open_files_are_flushed(tmp_path, fork):
+    """As under plain papermill: a section's atexit handlers run when its kernel ends, and a
+    file it wrote without closing keeps what was written."""
+    pool = KernelPool("python3", cwd=tmp_path, ahead=0, fork=fork)
+    try:
+        with pool.kernel() as manager:
+            reply = run_cell(
+                manager,
+                "import atexit, pathlib\n"
+                f"atexit.register(pathlib.Path({str(tmp_path / 'atexit.txt')!r}).write_text, 'ran')\n"
+                f"unclosed = open({str(tmp_path / 'unclosed.txt')!r}, 'w')\n"
+                "unclosed.write('kept')",
+            )
+            assert reply["status"] == "ok"
+            pid = manager.provisioner.pid
+        assert wait_for(lambda: not _running(pid), timeout_s=10)
+    finally:
+        pool.close()
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+    assert (tmp_path / "unclosed.txt").read_text() == "kept"

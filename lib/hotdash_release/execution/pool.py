@@ -51,6 +51,8 @@ KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False", "--IPythonKernel._execute_
 #: secrets, go/no-go, notify) take about as long, so with one ahead a section often waited for
 #: its kernel; with two (bench/: 2.12 s a release against 2.38 s with one, 2.40 s with three).
 KERNELS_AHEAD = 2
+#: How long a kernel asked to shut down may take (its atexit handlers, its files) before it is killed.
+SHUTDOWN_GRACE_S = 3.0
 #: A kernel's private folder for its IPC sockets: <tmp>/hotdash-kernel-<runner pid>-<random>.
 SOCKET_DIR_PREFIX = "hotdash-kernel-"
 
@@ -220,19 +222,27 @@ class KernelPool:
 
 
 def _stop(kernel: _Kernel) -> None:
+    """End a kernel as a stock one ends: a shutdown request, a short grace period, then kill.
+    A section's atexit handlers run and its open files are flushed, as under plain papermill."""
     from jupyter_core.utils import run_sync
 
     try:
         kernel.manager.close_clients()  # a spare's client made ahead: never used by any loop
         if kernel.manager.has_kernel:
-            # jupyter_client looks every 100 ms whether a killed kernel is gone: kill and wait here,
-            # so that its shutdown finds it gone (and removes its connection file and sockets).
             provisioner = kernel.manager.provisioner
-            run_sync(provisioner.kill)()
             try:
-                provisioner.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
+                run_sync(kernel.manager.request_shutdown)()
+                provisioner.process.wait(timeout=SHUTDOWN_GRACE_S)
+            except Exception:  # no answer in time, or a kernel already gone: kill is what is left
                 pass
+            # jupyter_client looks every 100 ms whether a kernel is gone: kill and wait here, so
+            # that its shutdown finds it gone (and removes its connection file and sockets).
+            if provisioner.process.poll() is None:
+                run_sync(provisioner.kill)()
+                try:
+                    provisioner.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
             run_sync(kernel.manager.shutdown_kernel)(now=True)
     finally:
         shutil.rmtree(kernel.socket_dir, ignore_errors=True)

@@ -81,7 +81,8 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGCHLD, reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when kernels stop
     stream = channel.makefile("rwb", buffering=0)
-    _send(stream, {"ready": os.getpid()})
+    template = os.getpid()
+    _send(stream, {"ready": template})
     try:
         for line in stream:
             request = json.loads(line)
@@ -103,12 +104,24 @@ def main(argv: list[str]) -> None:
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             _send(stream, {"pid": pid})
+    except _KernelEnded as ended:  # only ever in a forked kernel, never in the template
+        sys.exit(ended.code)
     finally:
-        for pid, status in children.items():
-            if status is None:
-                _kill_group(pid)
-        # Nothing to flush or finalize: leave without tearing down the imported modules.
-        os._exit(0)
+        if os.getpid() == template:
+            for pid, status in children.items():
+                if status is None:
+                    _kill_group(pid)
+            # Nothing to flush or finalize: leave without tearing down the imported modules.
+            os._exit(0)
+
+
+class _KernelEnded(Exception):
+    """A forked kernel's app returned: it leaves the template's loop and ends as a stock kernel
+    does, through the interpreter's own exit (atexit handlers run, open files are flushed)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def _fork_kernel(request: dict, channel: socket.socket) -> int:
@@ -118,7 +131,9 @@ def _fork_kernel(request: dict, channel: socket.socket) -> int:
     # The child: from here on a kernel, never back into the template's loop.
     code = 1
     try:
-        os.close(channel.fileno())  # the runner talks to the template, never to a kernel
+        # The runner talks to the template, never to a kernel. Detached first, so that the socket
+        # object's finalization at the kernel's exit cannot close a descriptor reused since.
+        os.close(channel.detach())
         os.setsid()  # its own process group, so the runner can signal the kernel and its children
         _die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -138,10 +153,10 @@ def _fork_kernel(request: dict, channel: socket.socket) -> int:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         traceback.print_exc()
-    finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code)
+        os._exit(code)  # a kernel that could not even start: nothing of a section to finish
+    raise _KernelEnded(code)
 
 
 def _kernel_app():
