@@ -292,3 +292,21 @@ def _command_line(process: psutil.Process) -> str:
         return " ".join(process.cmdline())
     except psutil.Error:  # gone, or a zombie waiting to be reaped
         return ""
+
+
+def test_a_release_runs_with_a_temp_folder_too_long_for_socket_paths(world, tmp_path):
+    """Kernel sockets once lived under $TMPDIR, and a long one (over ~66 characters) stopped
+    every release with 'File name too long'."""
+    long_tmp = tmp_path / ("temp-" * 20)
+    long_tmp.mkdir()
+    done = run_cli(
+        "release",
+        "--config",
+        str(world.config),
+        "--outputs",
+        str(world.outputs),
+        extra_env={"TMPDIR": str(long_tmp)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "forked from a kernel template" in manifest_of(world.release_dirs()[0])["kernels"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import queue
 import shutil
@@ -489,3 +490,53 @@ def test_a_kernel_ends_as_a_stock_one_atexit_runs_and_open_files_are_flushed(tmp
         pool.close()
     assert (tmp_path / "atexit.txt").read_text() == "ran"
     assert (tmp_path / "unclosed.txt").read_text() == "kept"
+
+
+def _long_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / ("a-temp-folder-whose-name-is-long-enough-" * 3)
+    folder.mkdir()
+    assert len(str(folder)) > 110  # no Unix socket path fits under it
+    return folder
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_long_tmpdir_does_not_stop_kernels(tmp_path, monkeypatch, fork):
+    """Socket paths must not depend on the length of TMPDIR (they are at most 107 bytes)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(_long_folder(tmp_path)))
+    pool = KernelPool("python3", cwd=tmp_path, ahead=0, fork=fork)
+    try:
+        with pool.kernel() as manager:
+            assert run_cell(manager, "print(6 * 7)")["stdout"].strip() == "42"
+            assert manager.transport == "ipc" and manager.ip.startswith("/tmp/")
+    finally:
+        pool.close()
+
+
+def test_with_no_short_folder_kernels_talk_tcp_on_loopback(tmp_path, monkeypatch):
+    from hotdash_release.execution import pool as pool_module
+
+    long_folder = _long_folder(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(long_folder))
+    monkeypatch.setattr(pool_module, "_SHORT_BASE", str(long_folder))
+    pool = KernelPool("python3", cwd=tmp_path, ahead=0)
+    try:
+        with pool.kernel() as manager:
+            assert run_cell(manager, "print(6 * 7)")["stdout"].strip() == "42"
+            assert (manager.transport, manager.ip) == ("tcp", "127.0.0.1")
+    finally:
+        pool.close()
+
+
+def test_connection_files_live_in_the_kernel_folder_and_leave_with_it(tmp_path):
+    """A connection file holds the kernel's HMAC key: it is removed with the kernel's folder,
+    also by the next pool when a runner was killed outright."""
+    pool = KernelPool("python3", cwd=tmp_path, ahead=0)
+    try:
+        with pool.kernel() as manager:
+            connection_file = Path(manager.connection_file)
+            folder = Path(manager.ip).parent
+            assert connection_file.parent == folder and connection_file.is_file()
+            assert json.loads(connection_file.read_text())["key"]
+    finally:
+        pool.close()
+    assert not connection_file.exists() and not folder.exists()

@@ -53,8 +53,13 @@ KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False", "--IPythonKernel._execute_
 KERNELS_AHEAD = 2
 #: How long a kernel asked to shut down may take (its atexit handlers, its files) before it is killed.
 SHUTDOWN_GRACE_S = 3.0
-#: A kernel's private folder for its IPC sockets: <tmp>/hotdash-kernel-<runner pid>-<random>.
+#: A kernel's private folder for its IPC sockets and its connection file (which holds the
+#: HMAC key): <tmp>/hotdash-kernel-<runner pid>-<random>.
 SOCKET_DIR_PREFIX = "hotdash-kernel-"
+#: A Unix socket path is at most 107 bytes; a kernel's longest is <folder>/kernel-5.
+_SOCKET_PATH_MAX = 107
+#: Where the folder may go when $TMPDIR is too long for a socket path under it.
+_SHORT_BASE = "/tmp"
 
 
 @dataclass
@@ -191,13 +196,16 @@ class KernelPool:
 
         from .provisioner import ForkedKernelProvisioner, PooledKernelManager
 
-        socket_dir = tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-")
+        socket_dir, transport = _kernel_folder()
         manager = PooledKernelManager(
             kernel_name=self.kernel_name,
-            transport="ipc",
-            ip=os.path.join(socket_dir, "kernel"),
+            transport=transport,
+            ip=os.path.join(socket_dir, "kernel") if transport == "ipc" else "127.0.0.1",
             client_class="hotdash_release.execution.provisioner.PromptReadyClient",
         )
+        # Beside the sockets, so that a runner killed outright leaves no key where the next one
+        # would not clean (jupyter's runtime folder is never cleaned of it).
+        manager.connection_file = os.path.join(socket_dir, "connection.json")
         environment = dict(os.environ)  # what jupyter_client gives the kernel, with its own additions
         extra_arguments = list(KERNEL_ARGUMENTS)
         if template:
@@ -248,13 +256,29 @@ def _stop(kernel: _Kernel) -> None:
         shutil.rmtree(kernel.socket_dir, ignore_errors=True)
 
 
+def _kernel_folder() -> tuple[str, str]:
+    """A private folder for a kernel, and the transport its sockets use: IPC in the temp folder,
+    or under /tmp when $TMPDIR is too long for a socket path, else TCP on 127.0.0.1."""
+    prefix = f"{SOCKET_DIR_PREFIX}{os.getpid()}-"
+    for base in _socket_bases():
+        longest = len(os.path.join(base, prefix + "x" * 8, "kernel-5").encode())
+        if longest <= _SOCKET_PATH_MAX and os.access(base, os.W_OK | os.X_OK):
+            return tempfile.mkdtemp(prefix=prefix, dir=base), "ipc"
+    return tempfile.mkdtemp(prefix=prefix), "tcp"
+
+
+def _socket_bases() -> list[str]:
+    return list(dict.fromkeys([tempfile.gettempdir(), _SHORT_BASE]))
+
+
 def remove_orphaned_socket_dirs() -> list[Path]:
-    """Remove the socket folders of runners that are gone: a runner killed outright (SIGKILL)
-    cannot remove those of its kernels. Only where /proc tells which runners still run."""
+    """Remove the kernel folders (sockets, connection files) of runners that are gone: a runner
+    killed outright (SIGKILL) cannot remove those of its kernels. Only where /proc tells which runners still run."""
     if not Path("/proc/self/stat").exists():
         return []
     removed = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{SOCKET_DIR_PREFIX}*-*"):
+    folders = [folder for base in _socket_bases() for folder in Path(base).glob(f"{SOCKET_DIR_PREFIX}*-*")]
+    for folder in folders:
         owner = folder.name[len(SOCKET_DIR_PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and not running(int(owner)) and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
