@@ -540,3 +540,29 @@ def test_connection_files_live_in_the_kernel_folder_and_leave_with_it(tmp_path):
     finally:
         pool.close()
     assert not connection_file.exists() and not folder.exists()
+
+
+def test_a_kept_pool_forks_no_kernel_from_a_template_older_than_the_environment(tmp_path, monkeypatch):
+    """A runner that keeps its pool for many releases may change its environment between them;
+    a fork inherits the template's process state (time zone, the TLS key log), so kernels then
+    come from a template started with the new environment."""
+    keylog = tmp_path / "keys.log"
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))
+    probe = (
+        "import time; from hotdash_release.checks.tls import tls_context\n"
+        "print(time.tzname[0], tls_context().keylog_filename)"
+    )
+    pool = KernelPool("python3", cwd=tmp_path, ahead=1)
+    try:
+        with pool.kernel() as manager:
+            assert run_cell(manager, probe)["stdout"].split() == ["UTC", str(keylog)]
+        first = pool.template
+        monkeypatch.setenv("TZ", "Asia/Tokyo")
+        monkeypatch.delenv("SSLKEYLOGFILE")
+        with pool.kernel() as manager:
+            assert run_cell(manager, probe)["stdout"].split() == ["JST", "None"]
+            assert manager.provisioner.template is pool.template  # still forked, not spawned
+        assert pool.template is not first
+    finally:
+        pool.close()

@@ -71,6 +71,9 @@ class KernelTemplate:
         self.cwd = Path(cwd)
         self._closed = False
         self._died = False  # exited before anyone closed it
+        # What the template's process state was made from (time zone, TLS key log, hash seed ...):
+        # a fork inherits that state, whatever environment it is handed later.
+        self.environment = dict(os.environ)
         ours, theirs = socket.socketpair()
         env = {
             **os.environ,
@@ -102,6 +105,10 @@ class KernelTemplate:
 
     def alive(self) -> bool:
         return not self._closed and self._process.poll() is None
+
+    def current(self) -> bool:
+        """Whether a fork of it would have the process state a kernel started now would have."""
+        return self.environment == dict(os.environ)
 
     def died(self) -> bool:
         """Whether the template exited without being closed (killed, crashed): the kernels it

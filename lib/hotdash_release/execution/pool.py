@@ -75,7 +75,7 @@ class KernelPool:
     A pool serves one release, or all the releases of a runner that keeps it (the `runbook`
     command starts one before it parses its arguments; bench/ keeps one for many releases):
     a spare kernel is handed out only if the runner's environment is still the one the
-    kernel was started with."""
+    kernel was started with, and kernels are forked only from a template started with it."""
 
     def __init__(
         self,
@@ -96,7 +96,7 @@ class KernelPool:
         self._own_templates: list[KernelTemplate] = [template] if own_template and template else []
         if not (fork and forkable(kernel_name)):
             template = None
-        elif template is None or template.cwd != self.cwd or not template.alive():
+        elif template is None or template.cwd != self.cwd or not template.alive() or not template.current():
             template = KernelTemplate(cwd)  # in the thread that owns the release: see KernelTemplate
             self._own_templates.append(template)
         self.template = template
@@ -179,6 +179,8 @@ class KernelPool:
         if self._closing:
             raise KernelStartError("the kernel pool is closing")
         template = self.template
+        if template is not None and not template.current():
+            template = self._refresh_template(template)
         if template is not None:
             try:
                 return self._start_kernel(template)
@@ -190,6 +192,17 @@ class KernelPool:
                         self.template = None
                         self._mode += f"; spawned after the kernel template failed ({exc})"
         return self._start_kernel(None)
+
+    def _refresh_template(self, stale: KernelTemplate) -> KernelTemplate:
+        """The runner's environment changed since the template started (a runner that keeps its
+        pool for many releases): a new template, so that no kernel inherits what its section's
+        environment no longer says. The old one ends with the pool: its kernels may still run."""
+        with self._lock:
+            if self.template is stale:
+                self.template = KernelTemplate(self.cwd)
+                self._own_templates.append(self.template)
+                self._used_templates.append(self.template)
+            return self.template
 
     def _start_kernel(self, template: KernelTemplate | None) -> _Kernel:
         from jupyter_core.utils import run_sync
