@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-base
 LAB_VENV  ?= .venv-lab
 LAB_STAMP := $(LAB_VENV)/.installed-interactive
 
-.PHONY: help setup compile rehearsal test lab stop bench clean
+.PHONY: help setup compile rehearsal test test-bounds lab stop bench clean
 
 help:
 	@echo "make rehearsal   set up, then run a full release rehearsal on the local platform (archive in outputs/)"
@@ -42,6 +42,22 @@ test: compile
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# The kernel stack's lowest supported versions (tests/bounds/lowest.txt) in a venv of their own:
+# the version guards, the kernel tests and whole releases. `make test` covers the highest (the
+# newest versions pyproject admits, as a fresh install takes them).
+LOWEST_VENV  ?= .venv-lowest
+LOWEST_STAMP := $(LOWEST_VENV)/.installed-lowest
+
+$(LOWEST_STAMP): pyproject.toml tests/bounds/lowest.txt
+	@test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install --quiet -e '.[test]' -c tests/bounds/lowest.txt
+	@touch $@
+
+test-bounds: $(LOWEST_STAMP)
+	$(LOWEST_VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS) tests/test_supported_versions.py tests/test_kernels.py \
+		tests/test_release_e2e.py
 
 $(LAB_STAMP): pyproject.toml
 	@test -x $(LAB_VENV)/bin/python || $(PYTHON) -m venv $(LAB_VENV)

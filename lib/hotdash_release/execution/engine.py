@@ -33,6 +33,9 @@ from papermill.exceptions import PapermillExecutionError
 from papermill.iorw import write_ipynb
 
 ENGINE_NAME = "hotdash"
+#: sha256 of papermill's `Engine.execute_notebook` source (dedented) in the papermill versions
+#: this engine was read against (2.6.0, 2.7.0); tests/test_supported_versions.py fails on another.
+PAPERMILL_EXECUTE_NOTEBOOK_SHA256 = frozenset({"9bbe1c605a7b30a175424fac52bca4ad09e91fd209c52574fb4b84f7685202f7"})
 
 
 class _LightSavesManager(NotebookExecutionManager):

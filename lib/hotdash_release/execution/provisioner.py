@@ -107,6 +107,10 @@ class PooledKernelManager(AsyncKernelManager):
             self.connected_client = None
         for client in clients:
             client.stop_channels()
+            # Each client made its own zmq context (two threads, descriptors): jupyter_client
+            # 8.10 destroys it in stop_channels, 8.6 (supported too) leaves it open.
+            if not client.context.closed:
+                client.context.destroy(linger=0)
 
 
 class PromptReadyClient(AsyncKernelClient):
