@@ -566,3 +566,28 @@ def test_a_kept_pool_forks_no_kernel_from_a_template_older_than_the_environment(
         assert pool.template is not first
     finally:
         pool.close()
+
+
+PARITY_PROBE = """import os, stat, sys
+mode = os.fstat(0).st_mode
+print(stat.S_ISCHR(mode) or stat.S_ISREG(mode), os.read(0, 1) == b"", os.path.basename(sys.argv[0]),
+      os.environ["JPY_PARENT_PID"] == "{runner}", os.getpgid(0) == os.getpid(), os.getcwd())
+print(sorted(os.environ))"""
+
+
+def test_forked_and_spawned_kernels_see_the_same_stdin_arguments_and_environment(tmp_path, monkeypatch):
+    """A section cannot tell how its kernel was started: stdin is at its end (a read returns at
+    once, never waits for a person), the same variables (the runner's, jupyter_client's and
+    what the kernel's imports set), its own process group, the runbooks' folder."""
+    monkeypatch.setenv("HOTDASH_PROBE", "here")
+    seen = {}
+    for fork in (True, False):
+        pool = KernelPool("python3", cwd=tmp_path, ahead=0, fork=fork)
+        try:
+            with pool.kernel() as manager:
+                seen[fork] = run_cell(manager, PARITY_PROBE.format(runner=os.getpid()))["stdout"].splitlines()
+        finally:
+            pool.close()
+    assert seen[True] == seen[False]
+    assert "HOTDASH_PROBE" in seen[True][1] and "JPY_PARENT_PID" in seen[True][1]
+    assert seen[True][0].split()[:5] == ["True", "True", "ipykernel_launcher.py", "True", "True"]

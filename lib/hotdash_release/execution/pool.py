@@ -231,7 +231,11 @@ class KernelPool:
             extra_arguments.append(f"--IPKernelApp.exec_lines={PRELOAD}")
         extra_arguments.append(f"--IPKernelApp.exec_lines={WARM_UP}")
         try:
-            run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=extra_arguments, env=environment)
+            # stdin: end of file at once, as a forked kernel's (the template's is /dev/null); a pipe
+            # nobody writes to would hang a section that reads it, with nobody there to answer.
+            run_sync(manager.start_kernel)(
+                cwd=str(self.cwd), extra_arguments=extra_arguments, env=environment, stdin=subprocess.DEVNULL
+            )
             manager.connect_ahead()
         except BaseException:
             if manager.has_kernel:

@@ -46,7 +46,9 @@ class ForkedKernelProvisioner(LocalProvisioner):
         if argv is None or self.template is None:
             raise KernelStartError(f"cannot fork a kernel for {cmd[:3]}: not this Python's ipykernel")
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        pid = self.template.fork_kernel(argv, cwd=cwd, env=dict(kwargs.get("env") or os.environ))
+        # jupyter_client's launch_kernel, which a fork skips, tells a spawned kernel its parent.
+        env = {**(kwargs.get("env") or os.environ), "JPY_PARENT_PID": str(os.getpid())}
+        pid = self.template.fork_kernel(argv, cwd=cwd, env=env)
         self.process = ForkedProcess(pid, self.template)
         self.pid = self.pgid = pid  # the fork made itself a process group leader
         self.cwd = cwd

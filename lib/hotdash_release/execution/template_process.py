@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib.util
 import json
 import os
 import signal
@@ -46,6 +47,8 @@ PRELOAD = (
 )
 
 _PR_SET_PDEATHSIG = 1
+_SET_BY_IMPORTS: dict[str, str] = {}
+_LAUNCHER = getattr(importlib.util.find_spec("ipykernel_launcher"), "origin", None) or "ipykernel_launcher"
 
 
 def main(argv: list[str]) -> None:
@@ -55,8 +58,13 @@ def main(argv: list[str]) -> None:
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]
     _die_with_parent()
+    before_imports = dict(os.environ)
     for module in PRELOAD:
         __import__(module)
+    # What the imports put in the environment (debugpy sets PYDEVD_USE_FRAME_EVAL): a spawned
+    # kernel's own imports would set it in its environment, so each fork's gets it too.
+    global _SET_BY_IMPORTS
+    _SET_BY_IMPORTS = {k: v for k, v in os.environ.items() if before_imports.get(k) != v}
     # Library state every kernel would otherwise make for itself: the HTTP clients' TLS context
     # (its CA bundle loaded; about 55 ms) is made here once (tls.py).
     from hotdash_release.checks.tls import tls_context
@@ -142,10 +150,11 @@ def _fork_kernel(request: dict, channel: socket.socket) -> int:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        os.environ.update({k: v for k, v in _SET_BY_IMPORTS.items() if k not in request["env"]})
         # ipykernel read JPY_PARENT_PID when the template imported it; the kernel's parent is the
         # template, and the kernel ends if the template goes.
         argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
-        sys.argv = ["ipykernel_launcher", *argv]
+        sys.argv = [_LAUNCHER, *argv]  # as `python -m ipykernel_launcher` would have it
         _skip_empty_flushes()
         _kernel_app().launch_instance(argv=argv)
         code = 0
