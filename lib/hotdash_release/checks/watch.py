@@ -1,0 +1,260 @@
+"""The post-deployment watch: production measured at an interval while the CEO tests.
+
+The plan's release does not end at the notification ("monitor production logs, watch health
+checks ... if blocking, roll back immediately"). As progressive-delivery tools run an analysis,
+the watch takes a measurement every `interval_s` for a window: one /health request (status and
+latency), the new log lines and how many match the error pattern, and, where the target knows,
+machines that restarted. A measurement fails when health fails, error lines appeared or a
+machine restarted; `failure_limit` consecutive failures are a breach and end the watch at once.
+At the end the window is judged against the success conditions (availability, p95 latency,
+error lines). Results are values: what is done about a breach (roll back, or alert) is the
+runbook's gate and the runner's call.
+
+An interrupt (the `stop` event, set on SIGINT/SIGTERM) ends the window early; what was measured
+is kept and the result says it ended early.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+from ..secrets.redact import Redactor
+from .http import check_health
+
+#: What the watch can do about a breach.
+ON_BREACH = ("rollback", "alert")
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """[watch] in hotdash.toml: the window and the analysis' conditions."""
+
+    minutes: float = 30.0
+    interval_s: float = 15.0
+    min_availability_pct: float = 99.0
+    max_p95_ms: float = 1500.0
+    max_error_lines: int = 0
+    failure_limit: int = 3  # consecutive failed measurements that make a breach
+    error_pattern: str = r"\b(ERROR|CRITICAL|FATAL|Traceback)\b"
+    on_breach: str = "rollback"
+
+    @property
+    def window_s(self) -> float:
+        return self.minutes * 60
+
+    @property
+    def planned_measurements(self) -> int:
+        """One at the start and one every interval while the window lasts."""
+        return max(1, math.ceil(round(self.window_s / self.interval_s, 6)))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One poll: what /health said, how fast, and what the logs said since the last poll."""
+
+    at: str
+    elapsed_s: float
+    ok: bool
+    health_ok: bool
+    status_code: int | None
+    latency_ms: float | None
+    error_lines: int
+    restarts: int
+    detail: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Breach:
+    at: str
+    elapsed_s: float
+    what: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """The window as measured, and whether it met the conditions."""
+
+    started_at: str
+    finished_at: str
+    planned_s: float
+    watched_s: float
+    measurements: tuple[Measurement, ...]
+    breaches: tuple[Breach, ...]
+    availability_pct: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    error_lines: int
+    restarts: int
+    error_samples: tuple[str, ...]  # a few matching log lines, redacted
+    ended_early: str = ""  # why the window ended before its end ("" when it ran to the end)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaches
+
+    def summary(self) -> str:
+        latency = "no latency" if self.p95_ms is None else f"p95 {self.p95_ms:g} ms"
+        availability = "n/a" if self.availability_pct is None else f"{self.availability_pct:g}%"
+        head = f"{len(self.measurements)} measurements over {self.watched_s:.0f} s: availability {availability}, "
+        head += f"{latency}, {self.error_lines} error lines, {self.restarts} restarts"
+        if self.ended_early:
+            head += f"; ended early: {self.ended_early}"
+        return head + ("; " + "; ".join(b.what for b in self.breaches) if self.breaches else "; conditions met")
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        row["measurements"] = [m.as_row() for m in self.measurements]
+        row["breaches"] = [b.as_row() for b in self.breaches]
+        row["summary"] = self.summary()
+        return row
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(round(pct / 100 * len(ordered), 6))))
+    return ordered[rank - 1]
+
+
+def watch_production(
+    client: httpx.Client,
+    health_url: str,
+    settings: WatchSettings,
+    *,
+    read_new_logs: Callable[[], Sequence[str]] = lambda: (),
+    count_restarts: Callable[[], int] = lambda: 0,
+    max_age_s: float = 120.0,
+    redactor: Redactor | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[Measurement], None] = lambda m: None,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], str] | None = None,
+) -> WatchResult:
+    """Measure production every interval for the window, or until a breach or `stop`.
+
+    read_new_logs: the log lines written since the last call (the target's seam);
+    count_restarts: machine restarts since the watch started, where the target knows."""
+    from ..results import utc_now
+
+    now = now or utc_now
+    redactor = redactor if redactor is not None else Redactor.empty()
+    stop = stop or threading.Event()
+    pattern = re.compile(settings.error_pattern)
+    started_at, start = now(), clock()
+    measurements: list[Measurement] = []
+    breaches: list[Breach] = []
+    samples: list[str] = []
+    failed_in_a_row = 0
+    ended_early = ""
+    restarts_before = count_restarts()
+    while True:
+        elapsed = clock() - start
+        health = check_health(
+            client,
+            health_url,
+            deadline_s=max(min(settings.interval_s, 10.0), 0.5),
+            initial_backoff_s=3600.0,  # one request a measurement: the next one is the retry
+            max_age_s=max_age_s,
+            redactor=redactor,
+        )
+        matching = [line for line in read_new_logs() if pattern.search(line)]
+        samples.extend(redactor.redact(line)[:300] for line in matching[: max(0, 5 - len(samples))])
+        restarts = max(count_restarts() - restarts_before, 0)
+        restarted = restarts - (measurements[-1].restarts if measurements else 0)
+        problems = [
+            p
+            for p in (
+                "" if health.ok else f"health: {health.detail}",
+                f"{len(matching)} error lines" if matching else "",
+                f"{restarted} machine restarts" if restarted > 0 else "",
+            )
+            if p
+        ]
+        measurement = Measurement(
+            at=now(),
+            elapsed_s=round(elapsed, 2),
+            ok=not problems,
+            health_ok=health.ok,
+            status_code=health.status_code,
+            latency_ms=health.latency_ms,
+            error_lines=len(matching),
+            restarts=restarts,
+            detail="; ".join(problems),
+        )
+        measurements.append(measurement)
+        progress(measurement)
+        failed_in_a_row = 0 if measurement.ok else failed_in_a_row + 1
+        if failed_in_a_row >= settings.failure_limit:
+            breaches.append(
+                Breach(
+                    measurement.at,
+                    measurement.elapsed_s,
+                    f"{failed_in_a_row} failed measurements in a row (limit "
+                    f"{settings.failure_limit}): {measurement.detail}",
+                )
+            )
+            ended_early = "breach"
+            break
+        if len(measurements) >= settings.planned_measurements:
+            break
+        next_at = start + len(measurements) * settings.interval_s
+        if stop.wait(max(next_at - clock(), 0)):
+            ended_early = "interrupted"
+            break
+    breaches += _judge(measurements, settings, now)
+    finished_at = now()
+    healthy = [m for m in measurements if m.health_ok]
+    latencies = [m.latency_ms for m in healthy if m.latency_ms is not None]
+    return WatchResult(
+        started_at=started_at,
+        finished_at=finished_at,
+        planned_s=settings.window_s,
+        watched_s=round(clock() - start, 2),
+        measurements=tuple(measurements),
+        breaches=tuple(breaches),
+        availability_pct=round(100 * len(healthy) / len(measurements), 2) if measurements else None,
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        error_lines=sum(m.error_lines for m in measurements),
+        restarts=measurements[-1].restarts if measurements else 0,
+        error_samples=tuple(samples),
+        ended_early=ended_early,
+        settings=asdict(settings),
+    )
+
+
+def _judge(measurements: Sequence[Measurement], settings: WatchSettings, now: Callable[[], str]) -> list[Breach]:
+    """The window's success conditions, judged on what was measured."""
+    if not measurements:
+        return []
+    at, elapsed = now(), measurements[-1].elapsed_s
+    found = []
+    healthy = [m for m in measurements if m.health_ok]
+    availability = 100 * len(healthy) / len(measurements)
+    if availability < settings.min_availability_pct:
+        found.append(f"availability {availability:.1f}% below {settings.min_availability_pct:g}%")
+    p95 = percentile([m.latency_ms for m in healthy if m.latency_ms is not None], 95)
+    if p95 is not None and p95 > settings.max_p95_ms:
+        found.append(f"p95 latency {p95:g} ms above {settings.max_p95_ms:g} ms")
+    errors = sum(m.error_lines for m in measurements)
+    if errors > settings.max_error_lines:
+        found.append(f"{errors} error lines, more than {settings.max_error_lines}")
+    return [Breach(at, elapsed, what) for what in found]

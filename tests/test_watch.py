@@ -1,0 +1,107 @@
+"""The post-deployment watch against a loopback server playing production: measurements at an
+interval, error lines from the logs, a breach after consecutive failures, the window's
+conditions, and an interrupt that keeps what was measured."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from loopback import Reply
+
+from hotdash_release.checks.watch import WatchSettings, percentile, watch_production
+from hotdash_release.secrets.redact import Redactor
+
+FAST = dict(minutes=0.6 / 60, interval_s=0.1)  # six measurements, a tenth of a second apart
+
+
+def healthy(_request):
+    return Reply.json({"status": "ok", "timestamp": datetime.now(UTC).isoformat()})
+
+
+@pytest.fixture
+def production(loopback):
+    loopback.routes["/health"] = healthy
+    return loopback
+
+
+def watch(server, settings, **kwargs):
+    with httpx.Client(timeout=2) as client:
+        return watch_production(client, f"{server.base_url}/health", settings, **kwargs)
+
+
+def test_a_healthy_window_meets_its_conditions(production):
+    result = watch(production, WatchSettings(**FAST))
+    assert result.ok and not result.ended_early
+    assert len(result.measurements) == 6 and production.hits["/health"] == 6
+    assert result.availability_pct == 100 and result.p95_ms is not None and result.error_lines == 0
+    assert [m.elapsed_s for m in result.measurements] == sorted(m.elapsed_s for m in result.measurements)
+    assert "conditions met" in result.summary()
+
+
+def test_consecutive_failures_are_a_breach_that_ends_the_watch(production):
+    answers = itertools.count(1)
+    production.routes["/health"] = lambda r: healthy(r) if next(answers) <= 2 else Reply(503, b"down")
+    result = watch(production, WatchSettings(minutes=1, interval_s=0.05, failure_limit=3))
+    assert not result.ok and result.ended_early == "breach"
+    assert len(result.measurements) == 5  # two good, then three failed in a row
+    assert "3 failed measurements in a row" in result.breaches[0].what and "HTTP 503" in result.breaches[0].what
+    assert any("availability 40.0% below 99%" in b.what for b in result.breaches)
+
+
+def test_one_failure_is_not_a_breach_but_the_window_judges_availability(production):
+    answers = itertools.count(1)
+    production.routes["/health"] = lambda r: Reply(503, b"") if next(answers) == 3 else healthy(r)
+    lenient = watch(production, WatchSettings(**FAST, failure_limit=2, min_availability_pct=80))
+    assert lenient.ok and lenient.availability_pct == pytest.approx(83.33)
+    answers = itertools.count(1)
+    strict = watch(production, WatchSettings(**FAST, failure_limit=2, min_availability_pct=99))
+    assert [b.what for b in strict.breaches] == ["availability 83.3% below 99%"]
+
+
+def test_error_lines_in_the_logs_are_counted_sampled_and_redacted(production):
+    logs = iter([[], ["GET / 200"], ["ERROR boom for key sk_live_SECRETVALUE1", "INFO ok"], [], [], []])
+    result = watch(
+        production,
+        WatchSettings(**FAST, failure_limit=5),
+        read_new_logs=lambda: next(logs),
+        redactor=Redactor({"SHOPIFY_API_SECRET@production": "sk_live_SECRETVALUE1"}),
+    )
+    assert result.error_lines == 1 and result.measurements[2].detail == "1 error lines"
+    assert [b.what for b in result.breaches] == ["1 error lines, more than 0"]
+    assert "SECRETVALUE1" not in repr(result.as_row()) and "ERROR boom" in result.error_samples[0]
+
+
+def test_machine_restarts_fail_a_measurement(production):
+    restarts = iter([0, 0, 1, 1, 1, 1, 1])
+    result = watch(production, WatchSettings(**FAST), count_restarts=lambda: next(restarts))
+    assert [m.ok for m in result.measurements] == [True, False, True, True, True, True]
+    assert result.restarts == 1 and "1 machine restarts" in result.measurements[1].detail
+
+
+def test_slow_answers_breach_the_p95_condition(production):
+    result = watch(production, WatchSettings(**FAST, max_p95_ms=0.001))
+    assert any(b.what.startswith("p95 latency") for b in result.breaches)
+
+
+def test_an_interrupt_ends_the_window_early_and_keeps_what_was_measured(production):
+    stop = threading.Event()
+    seen = []
+
+    def progress(measurement):
+        seen.append(measurement)
+        if len(seen) == 2:
+            stop.set()  # what the signal handler does
+
+    result = watch(production, WatchSettings(minutes=10, interval_s=0.05), stop=stop, progress=progress)
+    assert result.ended_early == "interrupted" and len(result.measurements) == 2
+    assert result.ok and result.watched_s < 60
+
+
+def test_percentiles_are_nearest_rank():
+    values = list(range(1, 101))
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50, 95, 99)
+    assert percentile([], 50) is None and percentile([7.0], 99) == 7.0
