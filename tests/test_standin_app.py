@@ -26,6 +26,7 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
+from conftest import wait_for
 
 from hotdash_release.targets import standin_app
 
@@ -446,6 +447,29 @@ def test_slow_defect_delays_every_response(start_app):
         response = client.get(path)
         assert response.status_code == status
         assert time.monotonic() - started >= 0.4
+
+
+def test_degrades_after_defect_passes_at_first_and_fails_health_later(start_app):
+    app = start_app("degrades_after", HOTDASH_DEGRADE_AFTER_SECONDS="1")
+    client = app.client()
+    assert client.get("/health").status_code == 200  # what the deploy and the smoke test see
+    assert wait_for(lambda: client.get("/health").status_code == 503, timeout_s=10)
+    assert client.get("/health").json()["status"] == "degraded"
+    assert client.get("/auth/login").status_code == 200
+
+
+def test_error_logs_defect_fills_the_log_with_errors_later(start_app):
+    app = start_app("error_logs", HOTDASH_DEGRADE_AFTER_SECONDS="1")
+    assert "ERROR" not in app.stdout() and app.client().get("/health").status_code == 200
+    assert wait_for(lambda: app.stdout().count("ERROR unhandled exception") >= 2, timeout_s=10)
+    assert app.client().get("/health").status_code == 200  # health never says so
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_a_bad_degrade_delay_stops_the_app(tmp_path, value):
+    env = app_env(free_port(), HOTDASH_BUILD_INFO=write_build(tmp_path, "degrades_after"))
+    result = run_to_exit(tmp_path, {**env, "HOTDASH_DEGRADE_AFTER_SECONDS": value})
+    assert result.returncode == 2 and "HOTDASH_DEGRADE_AFTER_SECONDS must be a finite number" in result.stderr
 
 
 def test_crash_at_start_defect(tmp_path):

@@ -33,6 +33,7 @@ from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
 from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
 from .secrets.required import redactor_for, seed_rehearsal_secrets
 from .targets import make_target, secret_source_for
+from .targets.standin_app import DEFECTS as STANDIN_DEFECTS
 
 if TYPE_CHECKING:
     from .archive.seal import ExportWorker
@@ -56,17 +57,8 @@ OUTCOME_EXIT = {
     "error": EXIT_ERROR,
 }
 
-#: Defects the local rehearsal platform can build in (see standin_app.py).
-REHEARSAL_DEFECTS = (
-    "health_failing",
-    "slow",
-    "crash_at_start",
-    "wrong_api_key",
-    "health_malformed",
-    "health_stale",
-    "health_flapping",
-    "hostile_content",
-)
+#: Defects the local rehearsal platform can build in (see targets/standin_app.py).
+REHEARSAL_DEFECTS = tuple(defect for defect in STANDIN_DEFECTS if defect)
 
 DEFAULT_OUTPUTS = OUTPUTS_DIR
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")

@@ -20,14 +20,19 @@ Environment
                          required secrets; values are never printed
     HOTDASH_BUILD_INFO   optional path to {"defect": "", "version": "...", "built_at": "..."}
     HOTDASH_SLOW_SECONDS delay of the "slow" defect, default 2.5
+    HOTDASH_DEGRADE_AFTER_SECONDS  when "degrades_after" and "error_logs" start, default 6
 
 Defects: "" (good build), "health_failing", "slow", "crash_at_start", "wrong_api_key",
-"hostile_content" (script and event-handler markup in bodies, a header and log lines).
+"hostile_content" (script and event-handler markup in bodies, a header and log lines);
+and two that pass the smoke test and go wrong later, for the post-deployment watch:
+"degrades_after" (/health fails from HOTDASH_DEGRADE_AFTER_SECONDS after the start) and
+"error_logs" (from then on, an error line in the log every half second).
 
 Exit codes
     0  stopped by SIGTERM or SIGINT
     1  a required secret is missing or empty, or the port cannot be bound
-    2  bad configuration: PORT, build info, unknown defect, HOTDASH_SLOW_SECONDS
+    2  bad configuration: PORT, build info, unknown defect, HOTDASH_SLOW_SECONDS,
+       HOTDASH_DEGRADE_AFTER_SECONDS
     3  the crash_at_start defect
 """
 
@@ -40,6 +45,7 @@ import hmac
 import html
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -72,7 +78,12 @@ DEFECTS = (
     "health_stale",
     "health_flapping",
     "hostile_content",
+    "degrades_after",
+    "error_logs",
 )
+#: The defects that wait before they show: the smoke test passes, the watch must catch them.
+LATE_DEFECTS = ("degrades_after", "error_logs")
+DEFAULT_DEGRADE_AFTER_SECONDS = 6.0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SLOW_SECONDS = 2.5
 MAX_BODY_BYTES = 1024 * 1024
@@ -122,6 +133,12 @@ class Config:
     defect: str = ""
     version: str = "unknown"
     slow_seconds: float = 0.0
+    degrade_after_s: float = DEFAULT_DEGRADE_AFTER_SECONDS
+    started: float = field(default_factory=time.monotonic)
+
+    def degraded(self) -> bool:
+        """A late defect shows from degrade_after_s after the start."""
+        return self.defect in LATE_DEFECTS and time.monotonic() - self.started >= self.degrade_after_s
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,9 @@ def load_config(environ) -> Config:
     if missing:
         raise StartupError("missing required secret(s): " + ", ".join(missing), exit_code=1)
     slow = parse_slow_seconds(environ.get("HOTDASH_SLOW_SECONDS")) if defect == "slow" else 0.0
+    degrade_after = parse_seconds(
+        environ.get("HOTDASH_DEGRADE_AFTER_SECONDS"), "HOTDASH_DEGRADE_AFTER_SECONDS", DEFAULT_DEGRADE_AFTER_SECONDS
+    )
     return Config(
         host=environ.get("HOST") or DEFAULT_HOST,
         port=port,
@@ -165,6 +185,7 @@ def load_config(environ) -> Config:
         defect=defect,
         version=build["version"],
         slow_seconds=slow,
+        degrade_after_s=degrade_after,
     )
 
 
@@ -200,14 +221,18 @@ def parse_port(value: str | None) -> int:
 
 
 def parse_slow_seconds(value: str | None) -> float:
+    return parse_seconds(value, "HOTDASH_SLOW_SECONDS", DEFAULT_SLOW_SECONDS)
+
+
+def parse_seconds(value: str | None, name: str, default: float) -> float:
     if not value:
-        return DEFAULT_SLOW_SECONDS
+        return default
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0:  # also refuses NaN
-        raise StartupError(f"HOTDASH_SLOW_SECONDS must be a number >= 0, got {value!r}", exit_code=2)
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise StartupError(f"{name} must be a finite number >= 0, got {value!r}", exit_code=2)
     return seconds
 
 
@@ -360,6 +385,8 @@ STALE_HEALTH_AGE = timedelta(hours=1)
 
 
 def health(config: Config, request: Request) -> Response:
+    if config.defect == "degrades_after" and config.degraded():
+        return json_response(503, {"status": "degraded", "timestamp": utc_timestamp()})
     if config.defect == "health_failing":
         return json_response(500, {"status": "error", "timestamp": utc_timestamp()})
     if config.defect == "health_flapping" and next(_health_requests) % 2 == 1:
@@ -621,12 +648,22 @@ def run(environ) -> int:
     log_line(f"listening on http://{host}:{port} (build {config.version}, defect {defect})")
     if config.defect == "hostile_content":
         log_line(f"{HOSTILE_SCRIPT} {HOSTILE_IMG} request from {HOSTILE_SVG}")
+    if config.defect == "error_logs":
+        threading.Thread(target=log_errors_when_degraded, args=(config,), daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
     log_line("stopped")
     return 0
+
+
+def log_errors_when_degraded(config: Config) -> None:
+    """The error_logs defect: the app keeps answering, but its log fills with errors."""
+    time.sleep(config.degrade_after_s)
+    while True:
+        log_line("ERROR unhandled exception in GET /app/orders: KeyError 'shop' (rehearsal defect error_logs)")
+        time.sleep(0.5)
 
 
 def main() -> None:
