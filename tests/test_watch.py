@@ -105,3 +105,98 @@ def test_percentiles_are_nearest_rank():
     values = list(range(1, 101))
     assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50, 95, 99)
     assert percentile([], 50) is None and percentile([7.0], 99) == 7.0
+
+
+@pytest.mark.parametrize(
+    "table,key,allowed",
+    [
+        ({"minutes": float("nan")}, "watch.minutes", "finite number"),
+        ({"minutes": float("inf")}, "watch.minutes", "finite number"),
+        ({"minutes": 0}, "watch.minutes", "greater than 0"),
+        ({"interval_s": -5}, "watch.interval_s", "greater than 0"),
+        ({"interval_s": True}, "watch.interval_s", "finite number"),
+        ({"max_p95_ms": "fast"}, "watch.max_p95_ms", "finite number"),
+        ({"min_availability_pct": 101}, "watch.min_availability_pct", "between 0 and 100"),
+        ({"max_error_lines": -1}, "watch.max_error_lines", ">= 0"),
+        ({"failure_limit": 0}, "watch.failure_limit", ">= 1"),
+        ({"failure_limit": 2.5}, "watch.failure_limit", "whole number"),
+        ({"on_breach": "pray"}, "watch.on_breach", "allowed: rollback, alert"),
+        ({"error_pattern": "(unclosed"}, "watch.error_pattern", "not a regular expression"),
+        ({"minutes": 0.01, "interval_s": 60}, "watch.interval_s", "longer than the window"),
+        ({"seconds": 5}, "watch.seconds", "unknown key; allowed"),
+    ],
+)
+def test_bad_watch_settings_name_the_key_and_what_is_allowed(table, key, allowed):
+    from hotdash_release.checks.watch import watch_settings
+    from hotdash_release.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        watch_settings(table)
+    assert refused.value.key == key and allowed in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_good_watch_settings_are_taken():
+    from hotdash_release.checks.watch import watch_settings
+
+    settings = watch_settings({"minutes": 0.5, "interval_s": 5, "on_breach": "alert", "failure_limit": 2})
+    assert (settings.window_s, settings.planned_measurements, settings.on_breach) == (30.0, 6, "alert")
+
+
+# -- the CEO's feedback channel: GitHub issues opened since the release ----------------------
+
+SINCE = "2026-11-28T10:00:00Z"
+
+
+def github_issue(number, created, *, pull=False, labels=("ceo",), title="Dashboard blank"):
+    item = {
+        "number": number,
+        "title": title,
+        "state": "open",
+        "user": {"login": "ceo"},
+        "labels": [{"name": name} for name in labels],
+        "created_at": created,
+        "html_url": f"https://github.com/hotdash/hotdash/issues/{number}",
+    }
+    if pull:
+        item["pull_request"] = {"url": "..."}
+    return item
+
+
+def test_issues_opened_since_the_release_are_listed_without_pulls_or_older_ones(loopback):
+    from hotdash_release.integrations.feedback import issues_opened_since
+
+    loopback.routes["/repos/hotdash/hotdash/issues"] = lambda request: Reply.json(
+        [
+            github_issue(12, "2026-11-28T10:05:00Z"),
+            github_issue(11, "2026-11-28T10:01:00Z", pull=True),
+            github_issue(7, "2026-11-27T09:00:00Z"),  # updated since, opened before
+        ]
+    )
+    with httpx.Client() as client:
+        found = issues_opened_since(
+            client, "hotdash/hotdash", SINCE, token="ghp_TOKENVALUE123", api_url=loopback.base_url, labels=["ceo"]
+        )
+    assert found.ok and [i.number for i in found.issues] == [12]
+    request = loopback.received[0]
+    assert request.query == {
+        "state": "all",
+        "since": SINCE,
+        "per_page": "100",
+        "sort": "created",
+        "direction": "desc",
+        "labels": "ceo",
+    }
+    assert request.headers["Authorization"] == "Bearer ghp_TOKENVALUE123"
+
+
+def test_a_refusing_github_is_an_outcome_without_the_token(loopback):
+    from hotdash_release.integrations.feedback import issues_opened_since
+
+    loopback.routes["/repos/hotdash/hotdash/issues"] = lambda request: Reply.json(
+        {"message": "Bad credentials ghp_TOKENVALUE123"}, 401
+    )
+    with httpx.Client() as client:
+        found = issues_opened_since(
+            client, "hotdash/hotdash", SINCE, token="ghp_TOKENVALUE123", api_url=loopback.base_url
+        )
+    assert not found.ok and "401" in found.detail and "ghp_TOKENVALUE123" not in found.detail

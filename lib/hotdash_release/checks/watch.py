@@ -16,6 +16,7 @@ is kept and the result says it ended early.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import threading
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
+from ..errors import ConfigError
 from ..secrets.redact import Redactor
 from .http import check_health
 
@@ -122,6 +124,49 @@ class WatchResult:
         row["breaches"] = [b.as_row() for b in self.breaches]
         row["summary"] = self.summary()
         return row
+
+
+def watch_settings(table: dict, *, key: str = "watch") -> WatchSettings:
+    """[watch] of hotdash.toml, each value checked: one ConfigError naming the key and what is allowed."""
+    if not isinstance(table, dict):
+        raise ConfigError(key, "must be a table")
+    fields = {f.name: f for f in dataclasses.fields(WatchSettings)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", f"unknown key; allowed: {', '.join(fields)}")
+    positive = ("minutes", "interval_s", "max_p95_ms")
+    values = {}
+    for name, value in table.items():
+        where = f"{key}.{name}"
+        if name in ("error_pattern", "on_breach"):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(where, "must be a non-empty string")
+        elif name in ("max_error_lines", "failure_limit"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "failure_limit" else 0):
+                raise ConfigError(
+                    where, f"must be a whole number >= {1 if name == 'failure_limit' else 0}, got {value!r}"
+                )
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(where, f"must be a finite number, got {value!r}")
+        elif name in positive and value <= 0:
+            raise ConfigError(where, f"must be greater than 0, got {value!r}")
+        elif name == "min_availability_pct" and not 0 <= value <= 100:
+            raise ConfigError(where, f"must be between 0 and 100, got {value!r}")
+        values[name] = value
+    if values.get("on_breach", "rollback") not in ON_BREACH:
+        raise ConfigError(
+            f"{key}.on_breach", f"{values['on_breach']!r} is not allowed; allowed: {', '.join(ON_BREACH)}"
+        )
+    try:
+        re.compile(values.get("error_pattern", WatchSettings.error_pattern))
+    except re.error as exc:
+        raise ConfigError(f"{key}.error_pattern", f"not a regular expression ({exc})") from None
+    settings = WatchSettings(**values)
+    if settings.interval_s > settings.window_s:
+        raise ConfigError(
+            f"{key}.interval_s", f"{settings.interval_s:g} s is longer than the window ({settings.window_s:g} s)"
+        )
+    return settings
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
