@@ -62,9 +62,10 @@ REHEARSAL_DEFECTS = tuple(defect for defect in STANDIN_DEFECTS if defect)
 
 DEFAULT_OUTPUTS = OUTPUTS_DIR
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-#: Written into the release folder before the first section: what a release whose runner died
-#: is sealed from (seal_abandoned), and what it was started with.
-STARTED = "started.json"
+#: Written into the release folder before the first section, and updated as each section starts:
+#: what the release was started with and where its runner is, so that a release whose runner
+#: died can be sealed saying where (seal_abandoned).
+STARTED = "runner.json"
 
 Progress = Callable[[str], None]
 
@@ -394,6 +395,13 @@ def _write_started(record: ReleaseRecord) -> None:
     )
 
 
+def _note_section(record: ReleaseRecord, section: Section, index: int) -> None:
+    """Where the runner is, for whoever seals the release if it dies here."""
+    path = record.release_dir / STARTED
+    noted = _read_started(record.release_dir) or {}
+    write_json_atomic(path, {**noted, "section": {"key": section.key, "index": index, "started_at": utc_now()}})
+
+
 def _run_and_seal(
     record: ReleaseRecord, progress: Progress, kernel_pool: KernelPool | None, export_worker: ExportWorker | None
 ) -> None:
@@ -436,19 +444,19 @@ def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: 
     except ReleaseAborted:
         record.outcome, record.reason = "aborted", _aborted_reason(record)
     finally:
-        if own_pool:
-            record.kernels.close()
-        record.finished_at = utc_now()
-        if record.signals and record.outcome != "aborted":
-            record.reason += "; " + _signal_note(record)
-        if redactor is None:  # no secrets to scan for: the folder stays unsealed, visibly
-            record.html_exports.finish()
-        else:
-            with SIGNALS.during("sealing", interruptible=False):  # sealing is never cut short
+        with SIGNALS.during("sealing", interruptible=False):  # sealing is never cut short
+            if own_pool:
+                record.kernels.close()
+            record.finished_at = utc_now()
+            if record.signals and record.outcome != "aborted":
+                record.reason += "; " + _signal_note(record)
+            if redactor is None:  # no secrets to scan for: the folder stays unsealed, visibly
+                record.html_exports.finish()
+            else:
                 seal_release(record, redactor, record.html_exports)
-        if record.archive_problems:
-            record.outcome = "error"
-            record.reason = "; ".join(record.archive_problems)
+            if record.archive_problems:
+                record.outcome = "error"
+                record.reason = "; ".join(record.archive_problems)
 
 
 def _signal_note(record: ReleaseRecord) -> str:
@@ -505,11 +513,8 @@ def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
     old_sections = {s["key"]: s for s in manifest["sections"]}
     for index, section in enumerate(PLAN[:start], start=1):
         old = old_sections[section.key]
-        for name in (
-            old["notebook"],
-            Path(old["notebook"]).with_suffix(".html").name,
-            f"{RESULTS_DIR}/{section.key}.json",
-        ):
+        pages = (old["notebook"], Path(old["notebook"]).with_suffix(".html").name) if old["notebook"] else ()
+        for name in (*pages, f"{RESULTS_DIR}/{section.key}.json"):
             if (old_folder / name).is_file():
                 (record.release_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(old_folder / name, record.release_dir / name)
@@ -617,6 +622,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     if section.notebook == "deploy.ipynb" and section.environment in record.options.defects:
         parameters["rehearsal_defect"] = record.options.defects[section.environment]
     output = record.release_dir / f"{index:02d}-{section.key}.ipynb"
+    _note_section(record, section, index)
     budget = config.timeline_minutes.get(section.budget_key or section.key)
     label = f"[{index}/{len(PLAN)}] {section.title}" if section in PLAN else f"[{section.key}] {section.title}"
     progress(f"{label} ...")
@@ -787,18 +793,18 @@ def _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_rel
         resumed_from=start.get("resumed_from"),
     )
     results = read_all_results(folder)
-    record.sections = _sections_left(folder, results, record.resumed_from)
+    record.sections = _sections_left(folder, results, record.resumed_from, start.get("section"))
     running = [s for s in record.sections if s.outcome == "aborted"]
     during = (
-        running[-1].section.title
+        f"during {running[-1].section.title}"
         if running
-        else (f"after {record.sections[-1].section.title}" if record.sections else "preparation")
+        else (f"after {record.sections[-1].section.title}" if record.sections else "during preparation")
     )
     serving = _production_serving(target, config.environment("production").app)
     record.outcome = "aborted"
-    record.reason = f"runner died during {during}; {serving['text']}"
+    record.reason = f"runner died {during}; {serving['text']}"
     record.finished_at = max([r.get("finished_at") or "" for r in results.values()] + [record.started_at])
-    record.abandoned = {"sealed_by": sealed_by, "sealed_at": utc_now(), "died_during": during, "production": serving}
+    record.abandoned = {"sealed_by": sealed_by, "sealed_at": utc_now(), "runner_died": during, "production": serving}
     redactor = redactor_for(config, secret_source_for(config, record.target_name, target))
     seal_release(record, redactor)
     if record.archive_problems:
@@ -807,9 +813,12 @@ def _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_rel
     return record
 
 
-def _sections_left(folder: Path, results: dict[str, dict], resumed_from: str | None) -> list[SectionRecord]:
+def _sections_left(
+    folder: Path, results: dict[str, dict], resumed_from: str | None, current: dict | None
+) -> list[SectionRecord]:
     """The sections a dead runner got to: each executed notebook, with its recorded result; a
-    section without a finished result is the one it died in."""
+    section without a finished result is the one it died in (also when it died before the
+    section's notebook was written: `current`, the section the runner noted last)."""
     sections = []
     for notebook in sorted(folder.glob("[0-9][0-9]-*.ipynb")):
         index, _, key = notebook.stem.partition("-")
@@ -835,6 +844,12 @@ def _sections_left(folder: Path, results: dict[str, dict], resumed_from: str | N
                 reused_from=reused,
             )
         )
+    if current and current.get("key") in ALL_SECTIONS and current["key"] not in {s.section.key for s in sections}:
+        section = ALL_SECTIONS[current["key"]]
+        started = current.get("started_at", "")
+        sections.append(
+            SectionRecord(int(current.get("index", 0)), section, "aborted", started, 0.0, "", "runner died")
+        )
     return sections
 
 
@@ -845,9 +860,10 @@ def _production_serving(target, app: str) -> dict:
     except Exception as exc:  # the platform cannot be asked: say so, seal anyway
         return {"text": f"what production serves is unknown ({type(exc).__name__})"}
     row = status.as_row()
-    text = (
-        f"production serves v{status.version} ({status.image_ref}), {status.state}"
-        if status.deployed
-        else "production is not deployed"
-    )
+    if not status.deployed:
+        text = "production is not deployed"
+    elif status.version is None:  # e.g. the dead runner's deploy stopped the old process
+        text = f"production serves nothing ({status.state})"
+    else:
+        text = f"production serves v{status.version} ({status.image_ref}), {status.state}"
     return {"text": f"{text} as the release is sealed", **row}
