@@ -143,12 +143,16 @@ class ReleaseRecord:
     def signal_line(self) -> str:
         """One line about the signal that stopped the release and the state it left."""
         first = self.signals[0]
-        production = (
-            "production needs a person now (rollback failed)"
-            if self.outcome == "rollback failed"
-            else f"release sealed as {self.outcome}"
+        if self.outcome == "rollback failed":
+            production = "production needs a person now (the rollback failed)"
+        elif any(s.section.key == "deploy_production" and not s.reused_from for s in self.sections):
+            production = "production verified first"
+        else:
+            production = "production untouched"
+        return (
+            f"aborted: {first['signal']} received during {first['during']}; {production}; "
+            f"release sealed as {self.outcome}: {self.release_dir}"
         )
-        return f"aborted: {first['signal']} received during {first['during']}; {production}: {self.release_dir}"
 
 
 def parse_defects(specs: list[str]) -> dict[str, str]:
