@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from conftest import RUNBOOK_COMMAND, make_rehearsal, wait_for
 
@@ -152,27 +153,23 @@ def test_a_signal_at_any_phase_leaves_production_verified_and_the_release_sealed
     assert not lock_paths(good.platform().release_lock_dir, PRODUCTION)[1].exists()
 
 
-def _signal_handlers_installed(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
-    return bool(caught & (1 << (signal.SIGTERM - 1)))
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_in_the_first_moments_gives_130_and_one_line(tmp_path, sig):
     world = make_rehearsal(tmp_path, wait_timeout_s=4)
     runner = Runner(world)
-    # The event: the command's handler is installed (before its heavy imports, by launch.py).
-    assert wait_for(lambda: _signal_handlers_installed(runner.proc.pid), timeout_s=10)
+    # The event: the command's first child (the kernel template, started before the CLI and
+    # its imports, about 0.3 s of them): the signal lands while the command is still importing.
+    command = psutil.Process(runner.proc.pid)
+    assert wait_for(lambda: command.children(), timeout_s=10)
+    children = command.children(recursive=True)
     runner.proc.send_signal(sig)
     out, err = runner.finish()
     assert runner.proc.returncode == 130, out + err
     assert_one_line(err)
     assert f"aborted: {sig.name}" in err
     assert not world.release_dirs() and not (world.state_dir / "apps").exists()
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"children left running: {alive}"
 
 
 # -- one release per app on a platform ---------------------------------------------------------
@@ -181,9 +178,13 @@ def test_a_signal_in_the_first_moments_gives_130_and_one_line(tmp_path, sig):
 def test_two_releases_of_one_app_with_different_archives_exclude_each_other(good, tmp_path):
     first = Runner(good)
     first.wait_for_line(starting("[1/8]"))
-    second = good.runbook(
-        "release", "--config", str(good.config), "--outputs", str(tmp_path / "elsewhere"), "--operator", "eve"
-    )
+    os.kill(first.proc.pid, signal.SIGSTOP)  # it holds the lock for as long as the second tries
+    try:
+        second = good.runbook(
+            "release", "--config", str(good.config), "--outputs", str(tmp_path / "elsewhere"), "--operator", "eve"
+        )
+    finally:
+        os.kill(first.proc.pid, signal.SIGCONT)
     out, err = first.finish()
     assert second.returncode == 6, second.stdout + second.stderr
     assert_one_line(second.stderr)
@@ -354,7 +355,11 @@ def test_seal_abandoned_is_refused_while_the_runner_still_runs(tmp_path):
     try:
         runner = Runner(world)
         runner.wait_for_line(starting("[2/8]"))
-        refused = world.runbook("seal", "--abandoned", runner.release_id, "--outputs", str(world.outputs))
+        os.kill(runner.proc.pid, signal.SIGSTOP)  # alive, holding the lock, for as long as the seal tries
+        try:
+            refused = world.runbook("seal", "--abandoned", runner.release_id, "--outputs", str(world.outputs))
+        finally:
+            os.kill(runner.proc.pid, signal.SIGCONT)
         out, err = runner.finish()
         assert refused.returncode == 6, refused.stdout + refused.stderr
         assert runner.release_id in refused.stderr

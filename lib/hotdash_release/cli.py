@@ -52,7 +52,7 @@ exit codes:
   5  rollback failed: production needs a person now
   6  another release of this app is running (the message names who and since when)
   1  internal error (a secret found in the archive, an unexpected failure)
-  130 stopped by SIGINT/SIGTERM, production verified good: before production changed the
+  130 stopped by SIGINT/SIGTERM, production verified good: before production changes the
       release stops at once; from the production deploy on it finishes the deploy, the smoke
       test and any rollback first (5 if that rollback fails); sealing is never cut short.
       The archive says which signal came when, and what was finished because of it.

@@ -328,13 +328,15 @@ def run_release(
     all of them. Without them (or with a pool for other kernels) the release starts its own
     and ends them.
 
-    Signals: until the lock is held a SIGINT/SIGTERM raises ReleaseAborted (nothing changed
-    yet); from then on it stops the release at the next safe point (interrupts.py)."""
+    Signals (interrupts.py): one that comes before the lock is held stops the command once the
+    release is prepared, with nothing changed; from then on the release stops at the next safe
+    point, and is sealed."""
     installed = SIGNALS.install()  # the `runbook` command installed them first thing
     try:
         SIGNALS.check()
         SIGNALS.reset()  # a runner that runs several releases: the last one's signals are its own
         record = prepare_release(options)
+        SIGNALS.check()  # a signal while preparing (imports, checks): stop before anything is locked
         app = record.config.environment("production").app
         with release_lock(
             record.lock_dir,
@@ -540,6 +542,12 @@ def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
 
 
 def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redactor) -> None:
+    # Imported here, not inside a section's interruptible window: a signal raised inside an
+    # import may reach the caller as another error (see interrupts.py).
+    import papermill  # noqa: F401
+
+    from .execution import engine  # noqa: F401
+
     for index, section in enumerate(PLAN[start:], start=start + 1):
         # From the production deploy until production is verified or rolled back, a signal is
         # recorded and the phase finishes; before it, a signal stops the release where it is.

@@ -1,12 +1,14 @@
 """SIGINT and SIGTERM for the `runbook` command: recorded always, raised only where stopping is safe.
 
 launch.py installs the handler before any heavy import, so a signal at any moment ends the
-command with exit 130 and one line. Until a release holds its lock, a signal raises
-ReleaseAborted at once (nothing has changed yet). From then on the runner says where a
-signal may interrupt (`during(..., interruptible=True)`: a section before production
-changes) and where it is only recorded, to be acted on at the next safe point: from the
-production deploy until production is verified or rolled back, and while sealing. Only the
-first signal raises; later ones are recorded, so the cleanup after an abort is not cut short.
+command with exit 130 and one line. A signal is only recorded until code says it may be
+interrupted: raised from inside an import, an exception becomes whatever the importing library
+makes of it (zmq turns it into an ImportError), so the command acts on a signal recorded while
+it imported at its first safe point (`check`). The runner says where a signal may interrupt
+(`during(..., interruptible=True)`: preparing, a section before production changes) and where
+it is only recorded, to be acted on at the next safe point: from the production deploy until
+production is verified or rolled back, and while sealing. Only the first signal raises; later
+ones are recorded, so the cleanup after an abort is not cut short.
 
 Light on purpose (no third-party import): it is imported first thing by the command.
 """
@@ -33,7 +35,7 @@ class Signals:
     def __init__(self) -> None:
         self.received: list[dict] = []  # {"signal", "at", "during", "deferred"}
         self._during = "start"
-        self._interruptible = True
+        self._interruptible = False
         self._raised = False
         self._previous: dict | None = None
 
@@ -81,8 +83,9 @@ class Signals:
             raise ReleaseAborted(f"{self.received[0]['signal']} received")
 
     @property
-    def first(self) -> dict | None:
-        return self.received[0] if self.received else None
+    def unhandled(self) -> dict | None:
+        """The first signal recorded and not acted on (the command must still stop for it)."""
+        return self.received[0] if self.received and not self._raised else None
 
     def settle(self) -> None:
         """What was recorded has been acted on: a later signal is only recorded (the command is ending)."""
