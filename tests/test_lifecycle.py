@@ -153,6 +153,26 @@ def test_a_signal_at_any_phase_leaves_production_verified_and_the_release_sealed
     assert not lock_paths(good.platform().release_lock_dir, PRODUCTION)[1].exists()
 
 
+def test_a_signal_while_production_changes_gives_5_when_the_rollback_fails(tmp_path):
+    # A first release has nothing to roll back to: the rollback it needs fails.
+    world = make_rehearsal(tmp_path, wait_timeout_s=4)
+    try:
+        runner = Runner(world, *BROKEN)
+        runner.wait_for_line(starting("[6/8]"))
+        runner.proc.send_signal(signal.SIGTERM)
+        out, err = runner.finish()
+        assert runner.proc.returncode == 5, out + err
+        assert_one_line(err)
+        assert "production needs a person" in err
+        folder = world.release_dirs()[0]
+        manifest = manifest_of(folder)
+        assert manifest["outcome"] == "rollback failed" and manifest["exit_code"] == 5
+        assert manifest["signals"][0]["during"] == "Step 4: Deploy to production"
+        assert not verify_release(folder)
+    finally:
+        world.platform().stop()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_in_the_first_moments_gives_130_and_one_line(tmp_path, sig):
     world = make_rehearsal(tmp_path, wait_timeout_s=4)
