@@ -15,7 +15,7 @@ import pytest
 from conftest import assert_canonical_notebooks, make_rehearsal, run_cli
 
 from hotdash_release.archive.integrity import verify_release
-from hotdash_release.locks import LOCK_NAME, release_lock
+from hotdash_release.locks import lock_paths, release_lock
 from hotdash_release.secrets.required import rehearsal_secret_values
 
 
@@ -48,25 +48,22 @@ def released(tmp_path_factory):
 
 
 def test_second_release_of_the_same_app_fails_fast_naming_the_holder(world):
-    app_dir = world.outputs / "hotdash-production"
-    with release_lock(app_dir, release_id="20261125T000000Z-abcdef", operator="alice"):
+    lock_dir = world.platform().release_lock_dir
+    with release_lock(lock_dir, "hotdash-production", release_id="20261125T000000Z-abcdef", operator="alice"):
         done = world.release()
     assert done.returncode == 6, done.stdout + done.stderr
     assert "alice" in done.stderr and "20261125T000000Z-abcdef" in done.stderr and "since" in done.stderr
     assert world.platform().releases("hotdash-staging") == []
-    assert not (app_dir / LOCK_NAME).exists()
+    assert not lock_paths(lock_dir, "hotdash-production")[1].exists()
 
 
-def test_stale_lock_is_taken_over_and_recorded(world):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    app_dir = world.outputs / "hotdash-production"
-    app_dir.mkdir(parents=True)
-    (app_dir / LOCK_NAME).write_text(
+def test_a_lock_left_by_a_runner_that_died_is_taken_over_and_recorded(world):
+    lock_dir = world.platform().release_lock_dir
+    lock_dir.mkdir(parents=True)
+    lock_paths(lock_dir, "hotdash-production")[1].write_text(
         json.dumps(
             {
-                "pid": gone.pid,
-                "start_time": 1,
+                "pid": 999999,
                 "host": os.uname().nodename,
                 "operator": "bob",
                 "release_id": "20261125T000000Z-dead00",
@@ -76,10 +73,10 @@ def test_stale_lock_is_taken_over_and_recorded(world):
     )
     done = world.release()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "took over a stale lock" in done.stdout
+    assert "took over the release lock" in done.stdout
     folder = world.release_dirs()[0]
     assert manifest_of(folder)["lock"]["taken_over_from"]["operator"] == "bob"
-    assert not (app_dir / LOCK_NAME).exists()
+    assert not lock_paths(lock_dir, "hotdash-production")[1].exists()
 
 
 # -- resume ----------------------------------------------------------------------------------
@@ -171,7 +168,7 @@ def test_signal_during_a_release_aborts_kills_children_and_archives_where(world,
     manifest = manifest_of(folder)
     assert manifest["outcome"] == "aborted"
     assert sig.name in manifest["reason"] and "Deploy to staging" in manifest["reason"]
-    assert not (world.outputs / "hotdash-production" / LOCK_NAME).exists()
+    assert not lock_paths(world.platform().release_lock_dir, "hotdash-production")[1].exists()
     assert (folder / "report.html").is_file() and not verify_release(folder)
     assert_canonical_notebooks(folder)  # the aborted section's notebook too
 

@@ -228,7 +228,8 @@ def test_runbook_index_and_history_list_the_archive(archive_world, capsys):
     lines = history()
     assert lines[0].startswith("started (UTC)")
     assert archive_world.hostile.name in lines[1] and "rolled back" in lines[1] and "test-operator" in lines[1]
-    assert archive_world.good.name in lines[2] and lines[-1].startswith("2 of 2 releases")
+    assert lines[2].lstrip().startswith("why: ") and "rolled back" in lines[2]
+    assert archive_world.good.name in lines[3] and lines[-1].startswith("2 of 2 releases")
     only = history("--outcome", "released", "--limit", "1")
     assert len(only) == 3 and archive_world.good.name in only[1]
     assert history("--app", "nope")[0].startswith("no releases match")

@@ -9,10 +9,20 @@ from typing import TYPE_CHECKING
 
 from .archive.catalog import OUTCOMES
 from .errors import ReleaseError, UsageError
+from .execution.interrupts import ReleaseAborted
 from .execution.pool import KernelPool, start_kernel_pool
 from .locks import ReleaseLocked
 from .paths import outputs_root
-from .runner import EXIT_ERROR, EXIT_LOCKED, EXIT_USAGE, REHEARSAL_DEFECTS, ReleaseOptions, parse_defects, run_release
+from .runner import (
+    EXIT_ABORTED,
+    EXIT_ERROR,
+    EXIT_LOCKED,
+    EXIT_USAGE,
+    REHEARSAL_DEFECTS,
+    ReleaseOptions,
+    parse_defects,
+    run_release,
+)
 
 if TYPE_CHECKING:
     from .archive.seal import ExportWorker
@@ -42,7 +52,13 @@ exit codes:
   5  rollback failed: production needs a person now
   6  another release of this app is running (the message names who and since when)
   1  internal error (a secret found in the archive, an unexpected failure)
-  130 aborted by SIGINT/SIGTERM; the archive says where
+  130 stopped by SIGINT/SIGTERM, production verified good: before production changes the
+      release stops at once; from the production deploy on it finishes the deploy, the smoke
+      test and any rollback first (5 if that rollback fails); sealing is never cut short.
+      The archive says which signal came when, and what was finished because of it.
+
+--resume runs as the release it continues: its --break defects, --skip-staging-check, reason
+and --attest come from that release's manifest.
 
 rehearsal defects for --break (local target): {", ".join(REHEARSAL_DEFECTS)}
 """
@@ -172,7 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the archive); 2 not a session, already sealed, or a notebook not saved; "
         "6 a release of the app is running",
     )
-    seal.add_argument("session", type=Path, help="the session folder (OUTPUTS/interactive/<session id>)")
+    seal.add_argument("session", type=Path, nargs="?", help="the session folder (OUTPUTS/interactive/<session id>)")
+    seal.add_argument(
+        "--abandoned",
+        metavar="RELEASE_ID",
+        help="instead of a session: seal a release whose runner died (SIGKILL, a lost machine) as "
+        "aborted, saying where it died and what production serves now; refused (exit 6) while its "
+        "runner still holds the app's release lock",
+    )
     seal.add_argument("--operator", default="", help="who seals (default: the operator the session was made for)")
     seal.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
@@ -277,7 +300,10 @@ def main(
             # it happen, and the first kernel start, while the release is prepared and checked.
             pool = kernel_pool or start_kernel_pool()
             try:
-                return run_release(options, progress=_progress, kernel_pool=pool, export_worker=export_worker).exit_code
+                record = run_release(options, progress=_progress, kernel_pool=pool, export_worker=export_worker)
+                if record.signals:
+                    print(f"runbook: {record.signal_line()}", file=sys.stderr)
+                return record.exit_code
             finally:
                 if kernel_pool is None:  # one handed in is its caller's to close (launch.py)
                     pool.close()  # unused if the release stopped before its first kernel
@@ -301,6 +327,10 @@ def main(
     except ReleaseLocked as exc:
         print(f"runbook: locked: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except ReleaseAborted as exc:  # before a release folder existed: nothing to seal, nothing changed
+        where = " before the release started; nothing was deployed" if args.command == "release" else ""
+        print(f"runbook: aborted: {exc}{where}", file=sys.stderr)
+        return EXIT_ABORTED
     except ReleaseError as exc:
         print(f"runbook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -338,6 +368,24 @@ def _lab(args) -> int:
 
 def _seal(args) -> int:
     from .interactive.session import seal_session
+    from .results import default_operator
+
+    if args.abandoned:
+        from .runner import seal_abandoned, validate_release_id
+
+        if args.session:
+            raise UsageError("seal: give a session folder or --abandoned RELEASE_ID, not both")
+        validate_release_id(args.abandoned)
+        folders = [p for p in args.outputs.resolve().glob(f"*/{args.abandoned}") if p.is_dir()]
+        if not folders:
+            raise UsageError(f"--abandoned: no release {args.abandoned} under {args.outputs}")
+        record = seal_abandoned(folders[0], sealed_by=args.operator or default_operator(), progress=_progress)
+        from .archive.index import rebuild_after_release
+
+        rebuild_after_release(args.outputs.resolve(), _progress)
+        return 0 if not record.archive_problems else EXIT_ERROR
+    if not args.session:
+        raise UsageError("seal: give a session folder (or --abandoned RELEASE_ID)")
 
     return seal_session(
         args.session, outputs=args.outputs.resolve(), operator=args.operator, progress=_progress

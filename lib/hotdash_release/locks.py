@@ -1,8 +1,18 @@
-"""One release of an app at a time.
+"""One release of an app on a target at a time.
 
-The lock is a file created exclusively under outputs/<app>/; it names its holder (pid,
-host, operator, release, since when). A second release fails fast naming the holder. A
-lock whose holder process is gone is taken over, and the takeover is recorded.
+The lock is an operating-system lock (flock, through the `filelock` package) on
+`<lock folder>/<app>.release.lock`, held for the release's whole lifetime. The kernel
+releases it when its process ends, however it ends: there is no stale lock to detect or
+race for, and of two takers exactly one wins. The lock folder belongs to what is being
+released: the local platform's state folder (so two archives on one platform exclude each
+other), else the archive's app folder (Fly: a GitHub concurrency group serialises the
+workflow; this covers the rest).
+
+Beside the lock, `<app>.release.json` names the holder (pid, host, operator, release, its
+folder, since when), only for the message a second release prints. A holder file found by
+whoever gets the lock was left by a runner that died (or is empty or unreadable, if it died
+writing it): the new holder reports it as taken over, and the release it names is sealed as
+abandoned (runner.seal_abandoned).
 """
 
 from __future__ import annotations
@@ -14,11 +24,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ReleaseError
-from .execution.procs import proc_stat
-from .results import utc_now
+from filelock import Timeout, UnixFileLock
 
-LOCK_NAME = ".release.lock"
+from .errors import ReleaseError
+from .results import utc_now, write_json_atomic
+
+LOCK_SUFFIX = ".release.lock"
+HOLDER_SUFFIX = ".release.json"
 
 
 class ReleaseLocked(ReleaseError):
@@ -29,66 +41,69 @@ class ReleaseLocked(ReleaseError):
         super().__init__(message)
 
 
-def _holder_alive(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return True  # cannot see another machine's processes: assume it still runs
+def lock_paths(lock_dir: Path, app: str) -> tuple[Path, Path]:
+    """The lock file and the holder file of an app's release lock."""
+    return Path(lock_dir) / f"{app}{LOCK_SUFFIX}", Path(lock_dir) / f"{app}{HOLDER_SUFFIX}"
+
+
+def read_holder(path: Path) -> dict | None:
+    """The holder file's details; None when there is none; {"unreadable": why} when it is
+    empty or not a holder (a runner that died while writing it)."""
     try:
-        pid = int(holder["pid"])
-        os.kill(pid, 0)
-    except (KeyError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    # A recycled pid is not our holder: compare the process start time recorded at locking.
-    return _start_time(pid) == holder.get("start_time")
-
-
-def _start_time(pid: int) -> int | None:
-    stat = proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def _write_exclusive(path: Path, holder: dict) -> bool:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return {"unreadable": exc.strerror or type(exc).__name__}
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as handle:
-        json.dump(holder, handle)
-    return True
+        holder = json.loads(text)
+    except ValueError:
+        holder = None
+    if not isinstance(holder, dict):
+        return {"unreadable": "empty" if not text.strip() else "not a holder record"}
+    return holder
+
+
+def describe_holder(holder: dict | None) -> str:
+    if not holder or "unreadable" in holder:
+        return "a release whose holder details are not written (or unreadable)"
+    return (
+        f"{holder.get('operator', '?')} (release {holder.get('release_id')}, pid {holder.get('pid')} "
+        f"on {holder.get('host')}) since {holder.get('since')}"
+    )
 
 
 @contextmanager
-def release_lock(app_dir: Path, *, release_id: str, operator: str) -> Iterator[dict | None]:
-    """Hold the app's release lock; yields the stale holder taken over, if any."""
-    app_dir.mkdir(parents=True, exist_ok=True)
-    path = app_dir / LOCK_NAME
-    me = {
-        "pid": os.getpid(),
-        "start_time": _start_time(os.getpid()),
-        "host": socket.gethostname(),
-        "operator": operator,
-        "release_id": release_id,
-        "since": utc_now(),
-    }
-    taken_over = None
-    if not _write_exclusive(path, me):
-        try:
-            holder = json.loads(path.read_text())
-        except (OSError, ValueError):
-            holder = {"release_id": "unknown (unreadable lock)", "pid": None}
-        if _holder_alive(holder):
-            raise ReleaseLocked(
-                f"{app_dir.name} is being released by {holder.get('operator', '?')} "
-                f"(release {holder.get('release_id')}, pid {holder.get('pid')} on {holder.get('host')}) "
-                f"since {holder.get('since')}; lock file {path}",
-                holder=holder,
-            )
-        path.unlink(missing_ok=True)
-        if not _write_exclusive(path, me):
-            raise ReleaseLocked(f"{app_dir.name}: another release took the lock just now ({path})", holder={})
-        taken_over = holder
+def release_lock(lock_dir: Path, app: str, *, release_id: str, operator: str, **details) -> Iterator[dict | None]:
+    """Hold the app's release lock for the block; yield the holder left behind by a runner
+    that died (its details, or {"unreadable": ...}), None when the lock was free and clean.
+
+    details: more facts written beside the lock (e.g. release_dir), for whoever finds it left.
+    Raises ReleaseLocked, naming the holder, when another process holds it."""
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_path, holder_path = lock_paths(lock_dir, app)
+    # fallback_to_soft=False: a folder without flock must fail, not quietly get a file-exists lock.
+    lock = UnixFileLock(lock_path, blocking=False, thread_local=False, fallback_to_soft=False, preserve_lock_file=True)
     try:
-        yield taken_over
+        lock.acquire()
+    except Timeout:
+        holder = read_holder(holder_path)
+        raise ReleaseLocked(
+            f"{app} is being released by {describe_holder(holder)}; lock {lock_path}", holder=holder or {}
+        ) from None
+    try:
+        left = read_holder(holder_path)
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "operator": operator,
+            "release_id": release_id,
+            "since": utc_now(),
+            **details,
+        }
+        write_json_atomic(holder_path, me)
+        yield left
     finally:
-        path.unlink(missing_ok=True)
+        holder_path.unlink(missing_ok=True)
+        lock.release()

@@ -14,7 +14,6 @@ import os
 import re
 import secrets as _random
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,11 +25,12 @@ from typing import TYPE_CHECKING
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .decisions.attest import check_release_attestations, section_parameters
 from .errors import UsageError
+from .execution.interrupts import SIGNALS, ReleaseAborted
 from .execution.pool import KERNELS_AHEAD, KernelPool
 from .locks import release_lock
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
-from .results import RESULTS_DIR, read_section_result, results_path, utc_now, write_json_atomic
+from .results import RESULTS_DIR, read_all_results, read_section_result, results_path, utc_now, write_json_atomic
 from .secrets.required import redactor_for, seed_rehearsal_secrets
 from .targets import make_target, secret_source_for
 from .targets.standin_app import DEFECTS as STANDIN_DEFECTS
@@ -62,6 +62,10 @@ REHEARSAL_DEFECTS = tuple(defect for defect in STANDIN_DEFECTS if defect)
 
 DEFAULT_OUTPUTS = OUTPUTS_DIR
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+#: Written into the release folder before the first section, and updated as each section starts:
+#: what the release was started with and where its runner is, so that a release whose runner
+#: died can be sealed saying where (seal_abandoned).
+STARTED = "runner.json"
 
 Progress = Callable[[str], None]
 
@@ -118,7 +122,10 @@ class ReleaseRecord:
     archive_problems: list[str] = field(default_factory=list)
     target: object = None
     inputs: dict = field(default_factory=dict)  # fingerprints of configuration and runbooks
-    lock_note: dict | None = None  # a stale lock taken over
+    lock_note: dict | None = None  # a lock left by a runner that died, taken over
+    lock_dir: Path | None = None  # where the app's release lock is (locks.py)
+    signals: list[dict] = field(default_factory=list)  # SIGINT/SIGTERM received: when, during what
+    abandoned: dict | None = None  # sealed by another process after its runner died
     resumed_from: str | None = None
     resume_folder: Path | None = None
     resume_manifest: dict | None = None
@@ -128,11 +135,24 @@ class ReleaseRecord:
 
     @property
     def exit_code(self) -> int:
+        if self.signals and self.outcome in ("released", "blocked", "rolled back"):
+            # Stopped by a signal, with production verified good (it finished what it was doing).
+            return EXIT_ABORTED
         return OUTCOME_EXIT[self.outcome]
 
-
-class ReleaseAborted(Exception):
-    """SIGINT or SIGTERM arrived while a release was running."""
+    def signal_line(self) -> str:
+        """One line about the signal that stopped the release and the state it left."""
+        first = self.signals[0]
+        if self.outcome == "rollback failed":
+            production = "production needs a person now (the rollback failed)"
+        elif any(s.section.key == "deploy_production" and not s.reused_from for s in self.sections):
+            production = "production verified first"
+        else:
+            production = "production untouched"
+        return (
+            f"aborted: {first['signal']} received during {first['during']}; {production}; "
+            f"release sealed as {self.outcome}: {self.release_dir}"
+        )
 
 
 def parse_defects(specs: list[str]) -> dict[str, str]:
@@ -196,6 +216,8 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     if options.skip_staging_check and not options.reason.strip():
         raise UsageError("--skip-staging-check: needs --reason saying why staging is not checked")
     resumed = _resume_source(options) if options.resume else None
+    if resumed:
+        _carry_resumed_options(options, resumed[1])
     config_path = Path(resumed[1]["parameters"]["config_path"]) if resumed else options.config_path
     config = load_config(config_path)
     target_name = resumed[1]["target"] if resumed else options.target or config.default_target
@@ -240,7 +262,36 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     if resumed:
         record.resumed_from = options.resume
         record.resume_folder, record.resume_manifest = resumed
+    record.lock_dir = release_lock_dir(target, options.outputs / config.environment("production").app)
     return record
+
+
+def release_lock_dir(target, app_dir: Path) -> Path:
+    """Where the app's release lock is: with what is released (the local platform's state, so
+    that releases archived in different folders exclude each other), else the archive's app
+    folder (Fly: the workflow's concurrency group serialises CI runs; this covers the rest)."""
+    return getattr(target, "release_lock_dir", None) or app_dir
+
+
+def _carry_resumed_options(options: ReleaseOptions, manifest: dict) -> None:
+    """A resume runs as the release it continues: its defects, staging-check override, reason and
+    attestations come from that release's manifest, never from flags given now."""
+    given = [
+        flag
+        for flag, value in (
+            ("--break", options.defects),
+            ("--skip-staging-check", options.skip_staging_check),
+            ("--attest", options.attestations),
+        )
+        if value
+    ]
+    if given:
+        raise UsageError(f"--resume: takes {', '.join(given)} from the release it resumes; drop {', '.join(given)}")
+    options.defects = dict(manifest.get("rehearsal_defects") or {})
+    skipped = any(s["key"] == "staging_smoke" and s["outcome"] == "skipped" for s in manifest["sections"])
+    options.skip_staging_check = bool(manifest.get("skip_staging_check", skipped))
+    options.reason = options.reason or manifest.get("release_reason") or ""
+    options.attestations = dict(manifest.get("attestations") or {})
 
 
 def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
@@ -275,24 +326,86 @@ def run_release(
     starts its kernel pool first, so that the kernel template's imports and the first kernel
     overlap with preparing the release; a runner that runs several releases keeps both for
     all of them. Without them (or with a pool for other kernels) the release starts its own
-    and ends them."""
-    record = prepare_release(options)
-    with release_lock(
-        record.release_dir.parent, release_id=record.release_id, operator=record.operator
-    ) as stale_holder:
-        record.release_dir.mkdir(parents=True)
-        if stale_holder:
-            record.lock_note = {"taken_over_from": stale_holder, "at": utc_now()}
-            progress(
-                f"took over a stale lock of release {stale_holder.get('release_id')} "
-                f"(pid {stale_holder.get('pid')} is gone)"
-            )
-        _run_and_seal(record, progress, kernel_pool, export_worker)
-    progress(_summary(record))
-    from .archive.index import rebuild_after_release
+    and ends them.
 
-    rebuild_after_release(record.options.outputs, progress)
-    return record
+    Signals (interrupts.py): one that comes before the lock is held stops the command once the
+    release is prepared, with nothing changed; from then on the release stops at the next safe
+    point, and is sealed."""
+    installed = SIGNALS.install()  # the `runbook` command installed them first thing
+    try:
+        SIGNALS.check()
+        SIGNALS.reset()  # a runner that runs several releases: the last one's signals are its own
+        record = prepare_release(options)
+        SIGNALS.check()  # a signal while preparing (imports, checks): stop before anything is locked
+        app = record.config.environment("production").app
+        with release_lock(
+            record.lock_dir,
+            app,
+            release_id=record.release_id,
+            operator=record.operator,
+            release_dir=str(record.release_dir),
+        ) as left:
+            # From here the release folder exists and is always sealed: a signal is recorded and
+            # acted on where it is safe (a section before production changes, or the end).
+            with SIGNALS.during("preparation", interruptible=False):
+                record.signals = SIGNALS.received
+                record.release_dir.mkdir(parents=True)
+                _write_started(record)
+                if left:
+                    record.lock_note = {"taken_over_from": left, "at": utc_now()}
+                    progress(f"took over the release lock of {app} left by {_holder_text(left)}")
+                sealed = seal_abandoned_releases(record, left, progress)
+                if record.lock_note and sealed:
+                    record.lock_note["sealed_abandoned"] = sealed
+                _run_and_seal(record, progress, kernel_pool, export_worker)
+                progress(_summary(record))
+                from .archive.index import rebuild_after_release
+
+                rebuild_after_release(record.options.outputs, progress)
+        SIGNALS.settle()  # acted on: one more signal while the command ends is only recorded
+        return record
+    finally:
+        if installed:
+            SIGNALS.restore()
+
+
+def _holder_text(holder: dict) -> str:
+    if "unreadable" in holder:
+        return f"a runner that died (its holder file was {holder['unreadable']})"
+    return f"release {holder.get('release_id')} (pid {holder.get('pid')} is gone)"
+
+
+def _write_started(record: ReleaseRecord) -> None:
+    """What the release was started with, before any section: enough to seal it if its runner dies."""
+    options = record.options
+    write_json_atomic(
+        record.release_dir / STARTED,
+        {
+            "release_id": record.release_id,
+            "app": record.config.environment("production").app,
+            "target": record.target_name,
+            "config_path": str(record.config.path),
+            "operator": record.operator,
+            "started_at": record.started_at,
+            "parameters": record.parameters,
+            "rehearsal_defects": options.defects,
+            "release_reason": options.reason,
+            "skip_staging_check": options.skip_staging_check,
+            "attestations": options.attestations,
+            "kernel_name": options.kernel_name,
+            "inputs": record.inputs,
+            "resumed_from": record.resumed_from,
+            "lock_dir": str(record.lock_dir),
+            "pid": os.getpid(),
+        },
+    )
+
+
+def _note_section(record: ReleaseRecord, section: Section, index: int) -> None:
+    """Where the runner is, for whoever seals the release if it dies here."""
+    path = record.release_dir / STARTED
+    noted = _read_started(record.release_dir) or {}
+    write_json_atomic(path, {**noted, "section": {"key": section.key, "index": index, "started_at": utc_now()}})
 
 
 def _run_and_seal(
@@ -319,6 +432,7 @@ def _run_and_seal(
 def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: bool) -> None:
     from .archive.seal import seal_release
 
+    redactor = None
     try:
         target = record.target
         if record.target_name == "local":
@@ -326,31 +440,64 @@ def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: 
             for app in seeded:
                 progress(f"rehearsal: generated secrets for {app} (kept in the platform store, not in outputs/)")
         redactor = redactor_for(record.config, secret_source_for(record.config, record.target_name, target))
-    except BaseException:
-        if own_pool:
-            record.kernels.close()
-        record.html_exports.finish()
-        raise
-    progress(
-        f"HotDash release {record.release_id}: {record.config.environment('production').app} "
-        f"via {record.target_name}, operator {record.operator}"
-    )
-    progress(f"archive: {record.release_dir}")
-    previous_handlers = _raise_on_signals()
-    try:
+        progress(
+            f"HotDash release {record.release_id}: {record.config.environment('production').app} "
+            f"via {record.target_name}, operator {record.operator}"
+        )
+        progress(f"archive: {record.release_dir}")
         start = _reuse_resumed_sections(record, progress) if record.resumed_from else 0
         _run_sections(record, start, progress, redactor)
-    except ReleaseAborted as exc:
-        record.outcome, record.reason = "aborted", f"{exc} during {_last_section(record)}"
+    except ReleaseAborted:
+        record.outcome, record.reason = "aborted", _aborted_reason(record)
     finally:
-        if own_pool:
-            record.kernels.close()
-        _restore_signals(previous_handlers)
-        record.finished_at = utc_now()
-        seal_release(record, redactor, record.html_exports)
-        if record.archive_problems:
-            record.outcome = "error"
-            record.reason = "; ".join(record.archive_problems)
+        with SIGNALS.during("sealing", interruptible=False):  # sealing is never cut short
+            if own_pool:
+                record.kernels.close()
+            record.finished_at = utc_now()
+            if record.signals and record.outcome != "aborted":
+                record.reason += "; " + _signal_note(record)
+            if redactor is None:  # no secrets to scan for: the folder stays unsealed, visibly
+                record.html_exports.finish()
+            else:
+                seal_release(record, redactor, record.html_exports)
+            if record.archive_problems:
+                record.outcome = "error"
+                record.reason = "; ".join(record.archive_problems)
+
+
+def _signal_note(record: ReleaseRecord) -> str:
+    first = record.signals[0]
+    finished = _finished_after(record, first)
+    return (
+        f"{first['signal']} received at {first['at']} during {first['during']}"
+        + (f"; finished first: {', '.join(finished)}" if finished else "")
+        + "; then stopped"
+    )
+
+
+def _finished_after(record: ReleaseRecord, signal: dict) -> list[str]:
+    """Sections that ran to their end although a signal had come: production was changing."""
+    return [
+        s.section.title
+        for s in record.sections
+        if s.outcome != "aborted"
+        and not s.reused_from
+        and (s.section.title == signal["during"] or s.started_at > signal["at"])
+    ]
+
+
+def _aborted_reason(record: ReleaseRecord) -> str:
+    first = record.signals[0] if record.signals else {"signal": "a signal", "during": _last_section(record)}
+    finished = _finished_after(record, first) if record.signals else []
+    text = f"{first['signal']} received during {first['during']}"
+    if finished:
+        text += f"; finished first: {', '.join(finished)} (production verified)"
+    return text + (f"; stopped before {_next_section(record)}" if _next_section(record) else "")
+
+
+def _next_section(record: ReleaseRecord) -> str:
+    done = {s.section.key for s in record.sections}
+    return next((s.title for s in PLAN if s.key not in done), "")
 
 
 def resume_point(manifest: dict) -> int:
@@ -372,11 +519,8 @@ def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
     old_sections = {s["key"]: s for s in manifest["sections"]}
     for index, section in enumerate(PLAN[:start], start=1):
         old = old_sections[section.key]
-        for name in (
-            old["notebook"],
-            Path(old["notebook"]).with_suffix(".html").name,
-            f"{RESULTS_DIR}/{section.key}.json",
-        ):
+        pages = (old["notebook"], Path(old["notebook"]).with_suffix(".html").name) if old["notebook"] else ()
+        for name in (*pages, f"{RESULTS_DIR}/{section.key}.json"):
             if (old_folder / name).is_file():
                 (record.release_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(old_folder / name, record.release_dir / name)
@@ -398,11 +542,23 @@ def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
 
 
 def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redactor) -> None:
+    # Imported here, not inside a section's interruptible window: a signal raised inside an
+    # import may reach the caller as another error (see interrupts.py).
+    import papermill  # noqa: F401
+
+    from .execution import engine  # noqa: F401
+
     for index, section in enumerate(PLAN[start:], start=start + 1):
-        if section.key == "staging_smoke" and record.options.skip_staging_check:
-            _skip_section(record, section, index, progress)
-            continue
-        result = run_section(record, section, index, progress, redactor)
+        # From the production deploy until production is verified or rolled back, a signal is
+        # recorded and the phase finishes; before it, a signal stops the release where it is.
+        critical = section.key in PRODUCTION_CHANGING
+        if section.key == PRODUCTION_CHANGING[0]:
+            SIGNALS.check()  # the last moment to stop with production untouched
+        with SIGNALS.during(section.title, interruptible=not critical):
+            if section.key == "staging_smoke" and record.options.skip_staging_check:
+                _skip_section(record, section, index, progress)
+                continue
+            result = run_section(record, section, index, progress, redactor)
         if result.outcome == "passed":
             continue
         where = f"{section.title}: {_first(result)}"
@@ -412,7 +568,8 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
             return
         if section.key in PRODUCTION_CHANGING:
             progress("production failed its checks: running the rollback runbook")
-            rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
+            with SIGNALS.during(ROLLBACK.title, interruptible=False):
+                rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
             if rollback.outcome == "passed":
                 record.outcome, record.reason = "rolled back", f"{where}; rolled back to the previous image"
             else:
@@ -477,6 +634,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     if section.notebook == "deploy.ipynb" and section.environment in record.options.defects:
         parameters["rehearsal_defect"] = record.options.defects[section.environment]
     output = record.release_dir / f"{index:02d}-{section.key}.ipynb"
+    _note_section(record, section, index)
     budget = config.timeline_minutes.get(section.budget_key or section.key)
     label = f"[{index}/{len(PLAN)}] {section.title}" if section in PLAN else f"[{section.key}] {section.title}"
     progress(f"{label} ...")
@@ -553,19 +711,171 @@ def _summary(record: ReleaseRecord) -> str:
     return "\n".join(lines)
 
 
-def _raise_on_signals():
-    def handler(signum, _frame):
-        raise ReleaseAborted(f"{signal.Signals(signum).name} received")
+# -- releases whose runner died ---------------------------------------------------------------
 
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+
+def seal_abandoned_releases(record: ReleaseRecord, left: dict | None, progress: Progress) -> list[str]:
+    """Seal, as aborted, the releases of this app whose runner died: the one named by the holder
+    file left beside the lock, and any unsealed folder of this archive that was locked here (the
+    lock is ours now, so their runners are gone). Returns their ids."""
+    folders = set()
+    if left and left.get("release_dir"):
+        folders.add(Path(left["release_dir"]))
+    for folder in record.release_dir.parent.iterdir():
+        start = _read_started(folder)
+        if folder != record.release_dir and start and Path(start.get("lock_dir", "")) == record.lock_dir:
+            folders.add(folder)
+    sealed = []
+    for folder in sorted(folders, key=lambda f: f.name):
+        if folder == record.release_dir or not (folder / STARTED).is_file() or (folder / "manifest.json").exists():
+            continue
         try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-    return previous
+            done = seal_abandoned(folder, sealed_by=record.operator, held_lock=record.lock_dir, progress=progress)
+        except (UsageError, OSError, ValueError) as exc:
+            progress(f"release {folder.name} was left unsealed by a runner that died, and stays so: {exc}")
+            continue
+        sealed.append(done.release_id)
+    return sealed
 
 
-def _restore_signals(previous) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+def _read_started(folder: Path) -> dict | None:
+    try:
+        start = json.loads((folder / STARTED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return start if isinstance(start, dict) else None
+
+
+def seal_abandoned(
+    folder: Path, *, sealed_by: str, held_lock: Path | None = None, progress: Progress = print
+) -> ReleaseRecord:
+    """Seal a release whose runner died (SIGKILL, a lost machine) as aborted: "runner died during
+    <section>", with what the target shows production serving now. Needs the app's release lock
+    (held_lock: the caller holds it already), so a release whose runner still runs is refused."""
+    from .archive.integrity import MANIFEST, sealed_releases
+    from .archive.seal import seal_release
+
+    folder = Path(folder).resolve()
+    if (folder / MANIFEST).exists():
+        raise UsageError(f"--abandoned: release {folder.name} is sealed already")
+    start = _read_started(folder)
+    if start is None:
+        raise UsageError(
+            f"--abandoned: {folder} has no readable {STARTED}; it is not a release folder this tool started"
+        )
+    newer = [p.name for p in sealed_releases(folder.parent) if p.name > folder.name]
+    if newer:
+        raise UsageError(
+            f"--abandoned: release {newer[0]} was sealed after {folder.name} started; sealing it now would "
+            "break the hash chain"
+        )
+    config = load_config(Path(start["config_path"]))
+    target = make_target(config, start["target"])
+    app = config.environment("production").app
+    lock_dir = Path(start["lock_dir"])
+    if held_lock is not None and lock_dir == held_lock:
+        return _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_release)
+    with release_lock(lock_dir, app, release_id=f"sealing {folder.name}", operator=sealed_by):
+        return _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_release)
+
+
+def _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_release) -> ReleaseRecord:
+    options = ReleaseOptions(
+        config_path=config.path,
+        target=start["target"],
+        defects=start.get("rehearsal_defects") or {},
+        operator=start.get("operator", ""),
+        reason=start.get("release_reason", ""),
+        outputs=folder.parent.parent,
+        kernel_name=start.get("kernel_name", "python3"),
+        skip_staging_check=bool(start.get("skip_staging_check")),
+        attestations=start.get("attestations") or {},
+    )
+    record = ReleaseRecord(
+        folder.name,
+        folder,
+        config,
+        options,
+        start["target"],
+        start.get("operator", ""),
+        start.get("started_at", ""),
+        start.get("parameters") or {},
+        target=target,
+        inputs=start.get("inputs") or {},
+        resumed_from=start.get("resumed_from"),
+    )
+    results = read_all_results(folder)
+    record.sections = _sections_left(folder, results, record.resumed_from, start.get("section"))
+    running = [s for s in record.sections if s.outcome == "aborted"]
+    during = (
+        f"during {running[-1].section.title}"
+        if running
+        else (f"after {record.sections[-1].section.title}" if record.sections else "during preparation")
+    )
+    serving = _production_serving(target, config.environment("production").app)
+    record.outcome = "aborted"
+    record.reason = f"runner died {during}; {serving['text']}"
+    record.finished_at = max([r.get("finished_at") or "" for r in results.values()] + [record.started_at])
+    record.abandoned = {"sealed_by": sealed_by, "sealed_at": utc_now(), "runner_died": during, "production": serving}
+    redactor = redactor_for(config, secret_source_for(config, record.target_name, target))
+    seal_release(record, redactor)
+    if record.archive_problems:
+        record.outcome, record.reason = "error", "; ".join(record.archive_problems)
+    progress(f"sealed release {folder.name}, abandoned by its runner, as {record.outcome.upper()}: {record.reason}")
+    return record
+
+
+def _sections_left(
+    folder: Path, results: dict[str, dict], resumed_from: str | None, current: dict | None
+) -> list[SectionRecord]:
+    """The sections a dead runner got to: each executed notebook, with its recorded result; a
+    section without a finished result is the one it died in (also when it died before the
+    section's notebook was written: `current`, the section the runner noted last)."""
+    sections = []
+    for notebook in sorted(folder.glob("[0-9][0-9]-*.ipynb")):
+        index, _, key = notebook.stem.partition("-")
+        if key not in ALL_SECTIONS:
+            continue
+        result = results.get(key) or {}
+        outcome = result.get("outcome", "running")
+        started, finished = result.get("started_at") or "", result.get("finished_at") or ""
+        duration = 0.0
+        if started and finished:
+            duration = max((datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds(), 0.0)
+        reused = resumed_from if resumed_from and result.get("release_id") not in (None, folder.name) else None
+        sections.append(
+            SectionRecord(
+                int(index),
+                ALL_SECTIONS[key],
+                "aborted" if outcome == "running" else outcome,
+                started,
+                duration,
+                notebook.name,
+                "runner died" if outcome == "running" else "",
+                result.get("failures", []),
+                reused_from=reused,
+            )
+        )
+    if current and current.get("key") in ALL_SECTIONS and current["key"] not in {s.section.key for s in sections}:
+        section = ALL_SECTIONS[current["key"]]
+        started = current.get("started_at", "")
+        sections.append(
+            SectionRecord(int(current.get("index", 0)), section, "aborted", started, 0.0, "", "runner died")
+        )
+    return sections
+
+
+def _production_serving(target, app: str) -> dict:
+    """What the target shows production serving at this moment (a rollback target for a person)."""
+    try:
+        status = target.status(app)
+    except Exception as exc:  # the platform cannot be asked: say so, seal anyway
+        return {"text": f"what production serves is unknown ({type(exc).__name__})"}
+    row = status.as_row()
+    if not status.deployed:
+        text = "production is not deployed"
+    elif status.version is None:  # e.g. the dead runner's deploy stopped the old process
+        text = f"production serves nothing ({status.state})"
+    else:
+        text = f"production serves v{status.version} ({status.image_ref}), {status.state}"
+    return {"text": f"{text} as the release is sealed", **row}

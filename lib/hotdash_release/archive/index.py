@@ -289,7 +289,8 @@ def release_rows(releases: Sequence[ReleaseSummary], slow: set[str]) -> str:
 def history_lines(
     catalog: Catalog, *, app: str | None = None, outcome: str | None = None, limit: int | None = 20
 ) -> list[str]:
-    """Releases newest first as aligned lines; ▲ marks one slower than the p95 of the ones before it."""
+    """Releases newest first as aligned lines (with why, when not released); ▲ marks one slower
+    than the p95 of the ones before it."""
     chosen = catalog.select(app=app, outcome=outcome, limit=limit)
     if not chosen:
         return [
@@ -311,6 +312,8 @@ def history_lines(
             f"{r.started_at[:19].replace('T', ' '):19}  {r.release_id:23}  {r.app:20}  {r.outcome:15}  "
             f"{duration:>14}  {r.operator[:14]:14}  {commit}"
         )
+        if r.outcome != "released" and r.reason:
+            lines.append(f"{'':21}why: {r.reason}")  # what happened, e.g. "runner died during ..."
     shown = f"{len(chosen)} of {len(catalog.select(app=app, outcome=outcome))}"
     lines.append(f"{shown} releases; ▲ slower than the p95 of earlier releases of the app")
     return lines

@@ -155,10 +155,18 @@ def slow_releases(releases: Iterable[ReleaseSummary]) -> set[str]:
     return flagged
 
 
+#: What the catalog gives a folder without a readable manifest: no target, no sections, no facts.
+NOT_SEALED = ("unsealed", "unreadable")
+
+
 def group_by_app_and_target(releases: Iterable[ReleaseSummary]) -> dict[tuple[str, str], list[ReleaseSummary]]:
+    """Sealed releases by app and target; a folder not (yet) sealed says nothing to measure, and
+    grouping it would make a phantom group with target "" (a dead runner's release is sealed as
+    aborted by the next release, and counted then)."""
     groups: dict[tuple[str, str], list[ReleaseSummary]] = defaultdict(list)
     for release in releases:
-        groups[(release.app, release.target)].append(release)
+        if release.outcome not in NOT_SEALED:
+            groups[(release.app, release.target)].append(release)
     return dict(sorted(groups.items()))
 
 

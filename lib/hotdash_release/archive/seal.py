@@ -200,9 +200,15 @@ def write_manifest(record) -> Path:
         "finished_at": record.finished_at,
         "parameters": record.parameters,
         "rehearsal_defects": record.options.defects,
+        # What else shaped the run, so that --resume runs as this release did.
+        "skip_staging_check": record.options.skip_staging_check,
+        "attestations": record.options.attestations,
         **(record.provenance.result() if getattr(record, "provenance", None) else release_provenance()),
         "inputs": record.inputs,
         "lock": record.lock_note,
+        # SIGINT/SIGTERM received (when, during what); a release sealed after its runner died.
+        "signals": list(getattr(record, "signals", [])),
+        "abandoned": getattr(record, "abandoned", None),
         "resumed_from": record.resumed_from,
         # How the sections' kernels were started: forked from the kernel template, or spawned.
         "kernels": getattr(getattr(record, "kernels", None), "mode", None),

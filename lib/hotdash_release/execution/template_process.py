@@ -90,7 +90,10 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when kernels stop
     stream = channel.makefile("rwb", buffering=0)
     template = os.getpid()
-    _send(stream, {"ready": template})
+    try:
+        _send(stream, {"ready": template})
+    except OSError:  # the runner stopped (a signal) while this imported: nothing to serve, nothing to say
+        os._exit(0)
     try:
         for line in stream:
             request = json.loads(line)

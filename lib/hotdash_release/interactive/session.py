@@ -42,7 +42,7 @@ from ..results import RESULTS_DIR, read_all_results, utc_now, write_json_atomic
 
 if TYPE_CHECKING:
     import nbformat
-from ..runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_id, release_inputs
+from ..runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_id, release_inputs, release_lock_dir
 
 SESSION_MARKER = ".hotdash-session.json"
 INTERACTIVE_DIR = "interactive"
@@ -348,7 +348,7 @@ def seal_session(
     operator = operator or findings.marker.get("operator") or ""
     app_dir = outputs / config.environment("production").app
     release_id = new_release_id()
-    with release_lock(app_dir, release_id=release_id, operator=operator):
+    with release_lock(release_lock_dir(target, app_dir), app_dir.name, release_id=release_id, operator=operator):
         record = _session_record(findings, release_id, app_dir / release_id, operator, target)
         record.inputs = {**release_inputs(config), "runbooks_sha256": findings.marker.get("runbooks_sha256")}
         _copy_session_files(findings, record.release_dir)

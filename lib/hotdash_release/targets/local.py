@@ -14,7 +14,8 @@ LocalPlatform) sees the releases and can stop the processes an earlier one start
     apps/<app>/state.json                port, releases, the current process
     apps/<app>/logs/v<N>.log             stdout and stderr of release N
     secrets/<app>.json                   secret values (file 0600, directory 0700)
-    locks/                               flock files that serialise deploys per app
+    locks/                               flock files that serialise deploys per app, and each
+                                         app's release lock (locks.py: one release at a time)
 
 Linux only: liveness checks read /proc and locks use fcntl.
 """
@@ -107,6 +108,11 @@ class LocalPlatform:
         self.app_source = Path(app_source) if app_source is not None else STANDIN_APP
         self.python = python
         self.health_path = health_path
+
+    @property
+    def release_lock_dir(self) -> Path:
+        """Where the runner locks an app for a whole release: with the platform, not the archive."""
+        return self.state_dir / "locks"
 
     # -- secrets -------------------------------------------------------------------
 
