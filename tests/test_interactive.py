@@ -171,8 +171,8 @@ def by_hand(lab: Rehearsal) -> ByHand:
 def test_every_runbook_runs_top_to_bottom_in_a_fresh_kernel_with_its_defaults(by_hand, name):
     error = by_hand.errors[name]
     if name == "rollback":
-        # Production was never deployed in this world: the runbook runs to its gate, which says so.
-        assert error and error.startswith("GateFailed") and "no earlier complete release" in error
+        # No production deploy was recorded here: the rollback refuses, having nothing known to restore.
+        assert error and error.startswith("GateFailed") and "recorded no production deploy" in error
     else:
         assert error is None
     code = [c for c in nbformat.read(by_hand.workdir / f"{name}.ipynb", as_version=4).cells if c.cell_type == "code"]

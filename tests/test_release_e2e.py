@@ -146,7 +146,7 @@ def test_first_release_broken_has_nothing_to_roll_back_to(rehearsal):
     assert done.returncode == 5, done.stdout + done.stderr
     manifest = assert_sealed(only_release(rehearsal))
     assert manifest["outcome"] == "rollback failed"
-    assert "no earlier complete release" in manifest["reason"]
+    assert "production served nothing before this release" in manifest["reason"]
 
 
 def test_missing_secret_blocks_before_any_deploy(rehearsal):

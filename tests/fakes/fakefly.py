@@ -24,6 +24,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from hotdash_release.targets.base import Release
 from hotdash_release.targets.local import LocalPlatform
 
 FLYCTL = Path(__file__).resolve().with_name("flyctl")
@@ -34,8 +35,9 @@ REGION = "iad"
 #: `fly secrets list --json` shapes by flyctl version (see the contract's secrets section).
 SECRET_SHAPES = ("v0.4.6", "v0.4.6-many-machines", "v0.3.178", "graphql")
 #: What a fault makes a command do: fail with an Error: line, exit with a code, never finish,
-#: or (deploy only) build the stand-in app with a rehearsal defect.
-FAULT_KINDS = ("error", "exit", "hang", "defect")
+#: or (deploy only) build the stand-in app with a rehearsal defect, or exit 0 with the machine
+#: gone back to its previous image (revert).
+FAULT_KINDS = ("error", "exit", "hang", "defect", "revert")
 
 
 class Machines(LocalPlatform):
@@ -52,6 +54,18 @@ class Machines(LocalPlatform):
         state = super()._load_state(app)
         state["port"] = state["port"] or self.ports.get(app)
         return state
+
+    def revert(self, app: str) -> None:
+        """The machine goes back to the previous complete release's image while the new release
+        stays "complete", as flyctl reported success for machines that reverted after a failed
+        update (superfly/flyctl pull requests 4878 and 4921): health checks then pass on old code."""
+        with self._lock(f"{app}.deploy"):
+            state = self._load_state(app)
+            newest_first = sorted(state["releases"], key=lambda r: -r["version"])
+            previous = next(r for r in newest_first[1:] if r["status"] == "complete")
+            self._stop_process(state)
+            state.update(process=None, should_run=True)
+            self._start_process(app, state, Release(**previous), self._find_image(app, previous["image_ref"]))
 
 
 class FakeFly:

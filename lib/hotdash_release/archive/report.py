@@ -465,7 +465,7 @@ def deployments_section(results: dict[str, dict]) -> str:
         if not result:
             continue
         records = result.get("records", {})
-        deploy = records.get("deployment") or records.get("rollback") or {}
+        deploy = records.get("deployment") or records.get("rollback") or records.get("preconditions") or {}
         health = records.get("health") or {}
         rows.append(
             (
