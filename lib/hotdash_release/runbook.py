@@ -358,7 +358,7 @@ class SectionRun:
     def _verify_machines(self, app: str, image_ref: str) -> str:
         """Record each machine's image against the one deployed; "" when all serve it, else why not."""
         rows = machines_on_image(self.target.status(app), image_ref)
-        self._record("machines", Table(f"Machines of {app}: deployed vs serving image", tuple(rows)))
+        self._record("machines", {"title": f"Machines of {app}: deployed vs serving image", "rows": rows})
         wrong = [row for row in rows if not row["ok"]]
         return "; ".join(
             f"machine {row['machine']} ({row['state']}) serves {row['serving_image'] or 'nothing'}, not {image_ref}"
