@@ -297,6 +297,9 @@ def _has_outputs(path: Path) -> bool:
     return any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
 
 
+STOPPED_BEFORE_PRODUCTION = "stopped before production changed: "
+
+
 def session_outcome(sections: list[SectionRecord], results: dict[str, dict] | None = None) -> tuple[str, str]:
     """The release outcome the sections a person ran add up to, by the runner's rules, and
     never "stopped before production changed" when the records show production deployed."""
@@ -305,6 +308,7 @@ def session_outcome(sections: list[SectionRecord], results: dict[str, dict] | No
     if not deployed or outcome not in ("blocked", "aborted", "error"):
         return outcome, reason
     what = ", ".join(deployed)
+    reason = reason.removeprefix(STOPPED_BEFORE_PRODUCTION)
     if outcome == "aborted":
         return outcome, f"{reason}; production was deployed ({what}) and not verified"
     rollback = next((s for s in sections if s.section.key == ROLLBACK.key), None)
@@ -346,7 +350,7 @@ def _outcome_by_gates(sections: list[SectionRecord]) -> tuple[str, str]:
             if rollback.outcome == "passed":
                 return "rolled back", f"{where}; rolled back to what was serving"
             return "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
-        return "blocked", f"stopped before production changed: {where}"
+        return "blocked", f"{STOPPED_BEFORE_PRODUCTION}{where}"
     return "released", "all sections passed"
 
 
