@@ -268,6 +268,33 @@ def test_a_deploy_that_fails_before_rollout_is_not_rolled_back_below_what_was_se
     assert (after.image_ref, after.version) == (serving.image_ref, serving.version)
 
 
+def test_a_failed_release_command_leaves_the_old_image_serving_and_nothing_is_redeployed(world, good_release):
+    """On Fly a failed release_command records a failed release under a new image ref and updates no
+    machine. The newest release is then a failed one with another image: a rollback that picks from
+    the release list would redeploy it (or, skipping failed ones, an older image); the recorded
+    serving image says there is nothing to restore."""
+    target = world.target()
+    serving = target.status(PRODUCTION)
+    world.fake.set_fault("deploy", "release_command_failed", app=PRODUCTION)
+    deploys_before = len(_production_deploys(world))
+    try:
+        done = world.release()
+    finally:
+        world.fake.clear_faults()
+    assert done.returncode == 4, done.stdout + done.stderr
+    newest = target.releases(PRODUCTION)[0]
+    assert newest.status == "failed" and newest.image_ref != serving.image_ref
+    folder = world.release_dirs()[-1]
+    deployment = read_section_result(folder, "deploy_production")["records"]["deployment"]
+    assert (deployment["version"], deployment["status"]) == (newest.version, "failed")
+    rollback = read_section_result(folder, "rollback")["records"]
+    assert rollback["rollback"]["new_version"] is None and "nothing redeployed" in rollback["rollback"]["detail"]
+    assert rollback["smoke"]["ok"] is True
+    assert len(_production_deploys(world)) == deploys_before + 1, "no rollback deploy"
+    after = target.status(PRODUCTION)
+    assert (after.image_ref, after.version) == (serving.image_ref, serving.version)
+
+
 def test_a_machine_back_on_its_old_image_after_deploy_exit_0_fails_the_deploy(world, good_release):
     target = world.target()
     serving = target.status(PRODUCTION)

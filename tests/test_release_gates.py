@@ -184,3 +184,23 @@ def test_a_secret_changed_since_the_last_good_release_fails_the_rollback_naming_
         ), "names the release it compared with"
     finally:
         world.platform().stop()
+
+
+def test_a_production_deploy_run_again_keeps_what_served_before_the_first(rehearsal, tmp_path):
+    """In a session the production deploy can run twice; the rollback must restore what served
+    before this release changed production, not the first attempt's build."""
+    from hotdash_release.results import results_path, write_json_atomic
+    from hotdash_release.runbook import open_section
+
+    first = {"app": "hotdash-production", "image_ref": "rehearsal.local/hotdash@sha256:" + "a" * 64, "version": 7}
+    write_json_atomic(
+        results_path(tmp_path, "deploy_production"),
+        {"outcome": "passed", "records": {"serving_before": first, "deployment": {"version": 8, "status": "complete"}}},
+    )
+    again = open_section(
+        "deploy", environment="production", config_path=str(rehearsal.config), release_dir=str(tmp_path)
+    )
+    saved = read_section_result(tmp_path, "deploy_production")["records"]
+    assert saved["serving_before"] == first
+    assert saved["earlier_deployments"] == [{"version": 8, "status": "complete"}], "the seal still sees v8"
+    assert again.rollback_candidate().title.endswith(f"a rollback restores v7 ({first['image_ref']})")
