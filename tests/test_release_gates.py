@@ -172,6 +172,11 @@ def test_a_secret_changed_since_the_last_good_release_fails_the_rollback_naming_
         assert "SHOPIFY_API_KEY changed since the last good release" in done.stdout
         assert "production needs a person" in done.stdout
         folder = world.release_dirs()[-1]
+        report = (folder / "report.html").read_text()
+        assert (
+            "SHOPIFY_API_KEY changed since the last good release" in report
+            and "Secrets of hotdash-production" in report
+        )
         rollback = read_section_result(folder, "rollback")
         assert rollback["records"]["rollback"]["ok"] is True, "the image was restored..."
         assert platform.status("hotdash-production").image_ref == serving
