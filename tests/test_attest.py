@@ -277,6 +277,63 @@ def test_a_sessions_sections_add_up_to_an_outcome_by_the_runners_rules(sections,
     assert got == outcome and reason in why
 
 
+def _deployed(*versions: int, earlier: tuple[int, ...] = ()) -> dict[str, dict]:
+    """Results of a deploy_production section that made these production releases."""
+    return {
+        "deploy_production": {
+            "records": {
+                "deployment": {"version": versions[-1], "status": "complete"} if versions else {"version": None},
+                "earlier_deployments": [{"version": v, "status": "complete"} for v in earlier],
+            }
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("sections", "results", "outcome", "reason"),
+    [
+        (
+            PASSED_TO_GO[:4] + [("go_no_go", "failed"), ("deploy_production", "passed")],
+            _deployed(3),
+            "rollback failed",
+            "yet production was deployed (v3 (complete)) and not rolled back: production needs a person",
+        ),
+        (
+            PASSED_TO_GO[:4] + [("go_no_go", "failed"), ("deploy_production", "refused")],
+            _deployed(earlier=(2,)),
+            "rollback failed",
+            "yet production was deployed (v2 (complete))",
+        ),
+        (
+            PASSED_TO_GO[:4] + [("go_no_go", "failed"), ("deploy_production", "refused")],
+            _deployed(),
+            "blocked",
+            "stopped before production changed",
+        ),
+        (PASSED_TO_GO + [("deploy_production", "refused")], _deployed(), "blocked", "production not changed"),
+        (
+            PASSED_TO_GO + [("deploy_production", "passed")],
+            _deployed(4),
+            "aborted",
+            "ended before Step 5: Production smoke test; production was deployed (v4 (complete)) and not verified",
+        ),
+        (
+            PASSED_TO_GO[:4] + [("go_no_go", "failed"), ("deploy_production", "passed"), ("rollback", "passed")],
+            _deployed(3),
+            "rolled back",
+            "yet production was deployed (v3 (complete)); rolled back",
+        ),
+    ],
+    ids=["deployed after no-go", "deployed, then refused", "refused only", "refused after go", "unverified", "undone"],
+)
+def test_a_sessions_outcome_comes_from_what_was_deployed_not_the_last_gate(sections, results, outcome, reason):
+    """Observed: a sealed session said "stopped before production changed" above its own
+    "Step 4: Deploy to production, version 3, PASSED"."""
+    got, why = session_outcome(_ran(*sections), results)
+    assert got == outcome and reason in why
+    assert got == "blocked" or "before production changed" not in why
+
+
 def test_a_session_sealed_later_than_it_began_keeps_the_hash_chain_in_order(tmp_path):
     """The session began before the release sealed ahead of it; its place is when it was sealed."""
     app = tmp_path / "hotdash-production"

@@ -31,7 +31,7 @@ from hotdash_release.secrets.required import (
     rehearsal_secret_values,
 )
 from hotdash_release.targets import make_target
-from hotdash_release.targets.base import Release, Target, choose_rollback_release
+from hotdash_release.targets.base import Release, Target, machines_on_image
 from hotdash_release.targets.fly import (
     FlyTarget,
     explain_exit,
@@ -379,10 +379,8 @@ def test_rollback_redeploys_the_previous_image_as_a_new_release(fake, target):
     current = target.status(APP).image_ref
     assert current == bad.image_ref != good.image_ref
 
-    to = choose_rollback_release(target.releases(APP), current)
-    assert to == good
     lines = []
-    done = target.rollback(APP, to=to, on_output=lines.append)
+    done = target.rollback(APP, to=good, wait_timeout_s=42, on_output=lines.append)
     assert deploy_args(fake)[-1] == [
         "deploy",
         "--config",
@@ -393,11 +391,27 @@ def test_rollback_redeploys_the_previous_image_as_a_new_release(fake, target):
         good.image_ref,
         "--strategy",
         "immediate",
+        "--wait-timeout",
+        "42",
         "--yes",
     ]
     assert (done.version, done.status, done.image_ref) == (3, "complete", good.image_ref)
     assert target.status(APP).image_ref == good.image_ref
     assert any(line.startswith("Visit your newly deployed app") for line in lines)
+
+
+def test_a_machine_that_reverted_after_deploy_exit_0_is_a_mismatch(fake, target):
+    """flyctl has reported success for machines that went back to their old image (pull requests
+    4878, 4921): `fly status --json` shows it, per machine."""
+    seed_secrets(fake)
+    good = target.deploy(APP, wait_timeout_s=5)
+    fake.set_fault("deploy", "revert", app=APP)
+    new = target.deploy(APP, wait_timeout_s=5)  # exit 0, a complete release...
+    assert new.status == "complete" and new.image_ref != good.image_ref
+    [machine] = machines_on_image(target.status(APP), new.image_ref)  # ...its machine on the old image
+    assert machine["state"] == "started" and machine["serving_image"] == good.image_ref
+    assert machine["ok"] is False
+    assert machines_on_image(target.status(APP), good.image_ref)[0]["ok"] is True
 
 
 def test_a_failed_rollback_is_a_rollback_error(fake, target):

@@ -11,6 +11,7 @@ HOTDASH_OUTPUTS, so nothing here writes into the repository's outputs/ or .rehea
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, fields
@@ -66,6 +67,10 @@ for check in panel.evidence:
 DECIDE_GO = """panel = _  # the decision panel displayed by the cell above
 panel.choice.value = "Go"
 panel.reason.value = "staging verified by hand"
+panel.button.click()"""
+DECIDE_NO_GO = """panel = _
+panel.choice.value = "No-go"
+panel.reason.value = "not before the weekend"
 panel.button.click()"""
 
 
@@ -171,8 +176,8 @@ def by_hand(lab: Rehearsal) -> ByHand:
 def test_every_runbook_runs_top_to_bottom_in_a_fresh_kernel_with_its_defaults(by_hand, name):
     error = by_hand.errors[name]
     if name == "rollback":
-        # Production was never deployed in this world: the runbook runs to its gate, which says so.
-        assert error and error.startswith("GateFailed") and "no earlier complete release" in error
+        # No production deploy was recorded here: the rollback refuses, having nothing known to restore.
+        assert error and error.startswith("GateFailed") and "recorded no production deploy" in error
     else:
         assert error is None
     code = [c for c in nbformat.read(by_hand.workdir / f"{name}.ipynb", as_version=4).cells if c.cell_type == "code"]
@@ -388,3 +393,40 @@ def test_a_session_whose_notebook_was_not_saved_is_not_sealed(lab):
         read_session(folder)
     with pytest.raises(UsageError, match="is not a session folder"):
         read_session(lab.root)
+
+
+# -- production only after GO, in a session too; seals that tell the truth ------------------------------
+
+
+def test_in_a_session_production_is_refused_before_the_go_no_go_and_after_a_no_go(lab):
+    """Observed: running 06-deploy_production before 05-go_no_go deployed production, and after a
+    recorded No-go running 06 again deployed another version."""
+    folder = create_session(lab.outputs, operator="alice", config_path=lab.config)
+    production_before = lab.platform().releases("hotdash-production")
+
+    def run(name: str, clicks: str = "") -> str | None:
+        return execute(folder / f"{name}.ipynb", folder / f"{name}.ipynb", cwd=folder, clicks=clicks)
+
+    for name in SESSION[:4]:
+        assert run(name) is None, name
+    early = run("06-deploy_production")
+    assert early and early.startswith("DeployRefused") and "a go/no-go decision of GO (go_no_go has no result" in early
+    assert read_section_result(folder, "deploy_production")["outcome"] == "refused"
+
+    no_go = run("05-go_no_go", clicks=DECIDE_NO_GO)
+    assert no_go and "NO-GO" in no_go
+    again = run("06-deploy_production")
+    assert again and again.startswith("DeployRefused") and "go_no_go failed" in again
+    assert lab.platform().releases("hotdash-production") == production_before, "production never changed"
+
+    results = folder / "results" / "deploy_production.json"
+    saved = (folder / "06-deploy_production.ipynb").stat().st_mtime_ns
+    os.utime(results, ns=(saved + 10**9, saved + 10**9))  # recorded after the notebook was saved
+    stale = lab.runbook("seal", str(folder), "--outputs", str(lab.outputs))
+    assert stale.returncode == 2, stale.stdout + stale.stderr
+    assert "06-deploy_production.ipynb was saved before its section last recorded results" in stale.stderr
+
+    os.utime(results, ns=(saved, saved))
+    sealed = lab.runbook("seal", str(folder), "--outputs", str(lab.outputs))
+    assert sealed.returncode == 3, sealed.stdout + sealed.stderr
+    assert "BLOCKED (exit 3)" in sealed.stdout and "stopped before production changed" in sealed.stdout

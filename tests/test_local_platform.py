@@ -26,7 +26,7 @@ import pytest
 from conftest import wait_for
 
 from hotdash_release.errors import DeployError, RollbackError, UsageError
-from hotdash_release.targets.base import AppStatus, Target, choose_rollback_release
+from hotdash_release.targets.base import AppStatus, Target, machines_on_image
 from hotdash_release.targets.local import STANDIN_APP, LocalPlatform
 
 TINY_APP = Path(__file__).parent / "fixtures" / "tiny_app.py"
@@ -259,14 +259,17 @@ def test_rollback_after_a_bad_release_makes_v3_with_the_v1_image(staging):
     good = deploy(staging, "1.0.0")
     with pytest.raises(DeployError):
         deploy(staging, "1.1.0", HOTDASH_DEFECT="crash_at_start")
-    assert choose_rollback_release(staging.releases(APP), staging.status(APP).image_ref) == good
+    assert [row["ok"] for row in machines_on_image(staging.status(APP), good.image_ref)] == [False, False], (
+        "a crashed machine on the v2 image, and none started"
+    )
 
-    rolled = staging.rollback(APP, to=good, reason="v2 crashed at start")
+    rolled = staging.rollback(APP, to=good, reason="v2 crashed at start", wait_timeout_s=7)
 
     assert (rolled.version, rolled.status, rolled.image_ref) == (3, "complete", good.image_ref)
     assert (rolled.description, rolled.reason) == ("Rollback to v1", "v2 crashed at start")
     assert staging.status(APP).version == 3
     assert get(staging.url(APP) + "/build").json()["version"] == "1.0.0"
+    assert [row["ok"] for row in machines_on_image(staging.status(APP), good.image_ref)] == [True]
 
 
 def test_rollback_to_a_pruned_image_raises_rollback_error(staging, state_dir):

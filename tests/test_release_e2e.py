@@ -15,6 +15,7 @@ from conftest import assert_canonical_notebooks, make_rehearsal
 from hotdash_release.archive.seal import read_manifest, sha256_file
 from hotdash_release.paths import RUNBOOKS_DIR
 from hotdash_release.plan import PLAN
+from hotdash_release.results import read_section_result
 
 SECTION_FILES = [f"{i:02d}-{s.key}" for i, s in enumerate(PLAN, start=1)]
 
@@ -146,7 +147,9 @@ def test_first_release_broken_has_nothing_to_roll_back_to(rehearsal):
     assert done.returncode == 5, done.stdout + done.stderr
     manifest = assert_sealed(only_release(rehearsal))
     assert manifest["outcome"] == "rollback failed"
-    assert "no earlier complete release" in manifest["reason"]
+    assert "production served nothing before this release" in manifest["reason"]
+    compared = read_section_result(only_release(rehearsal), "rollback")["records"]["secrets_since_last_good"]
+    assert compared["rows"] == [] and "not compared (no earlier release of hotdash-production" in compared["title"]
 
 
 def test_missing_secret_blocks_before_any_deploy(rehearsal):

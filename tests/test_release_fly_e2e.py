@@ -229,8 +229,90 @@ def test_broken_production_deploy_on_fly_rolls_back_to_the_previous_image(world,
         before.image_ref,
         "--strategy",
         "immediate",
+        "--wait-timeout",
+        str(WAIT_TIMEOUT_S),
         "--yes",
     ]
+
+
+def _production_deploys(world) -> list[list[str]]:
+    return [c["argv"] for c in world.fake.calls() if c["argv"][0] == "deploy" and PRODUCTION in c["argv"]]
+
+
+def test_a_deploy_that_fails_before_rollout_is_not_rolled_back_below_what_was_serving(world, good_release):
+    """The downgrade: production serves a newer good image than older complete releases; a deploy
+    that fails before any machine is replaced leaves it serving. The rollback must restore exactly
+    that (recorded before the deploy), verify it and redeploy nothing, never pick an older image."""
+    assert world.release().returncode == 0  # a newer good image on top of older complete ones
+    target = world.target()
+    serving = target.status(PRODUCTION)
+    older = {r.image_ref for r in target.releases(PRODUCTION) if r.status == "complete"} - {serving.image_ref}
+    assert older, "older complete releases with other images exist: the old rule would pick one"
+    world.fake.set_fault("deploy", "error:failed to fetch an image or build from source", app=PRODUCTION)
+    deploys_before = len(_production_deploys(world))
+    try:
+        done = world.release()
+    finally:
+        world.fake.clear_faults()
+    assert done.returncode == 4, done.stdout + done.stderr
+    folder = world.release_dirs()[-1]
+    assert section_keys(folder)[-2:] == [("deploy_production", "failed"), ("rollback", "passed")]
+    recorded = read_section_result(folder, "deploy_production")["records"]["serving_before"]
+    assert recorded["image_ref"] == serving.image_ref
+    assert [m["image_ref"] for m in recorded["machines"]] == [serving.image_ref], "per machine, from fly status"
+    rollback = read_section_result(folder, "rollback")["records"]
+    assert rollback["rollback"]["new_version"] is None and "nothing redeployed" in rollback["rollback"]["detail"]
+    assert rollback["smoke"]["ok"] is True, "verified by the production smoke test"
+    assert len(_production_deploys(world)) == deploys_before + 1, "only the failed deploy: no rollback deploy"
+    after = target.status(PRODUCTION)
+    assert (after.image_ref, after.version) == (serving.image_ref, serving.version)
+
+
+def test_a_failed_release_command_leaves_the_old_image_serving_and_nothing_is_redeployed(world, good_release):
+    """On Fly a failed release_command records a failed release under a new image ref and updates no
+    machine. The newest release is then a failed one with another image: a rollback that picks from
+    the release list would redeploy it (or, skipping failed ones, an older image); the recorded
+    serving image says there is nothing to restore."""
+    target = world.target()
+    serving = target.status(PRODUCTION)
+    world.fake.set_fault("deploy", "release_command_failed", app=PRODUCTION)
+    deploys_before = len(_production_deploys(world))
+    try:
+        done = world.release()
+    finally:
+        world.fake.clear_faults()
+    assert done.returncode == 4, done.stdout + done.stderr
+    newest = target.releases(PRODUCTION)[0]
+    assert newest.status == "failed" and newest.image_ref != serving.image_ref
+    folder = world.release_dirs()[-1]
+    deployment = read_section_result(folder, "deploy_production")["records"]["deployment"]
+    assert (deployment["version"], deployment["status"]) == (newest.version, "failed")
+    rollback = read_section_result(folder, "rollback")["records"]
+    assert rollback["rollback"]["new_version"] is None and "nothing redeployed" in rollback["rollback"]["detail"]
+    assert rollback["smoke"]["ok"] is True
+    assert len(_production_deploys(world)) == deploys_before + 1, "no rollback deploy"
+    after = target.status(PRODUCTION)
+    assert (after.image_ref, after.version) == (serving.image_ref, serving.version)
+
+
+def test_a_machine_back_on_its_old_image_after_deploy_exit_0_fails_the_deploy(world, good_release):
+    target = world.target()
+    serving = target.status(PRODUCTION)
+    world.fake.set_fault("deploy", "revert", app=PRODUCTION)
+    try:
+        done = world.release()
+    finally:
+        world.fake.clear_faults()
+    assert done.returncode == 4, done.stdout + done.stderr
+    folder = world.release_dirs()[-1]
+    assert section_keys(folder)[-2:] == [("deploy_production", "failed"), ("rollback", "passed")]
+    records = read_section_result(folder, "deploy_production")["records"]
+    deployment = records["deployment"]
+    assert deployment["status"] == "complete" and deployment["ok"] is False, "fly deploy said complete"
+    assert f"serves {serving.image_ref}, not {deployment['image_ref']}" in deployment["detail"]
+    [machine] = records["machines"]["rows"]
+    assert (machine["expected_image"], machine["serving_image"]) == (deployment["image_ref"], serving.image_ref)
+    assert target.status(PRODUCTION).image_ref == serving.image_ref
 
 
 def test_production_on_the_staging_database_is_blocked_before_any_deploy(tmp_path):

@@ -286,9 +286,17 @@ flyctl releases rollback <version> --app hotdash-production
 curl https://hotdash-production.fly.dev/health
 ```
 **`flyctl releases rollback` does not exist** (superfly/flyctl#579 is an open feature request; Fly's
-rollback guide says there is no special rollback command). What Fly documents, and what this runbook
-does: pick the newest `complete` release whose image differs from the one running now, and redeploy
-that image (`fly deploy --image <ImageRef>`). That creates a new, higher release version.
+rollback guide says there is no special rollback command). What Fly documents is redeploying an earlier
+image (`fly deploy --image <ImageRef>`), which creates a new, higher release version. Which image: exactly
+the one production served before this release's production deploy, as that deploy recorded it
+(`fly status --json`, per machine), never a guess from the release list. If that image still serves
+(a failed build, release command or a deploy killed before rollout leave the machines on it), nothing is
+redeployed and it is verified. Without that record (this runbook run on its own) it refuses: what was
+serving is unknown.
+
+A rollback is verified like a release: `/health`, the production smoke test, and every required
+secret's digest against the last good release. Fly secrets are not part of an image: a secret changed
+since cannot be rolled back by image, and the rollback fails naming it (production needs a person).
 
 Caveats from Fly's guide: the redeploy uses the **current** fly.toml, secrets and env; database
 migrations are **not** undone; old images may have been pruned.
@@ -298,9 +306,22 @@ The release runner runs this notebook on its own when the production deploy or s
     "rollback",
     {
         "steps": [
-            ("## Releases and the rollback candidate\n`flyctl releases --app <app>`", "run.rollback_candidate()"),
-            ("## Redeploy the previous image", "run.roll_back()"),
-            ("## Verify rollback\n`curl <app>/health`", "run.check_health()"),
+            (
+                "## Releases and what a rollback restores\n`flyctl releases --app <app>`, and the image production "
+                "served before this release's deploy.",
+                "run.rollback_candidate()",
+            ),
+            ("## Restore what was serving", "run.roll_back()"),
+            ("## Verify health\n`curl <app>/health`", "run.check_health()"),
+            (
+                "## Verify with the production smoke test\nThe same checks as after a deploy, not `/health` alone.",
+                "run.smoke_test()",
+            ),
+            (
+                "## Secrets since the last good release\nEach required secret's digest against what the last "
+                "released release recorded: a changed secret is not undone by an image.",
+                "run.compare_secrets()",
+            ),
             ("## Releases after the rollback", "run.releases()"),
             GATE,
         ]

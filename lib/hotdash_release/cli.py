@@ -39,7 +39,7 @@ in a fresh kernel, and a failed gate stops the release:
   6 deploy_production  Step 4: deploy production, check /health          (deploy.ipynb)
   7 production_smoke   Step 5: production smoke test                     (smoke_test.ipynb)
   8 notify             Step 6: notify the CEO                            (notify.ipynb)
-    rollback           only if 6 or 7 fail: redeploy the previous image  (rollback.ipynb)
+    rollback           only if 6 or 7 fail: restore what was serving     (rollback.ipynb)
 
 The archive goes to OUTPUTS/<production app>/<release id>/: executed notebooks, their
 HTML, report.html (go/no-go, timing planned vs actual, smoke evidence) and manifest.json.
@@ -47,9 +47,10 @@ HTML, report.html (go/no-go, timing planned vs actual, smoke evidence) and manif
 exit codes:
   0  released (also when only the notification failed: the report says so)
   2  usage error: bad flag or configuration; nothing was deployed
-  3  blocked: a gate stopped the release before production changed
-  4  production failed its checks and was rolled back; the previous image is healthy
-  5  rollback failed: production needs a person now
+  3  blocked: a gate stopped the release before production changed, or the production
+     deploy refused: this release's records lack secrets, staging, smoke test or a GO
+  4  production failed its checks and was restored to what it served before, verified
+  5  rollback failed (or a secret changed since the last good release): production needs a person
   6  another release of this app is running (the message names who and since when)
   1  internal error (a secret found in the archive, an unexpected failure)
   130 stopped by SIGINT/SIGTERM, production verified good: before production changes the

@@ -10,6 +10,7 @@
     ├── DispatchError             GitHub did not start the deploy workflow
     ├── KernelStartError          no kernel could be started for a section
     └── GateFailed                a gate decided that the release must stop here
+        └── DeployRefused         production may not change: its preconditions are not recorded
 
 Foreign errors (subprocess, httpx, papermill) are wrapped where they enter, with the
 original kept as ``__cause__``. Context is keyword-only.
@@ -89,3 +90,8 @@ class GateFailed(ReleaseError):
         self.section = section
         self.findings = list(findings or [])
         super().__init__(message)
+
+
+class DeployRefused(GateFailed):
+    """A production deploy refused before changing anything: this release's records lack what
+    the plan requires first (secrets verified, staging healthy and smoke-tested, a GO)."""

@@ -23,17 +23,25 @@ from .config import ReleaseConfig, load_config
 from .decisions import attest
 from .decisions.gonogo import Decision, collect_measures, decide, with_person_decision
 from .decisions.readiness import read_readiness
-from .errors import GateFailed, ReleaseError, SecretError, TargetError, UsageError
+from .decisions.release_gate import production_gate
+from .errors import DeployRefused, GateFailed, ReleaseError, SecretError, TargetError, UsageError
 from .integrations.notify import NotificationResult, compose_message, send_notification
 from .interactive.session import default_release_dir
 from .interactive.widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
 from .paths import RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
-from .results import default_operator, read_all_results, results_path, utc_now, write_json_atomic
+from .results import (
+    default_operator,
+    read_all_results,
+    read_section_result,
+    results_path,
+    utc_now,
+    write_json_atomic,
+)
 from .secrets.required import redactor_for, require_values, verify_required_secrets
 from .tables import ResultTable, ShowsAsRecord, Table, html_table, pandas, record_rows
 from .targets import make_target, secret_source_for
-from .targets.base import Target, choose_rollback_release
+from .targets.base import Release, Target, machines_on_image, serving
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,6 +146,14 @@ class SectionRun:
         self._failures: list[str] = []
         self._warnings: list[str] = []
         self._decision: Decision | None = None
+        self._refusal = ""  # why this section refused to change production, if it did
+        # What production served before this release first deployed it: a section run again
+        # (a lab session) keeps the first record, so that a rollback restores what was there.
+        earlier = (read_section_result(release_dir, section.key) or {}).get("records") or {}
+        if earlier.get("serving_before"):
+            self._records["serving_before"] = earlier["serving_before"]
+            made = [*(earlier.get("earlier_deployments") or []), earlier.get("deployment") or {}]
+            self._records["earlier_deployments"] = [d for d in made if d.get("version") is not None]
         self._secret_source = secret_source_for(config, target_name, self.target)
         self.redactor = redactor_for(config, self._secret_source)
         redact_tracebacks(self.redactor)
@@ -280,16 +296,25 @@ class SectionRun:
 
     # -- steps 2 and 4: deploy -------------------------------------------------------------
     def deploy(self, defect: str = "") -> DeploymentResult:
-        """`flyctl deploy --config <fly config> --app <app>` on this section's target."""
+        """`flyctl deploy --config <fly config> --app <app>` on this section's target.
+
+        Production first: this release's records must show what the plan requires before
+        production changes (else DeployRefused, nothing deployed), and what production serves
+        is recorded before anything changes. Then the machines must serve the new image."""
         env = self._require_environment()
         settings = self.config.target_settings(self.target_name)
         if defect and self.target_name != "local":
             raise UsageError(
                 f"rehearsal_defect: only the local target ships rehearsal defects, not {self.target_name!r}"
             )
+        if env.name == "production":
+            self._refuse_unless_production_may_change()
         previous = ""
         try:
-            previous = self.target.status(env.app).image_ref or ""
+            status = self.target.status(env.app)
+            previous = status.image_ref or ""
+            if env.name == "production" and "serving_before" not in self._records:
+                self._record("serving_before", {**serving(status), "recorded_at": utc_now()})
             release = self.target.deploy(
                 env.app,
                 config_file=str(self.config.base_dir / env.fly_config),
@@ -300,8 +325,9 @@ class SectionRun:
                 user=self.operator,
                 on_output=self._print_output,
             )
+            wrong = self._verify_machines(env.app, release.image_ref)
             result = DeploymentResult(
-                env.app, True, release.version, release.status, release.image_ref, previous, self.app_url(), ""
+                env.app, not wrong, release.version, release.status, release.image_ref, previous, self.app_url(), wrong
             )
         except TargetError as exc:  # a DeployError carries the failed release, when one was made
             failed = getattr(exc, "release", None)
@@ -317,6 +343,27 @@ class SectionRun:
             )
         self._measures[f"{env.name}_deploy_complete"] = result.ok
         return self._record("deployment", result)
+
+    def _refuse_unless_production_may_change(self) -> None:
+        """Guard at the point of change: the runner's order is a convenience, this is the gate."""
+        apps = [env.app for env in self.config.environments.values()]
+        verdict = production_gate(read_all_results(self.release_dir), apps)
+        self._record("preconditions", verdict)
+        if verdict.ok:
+            return
+        self._refusal = f"{self.section.title}: refused, nothing deployed: {verdict.line()}"
+        self._save("refused", [self._refusal])
+        raise DeployRefused(self._refusal, section=self.section.key, findings=[self._refusal])
+
+    def _verify_machines(self, app: str, image_ref: str) -> str:
+        """Record each machine's image against the one deployed; "" when all serve it, else why not."""
+        rows = machines_on_image(self.target.status(app), image_ref)
+        self._record("machines", {"title": f"Machines of {app}: deployed vs serving image", "rows": rows})
+        wrong = [row for row in rows if not row["ok"]]
+        return "; ".join(
+            f"machine {row['machine']} ({row['state']}) serves {row['serving_image'] or 'nothing'}, not {image_ref}"
+            for row in wrong
+        )
 
     def app_url(self) -> str:
         env = self._require_environment()
@@ -463,60 +510,156 @@ class SectionRun:
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback_candidate(self) -> Table:
-        """`flyctl releases`: the newest complete release whose image differs from what runs now."""
+        """`flyctl releases`, with what runs now and what a rollback restores: the image production
+        served before this release's production deploy, as recorded then (never a guess from the list)."""
         env = self._require_environment()
         current = self.target.status(env.app).image_ref
-        candidate = choose_rollback_release(self.target.releases(env.app), current)
+        before = self._served_before() or {}
+        restores = before.get("image_ref") or None
         rows = [
-            dict(
-                r.as_row(),
-                current=r.image_ref == current,
-                rollback_to=candidate is not None and r.version == candidate.version,
-            )
+            dict(r.as_row(), current=r.image_ref == current, restores=restores is not None and r.image_ref == restores)
             for r in self.target.releases(env.app)[:10]
         ]
-        return Table(f"Releases of {env.app}: what runs now, and what a rollback returns to", tuple(rows))
+        what = f"v{before.get('version')} ({restores})" if restores else "nothing (no record of what was serving)"
+        return Table(f"Releases of {env.app}: a rollback restores {what}", tuple(rows))
 
     def roll_back(self) -> RollbackResult:
-        """Redeploy the previous good image (Fly has no `releases rollback` command)."""
+        """Restore exactly what production served before this release's production deploy.
+
+        If that image still serves (a build, release command or deploy that failed before
+        rollout leaves the machines on it), nothing is redeployed: the later steps verify it.
+        Without a record of what was serving there is nothing known to restore: refuse."""
         env = self._require_environment()
         current = self.target.status(env.app).image_ref or ""
-        candidate = choose_rollback_release(self.target.releases(env.app), current)
-        if candidate is None:
+        before = self._served_before()
+        image = (before or {}).get("image_ref") or ""
+        version = (before or {}).get("version")
+        if before is None:
             result = RollbackResult(
-                env.app, False, current, None, "", None, "no earlier complete release with a different image"
+                env.app,
+                False,
+                current,
+                None,
+                "",
+                None,
+                "refused: this release recorded no production deploy (results/deploy_production.json has no "
+                "serving_before), so what production served before it is unknown; restore by hand",
+            )
+        elif not image:
+            result = RollbackResult(
+                env.app,
+                False,
+                current,
+                None,
+                "",
+                None,
+                "production served nothing before this release: no image to restore",
+            )
+        elif not self._verify_machines(env.app, image):
+            result = RollbackResult(
+                env.app,
+                True,
+                current,
+                version,
+                image,
+                None,
+                f"v{version}'s image still serves: verified, nothing redeployed",
             )
         else:
-            try:
-                release = self.target.rollback(
-                    env.app,
-                    to=candidate,
-                    user=self.operator,
-                    reason=f"rollback of release {self.release_id}",
-                    on_output=self._print_output,
-                )
-                result = RollbackResult(
-                    env.app, True, current, candidate.version, candidate.image_ref, release.version, ""
-                )
-            except ReleaseError as exc:
-                result = RollbackResult(
-                    env.app,
-                    False,
-                    current,
-                    candidate.version,
-                    candidate.image_ref,
-                    getattr(getattr(exc, "release", None), "version", None),
-                    self.redactor.redact(str(exc)),
-                )
+            result = self._redeploy(env.app, current, version, image)
         return self._record("rollback", result)
+
+    def _served_before(self) -> dict | None:
+        """This release's record of what production served before its production deploy."""
+        recorded = read_section_result(self.release_dir, "deploy_production") or {}
+        return (recorded.get("records") or {}).get("serving_before")
+
+    def _redeploy(self, app: str, current: str, version: int | None, image: str) -> RollbackResult:
+        known = [r for r in self.target.releases(app) if r.image_ref == image]
+        to = next((r for r in known if r.version == version), None) or Release(version or 0, "complete", image, "", "")
+        try:
+            release = self.target.rollback(
+                app,
+                to=to,
+                wait_timeout_s=self.config.target_settings(self.target_name).wait_timeout_s,
+                user=self.operator,
+                reason=f"rollback of release {self.release_id}",
+                on_output=self._print_output,
+            )
+        except ReleaseError as exc:
+            return RollbackResult(
+                app,
+                False,
+                current,
+                version,
+                image,
+                getattr(getattr(exc, "release", None), "version", None),
+                self.redactor.redact(str(exc)),
+            )
+        wrong = self._verify_machines(app, image)
+        return RollbackResult(app, not wrong, current, version, image, release.version, wrong)
+
+    def compare_secrets(self) -> ResultTable:
+        """Each required secret's digest on this app against what the last good release recorded.
+
+        Secrets are not part of an image: one changed since the last good release is still
+        changed after a rollback, and only a person can say which value is right."""
+        env = self._require_environment()
+        from .archive.catalog import load_catalog
+
+        root = self.release_dir.parent.parent
+        try:
+            good = load_catalog(root, write_cache=False).select(
+                app=self.config.environment("production").app, outcome="released"
+            )
+        except (OSError, ValueError):
+            good = []
+        good = [r for r in good if r.target == self.target_name]
+        recorded = read_section_result(root / good[0].folder, "verify_secrets") if good else None
+        rows_then = ((recorded or {}).get("records") or {}).get("secrets", {}).get("rows") or []
+        then = {row["name"]: row.get("digest") for row in rows_then if row.get("app") == env.app}
+        if not then:
+            where = (
+                f"release {good[0].release_id} recorded no digests for {env.app}"
+                if good
+                else (
+                    f"no earlier release of {self.config.environment('production').app} on {self.target_name} "
+                    f"was released in {root}"
+                )
+            )
+            table = ResultTable(f"Secrets of {env.app}: not compared ({where})", (), True)
+            return self._record("secrets_since_last_good", table)
+        now = {
+            row.name: row.digest for row in verify_required_secrets(self.target, env.app, self.config.required_secrets)
+        }
+        rows = [
+            {
+                "name": name,
+                "last_good_digest": then.get(name, ""),
+                "digest_now": now.get(name, ""),
+                "ok": then.get(name) == now.get(name),
+            }
+            for name in self.config.required_secrets
+        ]
+        changed = [row["name"] for row in rows if not row["ok"]]
+        if changed:
+            self._failures.append(
+                f"{', '.join(changed)} changed since the last good release {good[0].release_id}: "
+                "a rollback by image cannot restore a secret; production needs a person"
+            )
+        table = ResultTable(f"Secrets of {env.app} against release {good[0].release_id}", tuple(rows), not changed)
+        return self._record("secrets_since_last_good", table)
 
     # -- the gate --------------------------------------------------------------------------------
     def gate(self) -> str:
         """Decide: passed, or raise GateFailed (the release stops here) with the findings."""
+        if self._refusal:
+            self._save("refused", [self._refusal])
+            raise DeployRefused(self._refusal, section=self.section.key, findings=[self._refusal])
         failures = self._failures + [
             f"{name}: {_why(value)}"
             for name, value in self._records.items()
-            if isinstance(value, dict) and value.get("ok") is False
+            if isinstance(value, dict) and value.get("ok") is False and name != "secrets_since_last_good"
         ]
         self._save("failed" if failures else "passed", failures)
         if failures:

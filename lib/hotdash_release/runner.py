@@ -91,7 +91,7 @@ class ReleaseOptions:
 class SectionRecord:
     index: int
     section: Section
-    outcome: str  # passed | failed | error | skipped
+    outcome: str  # passed | failed | refused (nothing changed) | error | skipped
     started_at: str
     duration_s: float
     notebook: str
@@ -562,6 +562,10 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
         if result.outcome == "passed":
             continue
         where = f"{section.title}: {_first(result)}"
+        if result.outcome == "refused":
+            # The deploy's own guard refused before changing anything: nothing to roll back.
+            record.outcome, record.reason = "blocked", f"production not changed: {_first(result)}"
+            return
         if section.key == "notify":
             # A failed notification is reported; it does not undo a good release.
             record.outcome, record.reason = "released", f"released, but the notification failed ({_first(result)})"
@@ -571,7 +575,7 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
             with SIGNALS.during(ROLLBACK.title, interruptible=False):
                 rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
             if rollback.outcome == "passed":
-                record.outcome, record.reason = "rolled back", f"{where}; rolled back to the previous image"
+                record.outcome, record.reason = "rolled back", f"{where}; rolled back to what was serving"
             else:
                 record.outcome, record.reason = "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
             return

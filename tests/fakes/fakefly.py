@@ -22,8 +22,11 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
+from hotdash_release.targets.base import Release
 from hotdash_release.targets.local import LocalPlatform
 
 FLYCTL = Path(__file__).resolve().with_name("flyctl")
@@ -34,8 +37,10 @@ REGION = "iad"
 #: `fly secrets list --json` shapes by flyctl version (see the contract's secrets section).
 SECRET_SHAPES = ("v0.4.6", "v0.4.6-many-machines", "v0.3.178", "graphql")
 #: What a fault makes a command do: fail with an Error: line, exit with a code, never finish,
-#: or (deploy only) build the stand-in app with a rehearsal defect.
-FAULT_KINDS = ("error", "exit", "hang", "defect")
+#: or (deploy only) build the stand-in app with a rehearsal defect, exit 0 with the machine
+#: gone back to its previous image (revert), or record a failed release whose release_command
+#: failed, leaving the machines on the old image (release_command_failed).
+FAULT_KINDS = ("error", "exit", "hang", "defect", "revert", "release_command_failed")
 
 
 class Machines(LocalPlatform):
@@ -52,6 +57,34 @@ class Machines(LocalPlatform):
         state = super()._load_state(app)
         state["port"] = state["port"] or self.ports.get(app)
         return state
+
+    def fail_release_command(self, app: str, *, user: str) -> Release:
+        """A new release recorded as failed, its machines untouched: on Fly a failed
+        release_command aborts the deploy before any machine is updated."""
+        with self._lock(f"{app}.deploy"):
+            state = self._load_state(app)
+            release = Release(
+                version=max((r["version"] for r in state["releases"]), default=0) + 1,
+                status="failed",
+                image_ref=state["process"]["image_ref"] if state["process"] else "",
+                created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                user=user,
+            )
+            state["releases"].append(asdict(release))
+            self._save_state(app, state)
+            return release
+
+    def revert(self, app: str) -> None:
+        """The machine goes back to the previous complete release's image while the new release
+        stays "complete", as flyctl reported success for machines that reverted after a failed
+        update (superfly/flyctl pull requests 4878 and 4921): health checks then pass on old code."""
+        with self._lock(f"{app}.deploy"):
+            state = self._load_state(app)
+            newest_first = sorted(state["releases"], key=lambda r: -r["version"])
+            previous = next(r for r in newest_first[1:] if r["status"] == "complete")
+            self._stop_process(state)
+            state.update(process=None, should_run=True)
+            self._start_process(app, state, Release(**previous), self._find_image(app, previous["image_ref"]))
 
 
 class FakeFly:

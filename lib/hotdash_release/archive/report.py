@@ -465,7 +465,7 @@ def deployments_section(results: dict[str, dict]) -> str:
         if not result:
             continue
         records = result.get("records", {})
-        deploy = records.get("deployment") or records.get("rollback") or {}
+        deploy = records.get("deployment") or records.get("rollback") or records.get("preconditions") or {}
         health = records.get("health") or {}
         rows.append(
             (
@@ -488,8 +488,15 @@ def deployments_section(results: dict[str, dict]) -> str:
 def rollback_section(result: dict | None) -> str:
     if not result:
         return "<h2>Rollback</h2><p class=muted>No rollback was needed.</p>"
-    rollback = result.get("records", {}).get("rollback", {})
-    return f"<h2>Rollback {badge(result.get('outcome', '?'))}</h2>" + facts(rollback.items())
+    records = result.get("records", {})
+    rollback = list(records.get("rollback", {}).items())
+    # What verified the rollback besides /health: the smoke test and the secrets' digests.
+    if "smoke" in records:
+        rollback.append(("smoke test", "passed" if records["smoke"].get("ok") else "failed"))
+    if "secrets_since_last_good" in records:
+        rollback.append(("secrets", records["secrets_since_last_good"].get("title", "")))
+    rollback += [("failure", line) for line in result.get("failures") or []]
+    return f"<h2>Rollback {badge(result.get('outcome', '?'))}</h2>" + facts(rollback)
 
 
 def attestations_section(results: dict[str, dict]) -> str:

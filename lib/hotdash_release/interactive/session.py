@@ -38,7 +38,7 @@ from ..decisions.attest import check_person
 from ..errors import UsageError
 from ..paths import DEFAULT_CONFIG, RUNBOOKS_DIR, outputs_root
 from ..plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
-from ..results import RESULTS_DIR, read_all_results, utc_now, write_json_atomic
+from ..results import RESULTS_DIR, read_all_results, results_path, utc_now, write_json_atomic
 
 if TYPE_CHECKING:
     import nbformat
@@ -265,6 +265,12 @@ def _section_record(folder: Path, section: Section, result: dict) -> SectionReco
             f"seal: {notebook.name} has results but its saved notebook shows no outputs; "
             "save it in JupyterLab (Ctrl+S), then seal again"
         )
+    if results_path(folder, section.key).stat().st_mtime_ns > notebook.stat().st_mtime_ns:
+        # The archive would show one run and record another (a re-run that was never saved).
+        raise UsageError(
+            f"seal: {notebook.name} was saved before its section last recorded results "
+            f"({RESULTS_DIR}/{section.key}.json is newer); save it in JupyterLab (Ctrl+S), then seal again"
+        )
     outcome = result.get("outcome", "error")
     error = ""
     if outcome == "running":
@@ -291,8 +297,37 @@ def _has_outputs(path: Path) -> bool:
     return any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
 
 
-def session_outcome(sections: list[SectionRecord]) -> tuple[str, str]:
-    """The release outcome the sections a person ran add up to, by the runner's rules."""
+STOPPED_BEFORE_PRODUCTION = "stopped before production changed: "
+
+
+def session_outcome(sections: list[SectionRecord], results: dict[str, dict] | None = None) -> tuple[str, str]:
+    """The release outcome the sections a person ran add up to, by the runner's rules, and
+    never "stopped before production changed" when the records show production deployed."""
+    outcome, reason = _outcome_by_gates(sections)
+    deployed = production_deployments(results or {})
+    if not deployed or outcome not in ("blocked", "aborted", "error"):
+        return outcome, reason
+    what = ", ".join(deployed)
+    reason = reason.removeprefix(STOPPED_BEFORE_PRODUCTION)
+    if outcome == "aborted":
+        return outcome, f"{reason}; production was deployed ({what}) and not verified"
+    rollback = next((s for s in sections if s.section.key == ROLLBACK.key), None)
+    if rollback is not None and rollback.outcome == "passed":
+        return "rolled back", f"{reason}, yet production was deployed ({what}); rolled back to what was serving"
+    return (
+        "rollback failed",
+        f"{reason}, yet production was deployed ({what}) and not rolled back: production needs a person",
+    )
+
+
+def production_deployments(results: dict[str, dict]) -> list[str]:
+    """Every production release the session's records say was made, e.g. "v3 (complete)"."""
+    records = (results.get("deploy_production") or {}).get("records") or {}
+    made = [*(records.get("earlier_deployments") or []), records.get("deployment") or {}]
+    return [f"v{d['version']} ({d.get('status')})" for d in made if d.get("version") is not None]
+
+
+def _outcome_by_gates(sections: list[SectionRecord]) -> tuple[str, str]:
     ran = {s.section.key: s for s in sections}
     for index, section in enumerate(PLAN):
         record = ran.get(section.key)
@@ -304,6 +339,8 @@ def session_outcome(sections: list[SectionRecord]) -> tuple[str, str]:
         if record.outcome == "passed":
             continue
         where = f"{section.title}: {_first(record)}"
+        if record.outcome == "refused":
+            return "blocked", f"production not changed: {_first(record)}"
         if section.key == "notify":
             return "released", f"released, but the notification failed ({_first(record)})"
         if section.key in PRODUCTION_CHANGING:
@@ -311,9 +348,9 @@ def session_outcome(sections: list[SectionRecord]) -> tuple[str, str]:
             if rollback is None:
                 return "rollback failed", f"{where}; the rollback runbook was not run in the session"
             if rollback.outcome == "passed":
-                return "rolled back", f"{where}; rolled back to the previous image"
+                return "rolled back", f"{where}; rolled back to what was serving"
             return "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
-        return "blocked", f"stopped before production changed: {where}"
+        return "blocked", f"{STOPPED_BEFORE_PRODUCTION}{where}"
     return "released", "all sections passed"
 
 
@@ -371,7 +408,7 @@ def seal_session(
 def _session_record(
     findings: SessionFindings, release_id: str, release_dir: Path, operator: str, target
 ) -> SessionRecord:
-    outcome, reason = session_outcome(findings.sections)
+    outcome, reason = session_outcome(findings.sections, findings.results)
     sections = findings.sections
     marker = findings.marker
     options = ReleaseOptions(

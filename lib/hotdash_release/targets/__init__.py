@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config import ReleaseConfig
 from ..errors import UsageError
 from ..paths import PROJECT_ROOT
-from .base import AppStatus, Release, SecretInfo, Target, choose_rollback_release
+from .base import AppStatus, Release, SecretInfo, Target, machines_on_image, serving
 
 
 def make_target(config: ReleaseConfig, name: str) -> Target:
@@ -43,7 +43,8 @@ __all__ = [
     "Release",
     "SecretInfo",
     "Target",
-    "choose_rollback_release",
+    "machines_on_image",
     "make_target",
     "secret_source_for",
+    "serving",
 ]

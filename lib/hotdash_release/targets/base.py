@@ -114,14 +114,63 @@ class Target(Protocol):
         """The last ``limit`` log lines of the app (of one release when ``version`` is given)."""
 
     def rollback(
-        self, app: str, *, to: Release, reason: str = "", user: str = "", on_output: OutputSink | None = None
+        self,
+        app: str,
+        *,
+        to: Release,
+        wait_timeout_s: float = 300.0,
+        reason: str = "",
+        user: str = "",
+        on_output: OutputSink | None = None,
     ) -> Release:
-        """Redeploy ``to.image_ref``; this makes a new, higher release, as on Fly."""
+        """Redeploy ``to.image_ref``; this makes a new, higher release, as on Fly.
+        ``wait_timeout_s`` as for any deploy."""
 
 
-def choose_rollback_release(releases: Sequence[Release], current_image: str | None) -> Release | None:
-    """Fly's documented rollback choice: the newest complete release whose image differs from now."""
-    for release in sorted(releases, key=lambda r: r.version, reverse=True):
-        if release.status == "complete" and release.image_ref and release.image_ref != current_image:
-            return release
-    return None
+def serving(status: AppStatus) -> dict:
+    """What an app serves now, per machine, as a record: what a rollback restores exactly."""
+    return {
+        "app": status.app,
+        "state": status.state,
+        "version": status.version,
+        "image_ref": status.image_ref or "",
+        "machines": [
+            {
+                "machine": str(m.get("id", "")),
+                "state": str(m.get("state", "")),
+                "image_ref": str(m.get("image_ref", "")),
+            }
+            for m in status.machines
+        ],
+    }
+
+
+def machines_on_image(status: AppStatus, image_ref: str) -> list[dict]:
+    """Per machine: the image it should run against the one it runs.
+
+    A deploy that exits 0 is not proof: flyctl has reported success for machines that went
+    back to their previous image after a failed update (superfly/flyctl#4878, #4921), and
+    health checks then pass against the old code. A started machine on another image, or no
+    started machine at all, is a mismatch.
+    """
+    rows = [
+        {
+            "machine": str(m.get("id", "")),
+            "state": str(m.get("state", "")),
+            "expected_image": image_ref,
+            "serving_image": str(m.get("image_ref", "")),
+            "ok": m.get("image_ref") == image_ref,
+        }
+        for m in status.machines
+    ]
+    if not any(row["state"] == "started" for row in rows):
+        rows.append(
+            {
+                "machine": "(none started)",
+                "state": status.state,
+                "expected_image": image_ref,
+                "serving_image": "",
+                "ok": False,
+            }
+        )
+    return rows

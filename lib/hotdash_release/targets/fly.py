@@ -194,13 +194,21 @@ class FlyTarget:
         return self._deploy(app, args, on_output or _ignore)
 
     def rollback(
-        self, app: str, *, to: Release, reason: str = "", user: str = "", on_output: OutputSink | None = None
+        self,
+        app: str,
+        *,
+        to: Release,
+        wait_timeout_s: float = 300.0,
+        reason: str = "",
+        user: str = "",
+        on_output: OutputSink | None = None,
     ) -> Release:
-        """Redeploy ``to.image_ref`` with the immediate strategy, as Fly's rollback guide says.
+        """Redeploy ``to.image_ref`` with the immediate strategy, as Fly's rollback guide says,
+        waiting as long as any deploy (``--wait-timeout``).
 
         This makes a new, higher release; database migrations are not undone.
         """
-        _check_app(app)
+        _check_deploy_request(app, to.image_ref or None, None, "immediate", wait_timeout_s)
         if not to.image_ref:
             raise UsageError(f"to: release v{to.version} has no image reference to redeploy")
         args = [
@@ -212,6 +220,8 @@ class FlyTarget:
             to.image_ref,
             "--strategy",
             "immediate",
+            "--wait-timeout",
+            str(max(1, round(wait_timeout_s))),
             "--yes",
         ]
         try:

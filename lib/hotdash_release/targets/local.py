@@ -86,8 +86,6 @@ _FAILURE_LOG_LINES = 5
 #: whichever instance sees a process exit polls its handle, which reaps it (no zombie,
 #: no "still running" ResourceWarning). Processes of other runners are checked via /proc.
 _CHILDREN: dict[int, subprocess.Popen] = {}
-#: The Target rollback has no timeout parameter: use flyctl's default --wait-timeout (5m).
-_ROLLBACK_WAIT_S = 300.0
 
 
 class LocalPlatform:
@@ -184,17 +182,24 @@ class LocalPlatform:
         )
 
     def rollback(
-        self, app: str, *, to: Release, reason: str = "", user: str = "", on_output: OutputSink | None = None
+        self,
+        app: str,
+        *,
+        to: Release,
+        wait_timeout_s: float = 300.0,
+        reason: str = "",
+        user: str = "",
+        on_output: OutputSink | None = None,
     ) -> Release:
         """Redeploy ``to.image_ref`` as a new, higher release, as Fly's rollback guide does."""
-        _check_app(app)
+        _check_deploy_request(app, to.image_ref, None, "immediate", wait_timeout_s)
         try:
             return self._deploy(
                 app,
                 image=to.image_ref,
                 build_args={},
                 strategy="immediate",
-                wait_timeout_s=_ROLLBACK_WAIT_S,
+                wait_timeout_s=wait_timeout_s,
                 reason=reason,
                 user=user,
                 description=f"Rollback to v{to.version}",
@@ -429,6 +434,7 @@ class LocalPlatform:
                     "pid": process["pid"],
                     "state": machine_state,
                     "version": process["version"],
+                    "image_ref": process["image_ref"],
                 },
             )
             if process

@@ -1,0 +1,211 @@
+"""Production changes only after GO, however a runbook is run; a rollback is verified like a release.
+
+The production deploy reads this release's own records at the point of change: the rule is
+tested on its own, under plain papermill (the command line an operator would type), and under
+the runner with a record that says NO-GO. (JupyterLab sessions: tests/test_interactive.py.)
+Then a secret changed since the last good release, which no rollback by image can undo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import make_rehearsal
+
+from hotdash_release.decisions.release_gate import production_gate
+from hotdash_release.paths import RUNBOOKS_DIR
+from hotdash_release.results import read_section_result
+
+APPS = ("hotdash-staging", "hotdash-production")
+
+
+def recorded(**changes) -> dict[str, dict]:
+    """Results of sections 2-5 as a release that may deploy production records them."""
+    results = {
+        "verify_secrets": {
+            "outcome": "passed",
+            "finished_at": "2026-11-28T10:00:01.000Z",
+            "records": {"secrets": {"rows": [{"app": app, "name": "SCOPES"} for app in APPS]}},
+        },
+        "deploy_staging": {
+            "outcome": "passed",
+            "finished_at": "2026-11-28T10:00:02.000Z",
+            "records": {"deployment": {"ok": True}, "health": {"ok": True}},
+        },
+        "staging_smoke": {"outcome": "passed", "finished_at": "2026-11-28T10:00:03.000Z", "records": {}},
+        "go_no_go": {
+            "outcome": "passed",
+            "finished_at": "2026-11-28T10:00:04.000Z",
+            "records": {"decision": {"decision": "GO"}},
+        },
+    }
+    for key, value in changes.items():
+        if value is None:
+            del results[key]
+        else:
+            results[key] = {**results[key], **value}
+    return results
+
+
+def test_a_release_that_recorded_everything_and_a_go_may_deploy_production():
+    assert production_gate(recorded(), APPS).ok
+
+
+@pytest.mark.parametrize(
+    ("changes", "missing"),
+    [
+        ({"verify_secrets": None}, "secrets verified on both apps (verify_secrets has no result"),
+        (
+            {"verify_secrets": {"records": {"secrets": {"rows": [{"app": "hotdash-staging"}]}}}},
+            "not checked on hotdash-production",
+        ),
+        ({"deploy_staging": {"outcome": "failed"}}, "staging deployed and healthy (deploy_staging failed)"),
+        ({"deploy_staging": {"records": {"deployment": {"ok": True}}}}, "no healthy deployment recorded"),
+        ({"staging_smoke": None}, "staging smoke test passed"),
+        (
+            {"staging_smoke": {"outcome": "skipped", "override": {"by": "x", "reason": " "}}},
+            "without a recorded reason",
+        ),
+        ({"go_no_go": {"outcome": "failed", "records": {"decision": {"decision": "NO-GO"}}}}, "go_no_go failed"),
+        ({"go_no_go": {"records": {"decision": {"decision": "NO-GO"}}}}, "decision NO-GO"),
+        ({"go_no_go": {"outcome": "running"}}, "go_no_go running"),
+        ({"deploy_staging": {"finished_at": "2026-11-28T10:00:09.000Z"}}, "taken after deploy_staging"),
+    ],
+    ids=[
+        "no secrets check",
+        "secrets of one app",
+        "staging failed",
+        "staging not healthy",
+        "no staging smoke",
+        "skipped without reason",
+        "no-go recorded",
+        "go_no_go passed saying NO-GO",
+        "decision not gated",
+        "staging redeployed after GO",
+    ],
+)
+def test_production_may_not_change_when_a_record_is_missing(changes, missing):
+    gate = production_gate(recorded(**changes), APPS)
+    assert not gate.ok and missing in gate.line()
+
+
+def test_a_staging_smoke_test_skipped_with_a_reason_is_enough():
+    skipped = {"outcome": "skipped", "override": {"by": "ops", "reason": "staging is down, CEO approved"}}
+    assert production_gate(recorded(staging_smoke=skipped), APPS).ok
+
+
+def test_plain_papermill_on_an_empty_release_dir_refuses_and_deploys_nothing(rehearsal, tmp_path):
+    """The observed bypass: `papermill runbooks/deploy.ipynb out.ipynb -p environment production
+    -p release_dir <empty folder>` deployed production and its gate said passed."""
+    release_dir = tmp_path / "empty"
+    release_dir.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(RUNBOOKS_DIR / "deploy.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "-p",
+            "environment",
+            "production",
+            "-p",
+            "release_dir",
+            str(release_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HOTDASH_CONFIG": str(rehearsal.config), "HOTDASH_OUTPUTS": str(rehearsal.outputs)},
+    )
+    assert done.returncode != 0
+    assert "DeployRefused" in done.stderr and "refused, nothing deployed: missing: secrets verified" in done.stderr
+    assert rehearsal.platform().releases("hotdash-production") == []
+    result = read_section_result(release_dir, "deploy_production")
+    assert result["outcome"] == "refused"
+    [line] = result["failures"]
+    for missing in ("secrets verified on both apps", "staging deployed", "staging smoke", "go/no-go decision of GO"):
+        assert missing in line
+    assert result["records"]["preconditions"]["ok"] is False
+    assert "deployment" not in result["records"]
+
+
+def test_the_runner_treats_a_refused_production_deploy_as_blocked_without_a_rollback(rehearsal):
+    """Resuming a release whose records say NO-GO: the runner's order reaches the production
+    deploy, the deploy reads the records and refuses; exit 3, nothing to roll back."""
+    first = rehearsal.release("--break", "production:crash_at_start")
+    assert first.returncode == 5, first.stdout + first.stderr  # a first release: nothing to restore
+    [folder] = rehearsal.release_dirs()
+    decision = folder / "results" / "go_no_go.json"
+    tampered = json.loads(decision.read_text())
+    tampered["records"]["decision"]["decision"] = "NO-GO"
+    decision.write_text(json.dumps(tampered))
+    production_before = rehearsal.platform().releases("hotdash-production")
+
+    resumed = rehearsal.runbook("release", "--resume", folder.name, "--outputs", str(rehearsal.outputs))
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert "BLOCKED (exit 3)" in resumed.stdout and "decision NO-GO" in resumed.stdout
+    second = rehearsal.release_dirs()[-1]
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert [(s["key"], s["outcome"]) for s in manifest["sections"]][-1] == ("deploy_production", "refused")
+    assert "rollback" not in {s["key"] for s in manifest["sections"]}
+    assert manifest["reason"].startswith("production not changed")
+    assert rehearsal.platform().releases("hotdash-production") == production_before
+
+
+def test_a_secret_changed_since_the_last_good_release_fails_the_rollback_naming_it(tmp_path):
+    world = make_rehearsal(tmp_path, wait_timeout_s=4)
+    try:
+        good = world.release()
+        assert good.returncode == 0, good.stdout + good.stderr
+        platform = world.platform()
+        platform.set_secrets("hotdash-production", {"SHOPIFY_API_KEY": "a-key-nobody-released-with"})
+        serving = platform.status("hotdash-production").image_ref
+
+        done = world.release("--break", "production:wrong_api_key")
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "ROLLBACK FAILED (exit 5)" in done.stdout
+        assert "SHOPIFY_API_KEY changed since the last good release" in done.stdout
+        assert "production needs a person" in done.stdout
+        folder = world.release_dirs()[-1]
+        report = (folder / "report.html").read_text()
+        assert (
+            "SHOPIFY_API_KEY changed since the last good release" in report
+            and "Secrets of hotdash-production" in report
+        )
+        rollback = read_section_result(folder, "rollback")
+        assert rollback["records"]["rollback"]["ok"] is True, "the image was restored..."
+        assert platform.status("hotdash-production").image_ref == serving
+        assert rollback["records"]["smoke"]["ok"] is True, "...and passes the smoke test: the key is not in it"
+        compared = {row["name"]: row["ok"] for row in rollback["records"]["secrets_since_last_good"]["rows"]}
+        assert compared.pop("SHOPIFY_API_KEY") is False and all(compared.values())
+        assert (
+            good.stdout.split("HotDash release ", 1)[1].split(":", 1)[0]
+            in rollback["records"]["secrets_since_last_good"]["title"]
+        ), "names the release it compared with"
+    finally:
+        world.platform().stop()
+
+
+def test_a_production_deploy_run_again_keeps_what_served_before_the_first(rehearsal, tmp_path):
+    """In a session the production deploy can run twice; the rollback must restore what served
+    before this release changed production, not the first attempt's build."""
+    from hotdash_release.results import results_path, write_json_atomic
+    from hotdash_release.runbook import open_section
+
+    first = {"app": "hotdash-production", "image_ref": "rehearsal.local/hotdash@sha256:" + "a" * 64, "version": 7}
+    write_json_atomic(
+        results_path(tmp_path, "deploy_production"),
+        {"outcome": "passed", "records": {"serving_before": first, "deployment": {"version": 8, "status": "complete"}}},
+    )
+    again = open_section(
+        "deploy", environment="production", config_path=str(rehearsal.config), release_dir=str(tmp_path)
+    )
+    saved = read_section_result(tmp_path, "deploy_production")["records"]
+    assert saved["serving_before"] == first
+    assert saved["earlier_deployments"] == [{"version": 8, "status": "complete"}], "the seal still sees v8"
+    assert again.rollback_candidate().title.endswith(f"a rollback restores v7 ({first['image_ref']})")
