@@ -136,6 +136,7 @@ class _KernelEnded(Exception):
 
 
 def _fork_kernel(request: dict, channel: socket.socket) -> int:
+    template = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -147,6 +148,8 @@ def _fork_kernel(request: dict, channel: socket.socket) -> int:
         os.close(channel.detach())
         os.setsid()  # its own process group, so the runner can signal the kernel and its children
         _die_with_parent()
+        if os.getppid() != template:  # the template died before the line above: no signal will come
+            os._exit(1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
