@@ -171,7 +171,20 @@ def _fork_kernel(request: dict, channel: socket.socket) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # a kernel that could not even start: nothing of a section to finish
+    _quiet_teardown()
     raise _KernelEnded(code)
+
+
+def _quiet_teardown() -> None:
+    """ipykernel 7 stops its event loop with a task still pending (poll_stopped_queue): at the
+    interpreter's exit asyncio reports it destroyed, and its coroutine never awaited, on the
+    stderr the kernel shares with the runner's terminal. Only that teardown is silenced, after
+    the kernel's app returned: nothing a section printed or registered is."""
+    import logging
+    import warnings
+
+    logging.getLogger("asyncio").disabled = True
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
 
 
 def _kernel_app():
