@@ -75,11 +75,11 @@ def test_error_lines_in_the_logs_are_counted_sampled_and_redacted(production):
     assert "SECRETVALUE1" not in repr(result.as_row()) and "ERROR boom" in result.error_samples[0]
 
 
-def test_machine_restarts_fail_a_measurement(production):
-    restarts = iter([0, 0, 1, 1, 1, 1, 1])
-    result = watch(production, WatchSettings(**FAST), count_restarts=lambda: next(restarts))
+def test_machines_not_running_fail_a_measurement(production):
+    down = iter([0, 1, 0, 0, 0, 0])
+    result = watch(production, WatchSettings(**FAST), machines_down=lambda: next(down))
     assert [m.ok for m in result.measurements] == [True, False, True, True, True, True]
-    assert result.restarts == 1 and "1 machine restarts" in result.measurements[1].detail
+    assert result.machines_down == 1 and "1 machines not running" in result.measurements[1].detail
 
 
 def test_slow_answers_breach_the_p95_condition(production):
@@ -99,6 +99,15 @@ def test_an_interrupt_ends_the_window_early_and_keeps_what_was_measured(producti
     result = watch(production, WatchSettings(minutes=10, interval_s=0.05), stop=stop, progress=progress)
     assert result.ended_early == "interrupted" and len(result.measurements) == 2
     assert result.ok and result.watched_s < 60
+
+
+def test_a_keyboard_interrupt_in_the_kernel_ends_the_window_early_too(production):
+    def progress(measurement):
+        if measurement.elapsed_s > 0:
+            raise KeyboardInterrupt  # what the kernel sees when the runner interrupts it
+
+    result = watch(production, WatchSettings(minutes=10, interval_s=0.05), progress=progress)
+    assert result.ended_early == "interrupted" and len(result.measurements) == 2
 
 
 def test_percentiles_are_nearest_rank():

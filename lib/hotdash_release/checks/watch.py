@@ -4,14 +4,14 @@ The plan's release does not end at the notification ("monitor production logs, w
 checks ... if blocking, roll back immediately"). As progressive-delivery tools run an analysis,
 the watch takes a measurement every `interval_s` for a window: one /health request (status and
 latency), the new log lines and how many match the error pattern, and, where the target knows,
-machines that restarted. A measurement fails when health fails, error lines appeared or a
-machine restarted; `failure_limit` consecutive failures are a breach and end the watch at once.
+its machines that are not running. A measurement fails when health fails, error lines appeared
+or a machine was down; `failure_limit` consecutive failures are a breach and end the watch at once.
 At the end the window is judged against the success conditions (availability, p95 latency,
 error lines). Results are values: what is done about a breach (roll back, or alert) is the
 runbook's gate and the runner's call.
 
-An interrupt (the `stop` event, set on SIGINT/SIGTERM) ends the window early; what was measured
-is kept and the result says it ended early.
+An interrupt (the `stop` event, or a KeyboardInterrupt: the runner interrupts the kernel when
+it gets SIGINT/SIGTERM) ends the window early; what was measured is kept and the result says so.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Measurement:
     status_code: int | None
     latency_ms: float | None
     error_lines: int
-    restarts: int
+    machines_down: int
     detail: str
 
     def as_row(self) -> dict:
@@ -100,7 +100,7 @@ class WatchResult:
     p95_ms: float | None
     p99_ms: float | None
     error_lines: int
-    restarts: int
+    machines_down: int  # the most seen down at once
     error_samples: tuple[str, ...]  # a few matching log lines, redacted
     ended_early: str = ""  # why the window ended before its end ("" when it ran to the end)
     settings: dict = field(default_factory=dict)
@@ -113,7 +113,7 @@ class WatchResult:
         latency = "no latency" if self.p95_ms is None else f"p95 {self.p95_ms:g} ms"
         availability = "n/a" if self.availability_pct is None else f"{self.availability_pct:g}%"
         head = f"{len(self.measurements)} measurements over {self.watched_s:.0f} s: availability {availability}, "
-        head += f"{latency}, {self.error_lines} error lines, {self.restarts} restarts"
+        head += f"{latency}, {self.error_lines} error lines, {self.machines_down} machines down at most"
         if self.ended_early:
             head += f"; ended early: {self.ended_early}"
         return head + ("; " + "; ".join(b.what for b in self.breaches) if self.breaches else "; conditions met")
@@ -184,7 +184,7 @@ def watch_production(
     settings: WatchSettings,
     *,
     read_new_logs: Callable[[], Sequence[str]] = lambda: (),
-    count_restarts: Callable[[], int] = lambda: 0,
+    machines_down: Callable[[], int] = lambda: 0,
     max_age_s: float = 120.0,
     redactor: Redactor | None = None,
     stop: threading.Event | None = None,
@@ -195,7 +195,7 @@ def watch_production(
     """Measure production every interval for the window, or until a breach or `stop`.
 
     read_new_logs: the log lines written since the last call (the target's seam);
-    count_restarts: machine restarts since the watch started, where the target knows."""
+    machines_down: how many of the app's machines are not running now, where the target knows."""
     from ..results import utc_now
 
     now = now or utc_now
@@ -208,61 +208,62 @@ def watch_production(
     samples: list[str] = []
     failed_in_a_row = 0
     ended_early = ""
-    restarts_before = count_restarts()
-    while True:
-        elapsed = clock() - start
-        health = check_health(
-            client,
-            health_url,
-            deadline_s=max(min(settings.interval_s, 10.0), 0.5),
-            initial_backoff_s=3600.0,  # one request a measurement: the next one is the retry
-            max_age_s=max_age_s,
-            redactor=redactor,
-        )
-        matching = [line for line in read_new_logs() if pattern.search(line)]
-        samples.extend(redactor.redact(line)[:300] for line in matching[: max(0, 5 - len(samples))])
-        restarts = max(count_restarts() - restarts_before, 0)
-        restarted = restarts - (measurements[-1].restarts if measurements else 0)
-        problems = [
-            p
-            for p in (
-                "" if health.ok else f"health: {health.detail}",
-                f"{len(matching)} error lines" if matching else "",
-                f"{restarted} machine restarts" if restarted > 0 else "",
+    try:
+        while True:
+            elapsed = clock() - start
+            health = check_health(
+                client,
+                health_url,
+                deadline_s=max(min(settings.interval_s, 10.0), 0.5),
+                initial_backoff_s=3600.0,  # one request a measurement: the next one is the retry
+                max_age_s=max_age_s,
+                redactor=redactor,
             )
-            if p
-        ]
-        measurement = Measurement(
-            at=now(),
-            elapsed_s=round(elapsed, 2),
-            ok=not problems,
-            health_ok=health.ok,
-            status_code=health.status_code,
-            latency_ms=health.latency_ms,
-            error_lines=len(matching),
-            restarts=restarts,
-            detail="; ".join(problems),
-        )
-        measurements.append(measurement)
-        progress(measurement)
-        failed_in_a_row = 0 if measurement.ok else failed_in_a_row + 1
-        if failed_in_a_row >= settings.failure_limit:
-            breaches.append(
-                Breach(
-                    measurement.at,
-                    measurement.elapsed_s,
-                    f"{failed_in_a_row} failed measurements in a row (limit "
-                    f"{settings.failure_limit}): {measurement.detail}",
+            matching = [line for line in read_new_logs() if pattern.search(line)]
+            samples.extend(redactor.redact(line)[:300] for line in matching[: max(0, 5 - len(samples))])
+            down = machines_down()
+            problems = [
+                p
+                for p in (
+                    "" if health.ok else f"health: {health.detail}",
+                    f"{len(matching)} error lines" if matching else "",
+                    f"{down} machines not running" if down > 0 else "",
                 )
+                if p
+            ]
+            measurement = Measurement(
+                at=now(),
+                elapsed_s=round(elapsed, 2),
+                ok=not problems,
+                health_ok=health.ok,
+                status_code=health.status_code,
+                latency_ms=health.latency_ms,
+                error_lines=len(matching),
+                machines_down=down,
+                detail="; ".join(problems),
             )
-            ended_early = "breach"
-            break
-        if len(measurements) >= settings.planned_measurements:
-            break
-        next_at = start + len(measurements) * settings.interval_s
-        if stop.wait(max(next_at - clock(), 0)):
-            ended_early = "interrupted"
-            break
+            measurements.append(measurement)
+            progress(measurement)
+            failed_in_a_row = 0 if measurement.ok else failed_in_a_row + 1
+            if failed_in_a_row >= settings.failure_limit:
+                breaches.append(
+                    Breach(
+                        measurement.at,
+                        measurement.elapsed_s,
+                        f"{failed_in_a_row} failed measurements in a row (limit "
+                        f"{settings.failure_limit}): {measurement.detail}",
+                    )
+                )
+                ended_early = "breach"
+                break
+            if len(measurements) >= settings.planned_measurements:
+                break
+            next_at = start + len(measurements) * settings.interval_s
+            if stop.wait(max(next_at - clock(), 0)):
+                ended_early = "interrupted"
+                break
+    except KeyboardInterrupt:  # the kernel interrupted: a signal to the runner during the watch
+        ended_early = "interrupted"
     breaches += _judge(measurements, settings, now)
     finished_at = now()
     healthy = [m for m in measurements if m.health_ok]
@@ -279,7 +280,7 @@ def watch_production(
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
         error_lines=sum(m.error_lines for m in measurements),
-        restarts=measurements[-1].restarts if measurements else 0,
+        machines_down=max((m.machines_down for m in measurements), default=0),
         error_samples=tuple(samples),
         ended_early=ended_early,
         settings=asdict(settings),
