@@ -74,7 +74,9 @@ def write_config(
     state_dir: Path,
     readiness: Path | None = None,
     wait_timeout_s: int = 15,
-    health_deadline_s: int = 4,  # a healthy app answers at once (deploys wait for health); faults wait this out
+    health_deadline_s: int = 4,
+    watch_minutes: float = 0.01,
+    watch_interval_s: float = 0.3,  # a healthy app answers at once (deploys wait for health); faults wait this out
     edits: dict[str, str] | None = None,
 ) -> Path:
     """A copy of runbooks/hotdash.toml pointing at our own state, with short timeouts."""
@@ -88,6 +90,13 @@ def write_config(
     )
     text = re.sub(r"(\[targets\.local\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{wait_timeout_s}", text, flags=re.S)
     text = re.sub(r"(\[health\][^\[]*?deadline_s = )\d+", rf"\g<1>{health_deadline_s}", text, flags=re.S)
+    # The post-deployment watch: two measurements, 0.3 s apart (test_watch*.py set their own).
+    text = re.sub(
+        r"(\[watch\.local\][^\[]*?minutes = )[\d.]+(\s*\ninterval_s = )[\d.]+",
+        rf"\g<1>{watch_minutes}\g<2>{watch_interval_s}",
+        text,
+        flags=re.S,
+    )
     for old, new in (edits or {}).items():
         assert old in text, f"test edit does not apply: {old!r}"
         text = text.replace(old, new)

@@ -276,6 +276,42 @@ archive; it does not undo a good release.""",
 )
 
 notebook(
+    "watch",
+    """# Post-deployment: watch production during CEO testing
+
+The plan's **Post-Deployment Actions, Immediate (During CEO Testing)**: monitor production logs,
+watch health checks, track CEO-reported issues, and "if critical bug found: assess severity; if
+blocking, roll back immediately".
+
+For a window (`[watch] minutes`: 30 on Fly, seconds in a rehearsal) production is measured every
+`interval_s`: `/health` and its latency, the new log lines that match `error_pattern`, machines not
+running. `failure_limit` failed measurements in a row are a breach and end the watch; at the end the
+window must meet the conditions (availability, p95 latency, error lines). On a breach, `on_breach =
+"rollback"` fails the gate below and the release runner runs the rollback runbook; `"alert"` records
+and tells the CEO. Issues opened on the feedback channel (GitHub Issues, `[github] repo` and a
+`GITHUB_TOKEN`) since the release are listed. A signal ends the window early and keeps what it saw.""",
+    "production",
+    "watch",
+    {
+        "steps": [
+            (
+                "## Watch\nA measurement every interval: health, latency, error lines, machines.",
+                "run.watch()",
+            ),
+            (
+                "## CEO-reported issues\nGitHub issues opened since the release started (the plan's feedback channel).",
+                "run.feedback_issues()",
+            ),
+            (
+                "## Close the watch\nA short message to the CEO with the outcome.",
+                "run.close_watch()",
+            ),
+            GATE,
+        ]
+    },
+)
+
+notebook(
     "rollback",
     """# Rollback plan
 

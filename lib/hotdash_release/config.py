@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .checks.http import SmokeCheck
+from .checks.watch import WatchSettings, watch_settings
 from .errors import ConfigError
 from .paths import default_config
 
@@ -126,6 +127,7 @@ class GitHubSettings:
     repo: str | None = None  # OWNER/NAME; unset: --repo or GH_REPO must name it
     workflow: str = "deploy-production.yml"
     ref: str = "main"  # the branch whose workflow runs; the file must also be on the default branch
+    feedback_labels: tuple[str, ...] = ()  # the watch lists issues opened since a release with these labels
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,8 @@ class ReleaseConfig:
     secrets_must_differ: tuple[str, ...] = DEFAULT_MUST_DIFFER
     github: GitHubSettings = field(default_factory=GitHubSettings)
     manual_checks: tuple[str, ...] = DEFAULT_MANUAL_CHECKS
+    # [watch], per target: [watch.local] and [watch.fly] change keys of [watch] for one target.
+    watch: dict[str, WatchSettings] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -173,6 +177,10 @@ class ReleaseConfig:
         if name not in self.targets:
             raise ConfigError("target", f"{name!r} is not configured; allowed: {', '.join(self.targets)}")
         return self.targets[name]
+
+    def watch_settings(self, target: str) -> WatchSettings:
+        self.target_settings(target)
+        return self.watch.get(target) or WatchSettings()
 
 
 class _Table:
@@ -284,6 +292,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
             "notification",
             "targets",
             "github",
+            "watch",
         )
     )
     release = root.sub("release")
@@ -317,6 +326,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         targets=targets,
         github=_github(root.sub("github")) if "github" in root.data else GitHubSettings(),
         manual_checks=_manual_checks(smoke),
+        watch=_watch(root.data.get("watch", {}), targets, path),
     )
 
 
@@ -491,8 +501,25 @@ def _targets(table: _Table, base: Path) -> dict[str, TargetSettings]:
     return targets
 
 
+def _watch(data: Any, targets: dict[str, TargetSettings], path: Path) -> dict[str, WatchSettings]:
+    """The post-deployment watch's window and conditions for each target."""
+    if not isinstance(data, dict):
+        raise ConfigError("watch", "must be a table", path=str(path))
+    common = {k: v for k, v in data.items() if k not in TARGETS}
+    settings = {}
+    try:
+        for name in targets:
+            own = data.get(name, {})
+            if not isinstance(own, dict):
+                raise ConfigError(f"watch.{name}", "must be a table")
+            settings[name] = watch_settings({**common, **own}, key=f"watch.{name}" if name in data else "watch")
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.problem, path=str(path)) from None
+    return settings
+
+
 def _github(table: _Table) -> GitHubSettings:
-    table.reject_unknown(("repo", "workflow", "ref"))
+    table.reject_unknown(("repo", "workflow", "ref", "feedback_labels"))
     defaults = GitHubSettings()
     repo = table.text("repo", None)
     if repo is not None and not GITHUB_REPO.match(repo):
@@ -500,4 +527,9 @@ def _github(table: _Table) -> GitHubSettings:
     workflow = table.text("workflow", defaults.workflow)
     if "/" in workflow or not workflow.endswith((".yml", ".yaml")):
         table.fail("github.workflow", f"{workflow!r} is not a file name under .github/workflows/ (NAME.yml)")
-    return GitHubSettings(repo=repo, workflow=workflow, ref=table.text("ref", defaults.ref))
+    return GitHubSettings(
+        repo=repo,
+        workflow=workflow,
+        ref=table.text("ref", defaults.ref),
+        feedback_labels=table.strings("feedback_labels", ()),
+    )

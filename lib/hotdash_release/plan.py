@@ -36,6 +36,8 @@ PLAN: tuple[Section, ...] = (
     Section("deploy_production", "deploy.ipynb", "Step 4: Deploy to production", "production", "deploy_production"),
     Section("production_smoke", "smoke_test.ipynb", "Step 5: Production smoke test", "production", "production_smoke"),
     Section("notify", "notify.ipynb", "Step 6: Notify the CEO", budget_key="notify"),
+    # The plan's post-deployment actions: not in its timeline (the watch's window is its own budget).
+    Section("watch", "watch.ipynb", "Post-deployment: watch production during CEO testing", "production"),
 )
 #: Runs only when production deploy or smoke test fails.
 ROLLBACK = Section("rollback", "rollback.ipynb", "Rollback plan", "production")

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from .checks import http as checks
 from .checks.supabase import SupabaseResult, check_supabase
+from .checks.watch import NewLogLines, WatchResult, watch_production
 from .config import ReleaseConfig, load_config
 from .decisions import attest
 from .decisions.gonogo import Decision, collect_measures, decide, with_person_decision
 from .decisions.readiness import read_readiness
 from .decisions.release_gate import production_gate
 from .errors import DeployRefused, GateFailed, ReleaseError, SecretError, TargetError, UsageError
-from .integrations.notify import NotificationResult, compose_message, send_notification
+from .integrations.feedback import FeedbackResult, issues_opened_since
+from .integrations.notify import NotificationResult, compose_message, compose_watch_closing, send_notification
 from .interactive.session import default_release_dir
 from .interactive.widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
 from .paths import RUNBOOKS_DIR
@@ -145,6 +147,7 @@ class SectionRun:
         self._measures: dict[str, Any] = {}
         self._failures: list[str] = []
         self._warnings: list[str] = []
+        self._advisory: set[str] = set()  # records that inform, never fail the gate (feedback, alert-only watch)
         self._decision: Decision | None = None
         self._refusal = ""  # why this section refused to change production, if it did
         # What production served before this release first deployed it: a section run again
@@ -502,11 +505,95 @@ class SectionRun:
             operator=self.operator,
             image_ref=status.image_ref,
             served_at=status.url if self.target_name == "local" else None,
+            watched_until=_clock_in(self.config.watch_settings(self.target_name).window_s),
         )
         result = send_notification(
             self.config.notification, self.redactor.redact(message), inbox_dir=self.release_dir.parent.parent
         )
         return self._record("notification", result)
+
+    # -- post-deployment: the watch during CEO testing ------------------------------------------
+    def watch(self) -> WatchResult:
+        """Production measured at an interval for the window: /health and its latency, new error
+        lines in its logs, machines not running. A signal to the runner ends it early."""
+        env = self._require_environment()
+        settings = self.config.watch_settings(self.target_name)
+        print(
+            f"watching {env.app} for {settings.window_s:g} s (until about {_clock_in(settings.window_s)}), "
+            f"a measurement every {settings.interval_s:g} s",
+            flush=True,
+        )
+        new_lines = NewLogLines(lambda: self.target.logs(env.app, limit=500))
+
+        def machines_down() -> int:
+            machines = self.target.status(env.app).machines
+            return sum(1 for m in machines if m.get("state") not in (None, "started"))
+
+        def show(m) -> None:
+            state = "ok" if m.ok else m.detail
+            print(f"  +{m.elapsed_s:6.1f} s  HTTP {m.status_code}  {m.latency_ms} ms  {state}", flush=True)
+
+        with checks.make_client() as client:
+            result = watch_production(
+                client,
+                self.app_url() + self.config.health.path,
+                settings,
+                read_new_logs=new_lines,
+                machines_down=machines_down,
+                max_age_s=self.config.health.max_age_s,
+                redactor=self.redactor,
+                progress=show,
+            )
+        self._measures["production_watch_ok"] = result.ok
+        if not result.ok and settings.on_breach == "alert":
+            # Alert only: recorded and told, production stays as it is.
+            self._advisory.add("watch")
+            self._warnings.append(f"watch breached (on_breach = alert): {result.summary()}")
+        return self._record("watch", result)
+
+    def feedback_issues(self) -> Table:
+        """The plan's "track CEO-reported issues": GitHub issues opened since the release started
+        ([github] repo, GITHUB_TOKEN); informative, never a reason to roll back."""
+        import os
+
+        self._advisory.add("feedback")
+        repo, token = self.config.github.repo, os.environ.get("GITHUB_TOKEN", "")
+        since = _release_started(self.release_dir, self.started_at)
+        if not repo or not token:
+            why = "no [github] repo configured" if not repo else "no GITHUB_TOKEN in the environment"
+            result = FeedbackResult(False, repo or "", since, (), f"not checked: {why}")
+        else:
+            from .integrations.github import API_URL_ENV, DEFAULT_API_URL
+
+            with checks.make_client() as client:
+                result = issues_opened_since(
+                    client,
+                    repo,
+                    since,
+                    token=token,
+                    api_url=os.environ.get(API_URL_ENV) or DEFAULT_API_URL,
+                    labels=self.config.github.feedback_labels,
+                    redactor=self.redactor,
+                )
+        self._record("feedback", result)
+        title = f"Issues opened on {result.repo or 'GitHub'} since {since}" + (
+            f" ({result.detail})" if result.detail else ""
+        )
+        return Table(title, tuple(issue.as_row() for issue in result.issues))
+
+    def close_watch(self) -> NotificationResult:
+        """The second, short message to the CEO: the watch is over, and how it went."""
+        self._advisory.add("closing_notification")
+        watched = self._records.get("watch") or {}
+        outcome = watched.get("summary") or "the watch did not run"
+        if watched.get("ok") is False:
+            settings = self.config.watch_settings(self.target_name)
+            outcome += " - production is being rolled back" if settings.on_breach == "rollback" else " - please hold"
+        message = compose_watch_closing(self.config.notification, release_id=self.release_id, outcome=outcome)
+        result = send_notification(
+            self.config.notification, self.redactor.redact(message), inbox_dir=self.release_dir.parent.parent
+        )
+        return self._record("closing_notification", result)
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback_candidate(self) -> Table:
@@ -659,7 +746,10 @@ class SectionRun:
         failures = self._failures + [
             f"{name}: {_why(value)}"
             for name, value in self._records.items()
-            if isinstance(value, dict) and value.get("ok") is False and name != "secrets_since_last_good"
+            if isinstance(value, dict)
+            and value.get("ok") is False
+            and name != "secrets_since_last_good"
+            and name not in self._advisory
         ]
         self._save("failed" if failures else "passed", failures)
         if failures:
@@ -732,6 +822,19 @@ class SectionRun:
         return [self.environment] if self.environment else list(self.config.environments.values())
 
 
+def _clock_in(seconds: float) -> str:
+    """The UTC time of day `seconds` from now, as a person reads it."""
+    from datetime import UTC, datetime, timedelta
+
+    return f"{datetime.now(UTC) + timedelta(seconds=seconds):%H:%M} UTC"
+
+
+def _release_started(release_dir: Path, fallback: str) -> str:
+    """When this release started: the earliest start its sections recorded (ISO 8601, UTC)."""
+    starts = [r.get("started_at") for r in read_all_results(release_dir).values() if r.get("started_at")]
+    return min(starts, default=fallback)
+
+
 def redact_tracebacks(redactor) -> None:
     """Errors a cell raises are shown in the notebook, and so archived: redact them too.
 
@@ -772,6 +875,8 @@ def _why(record: dict) -> str:
         bad = [r for r in record["rows"] if r.get("ok") is False or r.get("blocking") is True]
         names = [str(r.get("name") or r.get("item") or r.get("criterion") or r) for r in bad]
         return f"{len(bad)} failed: " + ", ".join(names) if bad else record.get("title", "failed")
+    if record.get("breaches"):  # the watch: what breached, in its words
+        return "; ".join(str(b.get("what")) for b in record["breaches"])
     return str(record.get("detail") or record.get("explanation") or "failed")
 
 

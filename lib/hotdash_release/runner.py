@@ -14,6 +14,7 @@ import os
 import re
 import secrets as _random
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -127,6 +128,7 @@ class ReleaseRecord:
     signals: list[dict] = field(default_factory=list)  # SIGINT/SIGTERM received: when, during what
     abandoned: dict | None = None  # sealed by another process after its runner died
     resumed_from: str | None = None
+    running_kernel: object = None  # the kernel manager of the section running now (the watch interrupts it)
     resume_folder: Path | None = None
     resume_manifest: dict | None = None
     kernels: KernelPool | None = None
@@ -453,6 +455,8 @@ def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: 
         with SIGNALS.during("sealing", interruptible=False):  # sealing is never cut short
             if own_pool:
                 record.kernels.close()
+            else:
+                record.kernels.wait_stopped()  # a kept pool: its last kernels may still be ending
             record.finished_at = utc_now()
             if record.signals and record.outcome != "aborted":
                 record.reason += "; " + _signal_note(record)
@@ -554,7 +558,11 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
         critical = section.key in PRODUCTION_CHANGING
         if section.key == PRODUCTION_CHANGING[0]:
             SIGNALS.check()  # the last moment to stop with production untouched
-        with SIGNALS.during(section.title, interruptible=not critical):
+        # The watch is not cut off by a signal: its kernel is interrupted, the window ends early
+        # and what it measured is recorded and judged; then the release stops.
+        watching = section.key == "watch"
+        on_signal = (lambda: _interrupt_running_kernel(record)) if watching else None
+        with SIGNALS.during(section.title, interruptible=not (critical or watching), on_signal=on_signal):
             if section.key == "staging_smoke" and record.options.skip_staging_check:
                 _skip_section(record, section, index, progress)
                 continue
@@ -565,6 +573,22 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
         if result.outcome == "refused":
             # The deploy's own guard refused before changing anything: nothing to roll back.
             record.outcome, record.reason = "blocked", f"production not changed: {_first(result)}"
+            return
+        if section.key == "watch":
+            if result.outcome != "failed":  # the watch could not run: production was verified by its smoke test
+                record.outcome, record.reason = (
+                    "released",
+                    f"released, but the watch did not complete ({_first(result)})",
+                )
+                return
+            # A breach while the CEO tests: "if blocking, roll back immediately" (on_breach = rollback).
+            progress("the watch found production degraded: running the rollback runbook")
+            with SIGNALS.during(ROLLBACK.title, interruptible=False):
+                rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
+            if rollback.outcome == "passed":
+                record.outcome, record.reason = "rolled back", f"{where}; rolled back to what was serving"
+            else:
+                record.outcome, record.reason = "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
             return
         if section.key == "notify":
             # A failed notification is reported; it does not undo a good release.
@@ -646,6 +670,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     error, internal = "", False
     try:
         with record.kernels.kernel() as kernel:
+            record.running_kernel = kernel
             papermill.execute_notebook(
                 str(RUNBOOKS_DIR / section.notebook),
                 str(output),
@@ -659,6 +684,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
     except ReleaseAborted as exc:
+        record.running_kernel = None
         # Keep what the section got to: papermill saved the notebook up to its last cell.
         record.sections.append(
             SectionRecord(index, section, "aborted", started_at, time.perf_counter() - started, output.name, str(exc))
@@ -667,6 +693,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     except Exception as exc:  # the kernel died, or papermill could not run the notebook at all
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         internal = True
+    record.running_kernel = None
     duration = time.perf_counter() - started
     if record.html_exports:
         record.html_exports.submit(output)
@@ -693,6 +720,16 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
         + (f" - {_first(section_record)}" if outcome != "passed" else "")
     )
     return section_record
+
+
+def _interrupt_running_kernel(record: ReleaseRecord) -> None:
+    """SIGINT to the running section's kernel (called from the signal handler: only a kill)."""
+    kernel = record.running_kernel
+    if kernel is not None and kernel.provisioner is not None and kernel.provisioner.pid:
+        try:
+            os.kill(kernel.provisioner.pid, signal.SIGINT)
+        except OSError:
+            pass
 
 
 def _first(section: SectionRecord) -> str:

@@ -169,6 +169,22 @@ def watch_settings(table: dict, *, key: str = "watch") -> WatchSettings:
     return settings
 
 
+class NewLogLines:
+    """The lines a log tail gained since the last call. A target gives the last N lines of the
+    app's log; what overlaps the previous tail is not new. The first call sets the baseline
+    (what was logged before the watch is not the watch's)."""
+
+    def __init__(self, read_tail: Callable[[], Sequence[str]]) -> None:
+        self._read_tail = read_tail
+        self._seen: list[str] = list(read_tail())
+
+    def __call__(self) -> list[str]:
+        lines = list(self._read_tail())
+        overlap = next((k for k in range(min(len(self._seen), len(lines)), 0, -1) if self._seen[-k:] == lines[:k]), 0)
+        self._seen = lines
+        return lines[overlap:]
+
+
 def percentile(values: Sequence[float], pct: float) -> float | None:
     """Nearest-rank percentile; None for no values."""
     if not values:

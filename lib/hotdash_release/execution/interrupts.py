@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..results import utc_now
@@ -38,6 +38,7 @@ class Signals:
         self._interruptible = False
         self._raised = False
         self._previous: dict | None = None
+        self._on_deferred: Callable[[], None] | None = None
 
     # -- installing --------------------------------------------------------------------
 
@@ -60,21 +61,25 @@ class Signals:
         if interrupt:
             self._raised = True
             raise ReleaseAborted(f"{name} received")
+        if self._on_deferred is not None:
+            self._on_deferred()
 
     # -- where a signal may interrupt -----------------------------------------------------
 
     @contextmanager
-    def during(self, what: str, *, interruptible: bool) -> Iterator[None]:
+    def during(self, what: str, *, interruptible: bool, on_signal: Callable[[], None] | None = None) -> Iterator[None]:
         """Run a block as `what`: interruptible (a signal raises there, and one recorded
-        before raises on entry) or not (a signal is recorded, and acted on after)."""
-        saved = self._during, self._interruptible
-        self._during, self._interruptible = what, interruptible
+        before raises on entry) or not (a signal is recorded, and acted on after). on_signal:
+        what a recorded signal also does at once (the watch: interrupt its kernel, which ends
+        the window early and keeps what it measured)."""
+        saved = self._during, self._interruptible, self._on_deferred
+        self._during, self._interruptible, self._on_deferred = what, interruptible, on_signal
         try:
             if interruptible:
                 self.check()
             yield
         finally:
-            self._during, self._interruptible = saved
+            self._during, self._interruptible, self._on_deferred = saved
 
     def check(self) -> None:
         """Raise ReleaseAborted for a signal recorded earlier and not acted on yet."""

@@ -107,6 +107,7 @@ class KernelPool:
         self._closing = False
         self._starter = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-stop")
+        self._stopping: list[Future] = []  # used kernels being stopped in the background
         self._spares: deque[Future] = deque()
 
     @property
@@ -132,9 +133,20 @@ class KernelPool:
         self._start_spares(self.ahead)
         try:
             yield kernel.manager
-        finally:
+        except BaseException:
+            # Stopped or failed (an abort, a dead kernel): killed before the runner goes on, so
+            # that nothing of the section writes into the release once it is being sealed.
             kernel.manager.close_clients()
-            self._stopper.submit(_stop, kernel)
+            _stop(kernel, graceful=False)
+            raise
+        kernel.manager.close_clients()
+        self._stopping.append(self._stopper.submit(_stop, kernel))
+
+    def wait_stopped(self) -> None:
+        """Wait until every kernel handed out has ended (its atexit handlers and files done):
+        before a release is sealed, nothing of its sections may still write."""
+        while self._stopping:
+            self._stopping.pop().result()
 
     def close(self) -> None:
         """Stop the spares and wait for every kernel to be gone."""
@@ -246,9 +258,10 @@ class KernelPool:
         return _Kernel(manager, socket_dir, environment)
 
 
-def _stop(kernel: _Kernel) -> None:
+def _stop(kernel: _Kernel, *, graceful: bool = True) -> None:
     """End a kernel as a stock one ends: a shutdown request, a short grace period, then kill.
-    A section's atexit handlers run and its open files are flushed, as under plain papermill."""
+    A section's atexit handlers run and its open files are flushed, as under plain papermill.
+    Not graceful: killed at once (a section that was stopped, or failed, gets no more time)."""
     from jupyter_core.utils import run_sync
 
     try:
@@ -256,8 +269,9 @@ def _stop(kernel: _Kernel) -> None:
         if kernel.manager.has_kernel:
             provisioner = kernel.manager.provisioner
             try:
-                run_sync(kernel.manager.request_shutdown)()
-                provisioner.process.wait(timeout=SHUTDOWN_GRACE_S)
+                if graceful:
+                    run_sync(kernel.manager.request_shutdown)()
+                    provisioner.process.wait(timeout=SHUTDOWN_GRACE_S)
             except Exception:  # no answer in time, or a kernel already gone: kill is what is left
                 pass
             # jupyter_client looks every 100 ms whether a kernel is gone: kill and wait here, so

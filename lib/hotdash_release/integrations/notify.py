@@ -33,7 +33,13 @@ class NotificationResult:
 
 
 def compose_message(
-    notification: Notification, *, release_id: str, operator: str, image_ref: str | None, served_at: str | None = None
+    notification: Notification,
+    *,
+    release_id: str,
+    operator: str,
+    image_ref: str | None,
+    served_at: str | None = None,
+    watched_until: str | None = None,
 ) -> str:
     """The plan's notification: production URL, expected functionality, known limitations, feedback."""
     url_line = f"Production URL: {notification.production_url}"
@@ -47,7 +53,17 @@ def compose_message(
         f"Feedback channel: {notification.feedback_channel}",
         f"Release {release_id}, image {image_ref or 'unknown'}, shipped by {operator}.",
     ]
+    if watched_until:
+        lines.append(
+            f"Production is watched until {watched_until} (health, latency, error logs); "
+            "a short message will say how that went."
+        )
     return "\n".join(lines)
+
+
+def compose_watch_closing(notification: Notification, *, release_id: str, outcome: str) -> str:
+    """The second, short message: the watch is over, and what it found."""
+    return f"{notification.recipient}: the watch of release {release_id} is over: {outcome}"
 
 
 def send_notification(

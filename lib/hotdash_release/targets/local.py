@@ -49,21 +49,12 @@ from ..checks.tls import tls_context
 from ..errors import DeployError, RollbackError, UsageError
 from ..execution.procs import proc_stat
 from .base import AppStatus, OutputSink, Release, SecretInfo
+from .standin_app import DEFECTS as STANDIN_DEFECTS
 
 #: The stand-in HotDash app deployed unless another source is given (it may not exist yet).
 STANDIN_APP = Path(__file__).resolve().with_name("standin_app.py")
-#: Defects a rehearsal build can carry, chosen with the HOTDASH_DEFECT build arg.
-DEFECTS = (
-    "",
-    "health_failing",
-    "slow",
-    "crash_at_start",
-    "wrong_api_key",
-    "health_malformed",
-    "health_stale",
-    "health_flapping",
-    "hostile_content",
-)
+#: Defects a rehearsal build can carry, chosen with the HOTDASH_DEFECT build arg: the stand-in's own.
+DEFECTS = STANDIN_DEFECTS
 #: Fly's strategies; with one process per app they all behave as "immediate" here.
 STRATEGIES = ("canary", "rolling", "bluegreen", "immediate")
 IMAGE_PREFIX = "rehearsal.local/hotdash@sha256:"
