@@ -252,7 +252,11 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     # every sensitive secret must be long enough to redact. Both known before the lock is taken.
     refuse_secrets_in(
         redactor_for(config, secret_source_for(config, target_name, target)),
-        {"--reason": options.reason, "--operator": operator, "--attest": attestation_texts(options.attestations)},
+        {
+            "--reason": options.reason,
+            "--operator" if options.operator else "HOTDASH_OPERATOR": operator,
+            "--attest": attestation_texts(options.attestations),
+        },
     )
     release_id = new_release_id()
     release_dir = options.outputs / config.environment("production").app / release_id
