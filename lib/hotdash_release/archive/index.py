@@ -277,7 +277,7 @@ def release_rows(releases: Sequence[ReleaseSummary], slow: set[str]) -> str:
         rows.append(
             f'<tr data-app="{esc(r.app)}" data-outcome="{outcome}"><td>{name}</td><td>{esc(r.app)}</td>'
             f'<td><span class="badge {esc(css_class(r.outcome))}">{outcome.upper()}</span></td>'
-            f"<td>{r.started_at[:19].replace('T', ' ')}</td><td class=num>{duration}</td>"
+            f"<td>{esc(r.started_at[:19].replace('T', ' '))}</td><td class=num>{duration}</td>"
             f"<td>{esc(r.operator)}</td><td>{commit}</td><td>{manifest}</td></tr>"
         )
     return "".join(rows)
