@@ -144,6 +144,42 @@ class EnvironmentSecrets:
         return found
 
 
+#: What the Supabase check needs on a target with a real Supabase project (not a local rehearsal).
+SUPABASE_SECRETS = ("SUPABASE_URL", "SUPABASE_ANON_KEY")
+
+
+def smoke_secret_names(config) -> tuple[str, ...]:
+    """The secret values the smoke checks compare each app against: the required secrets their
+    paths, bodies and headers name as placeholders, and SHOPIFY_API_SECRET when one signs a
+    webhook. On Fly the release reads each as STAGING_<NAME> / PRODUCTION_<NAME>."""
+    import string
+
+    names = []
+    for check in config.smoke_checks:
+        texts = [
+            check.path,
+            *check.body_contains,
+            *check.body_not_contains,
+            *check.header_equals.values(),
+            *check.header_contains.values(),
+        ]
+        names += [
+            field_name
+            for text in texts
+            for _, field_name, _, _ in string.Formatter().parse(text)
+            if field_name in config.required_secrets
+        ]
+        if check.webhook_hmac == "valid":
+            names.append("SHOPIFY_API_SECRET")
+    return tuple(dict.fromkeys(names))
+
+
+def secret_names_needed(config, target_name: str) -> tuple[str, ...]:
+    """Every secret value the checks read from the release's environment on this target."""
+    supabase = SUPABASE_SECRETS if target_name != "local" else ()
+    return tuple(dict.fromkeys(smoke_secret_names(config) + supabase))
+
+
 def require_values(source: SecretSource, app: str, names: Sequence[str]) -> dict[str, str]:
     values = source.values(app, names)
     missing = [n for n in names if n not in values]
