@@ -154,3 +154,39 @@ def test_names_in_finds_a_secret_in_free_text():
     assert redactor.names_in(["ship it", "by alice"]) == []
     assert redactor.names_in([f"because {API_KEY} works"]) == ["SHOPIFY_API_KEY"]
     assert redactor.names_in([API_SECRET.replace('"', '\\"')]) == ["SHOPIFY_API_SECRET"]
+
+
+def test_the_manifests_free_text_is_scanned_before_it_is_written():
+    """The seal checks what the manifest takes from the record (reasons, operator, errors),
+    not only the files: a secret there, in any spelling, leaves the release unsealed."""
+    import json
+    from types import SimpleNamespace
+
+    from hotdash_release.archive.seal import secrets_in_record
+
+    def record(reason: str = "", error: str = ""):
+        section = SimpleNamespace(error=error, failures=[])
+        return SimpleNamespace(
+            reason=reason,
+            options=SimpleNamespace(reason=""),
+            operator="alice",
+            parameters={"target": "local"},
+            lock_note=None,
+            sections=[section],
+        )
+
+    redactor = make_redactor()
+    assert secrets_in_record(record("all sections passed"), redactor) == []
+    assert secrets_in_record(record(f"skipped: {API_SECRET}"), redactor) == ["manifest.json (SHOPIFY_API_SECRET)"]
+    escaped = json.dumps(API_SECRET)[1:-1]
+    assert secrets_in_record(record(error=f"ValueError: {escaped}"), redactor) == ["manifest.json (SHOPIFY_API_SECRET)"]
+
+
+def test_a_repr_inside_json_is_found():
+    """A traceback shows repr(value); the notebook holding it escapes it again."""
+    import json
+
+    redactor = Redactor({"Q": QUOTED})
+    notebook_text = json.dumps({"text": f"KeyError: {QUOTED!r}"})
+    assert find_secret_values(notebook_text.encode(), redactor) == ["Q"]
+    assert "[redacted Q]" in redactor.redact(notebook_text)

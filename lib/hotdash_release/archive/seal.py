@@ -192,8 +192,19 @@ def secrets_in_record(record, redactor: Redactor) -> list[str]:
         "session": getattr(record, "session", None),
         "sections": [(s.error, s.failures) for s in record.sections],
     }
-    names = find_secret_values(json.dumps(texts, default=str, ensure_ascii=False).encode("utf-8"), redactor)
+    # Each text as it is, and as the manifest will spell it (JSON-escaped).
+    dumped = json.dumps(texts, default=str)
+    data = "\0".join(_strings(texts)) + "\0" + dumped
+    names = find_secret_values(data.encode("utf-8", errors="replace"), redactor)
     return [f"{MANIFEST} ({', '.join(sorted(names))})"] if names else []
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _strings(item)]
+    return [value] if isinstance(value, str) else [] if value is None else [str(value)]
 
 
 def write_manifest(record) -> Path:

@@ -67,7 +67,9 @@ def _spellings(value: str, min_length: int = MIN_SUBSTRING_LENGTH) -> set[str]:
             html.escape(piece, quote=False),
         }
         for form in plain:
-            found |= {form} | _escaped(form)
+            escaped = _escaped(form)
+            # Twice: a repr or a JSON text inside a notebook or a results file is escaped again.
+            found |= {form} | escaped | {json.dumps(once)[1:-1] for once in escaped}
         found |= _base64_cores(piece)
     return {form for form in found if form}
 
