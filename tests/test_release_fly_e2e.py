@@ -372,3 +372,23 @@ def test_a_failing_target_check_shows_flyctls_own_message_redacted(tmp_path):
     finally:
         world.fake.stop()
         world.supabase.stop()
+
+
+def test_a_public_secret_equal_to_the_apps_url_is_exported_and_the_release_is_sealed(tmp_path):
+    """SHOPIFY_APP_URL is the app's URL, shown in every record: declared public in hotdash.toml,
+    a workflow may export it without leaving the release unsealed (exit 1) for good."""
+    from hotdash_release.config import load_config
+
+    world = make_fly_world(tmp_path)
+    try:
+        config = load_config(world.config)
+        for env in config.environments.values():
+            world.env[f"{env.name.upper()}_SHOPIFY_APP_URL"] = env.base_url
+        done = world.release()
+        assert done.returncode == 0, done.stdout + done.stderr
+        folder = world.release_dirs()[-1]
+        assert (folder / "manifest.json").is_file()
+        assert config.environment("production").base_url in archived_text(folder)  # shown, not redacted
+    finally:
+        world.fake.stop()
+        world.supabase.stop()
