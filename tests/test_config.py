@@ -106,9 +106,11 @@ NUMBERS = [
             ("verify_secrets", 2),
             ("deploy_staging", 5),
             ("staging_smoke", 5),
+            ("deploy_production", 5),
             ("production_smoke", 5),
         )
     ),
+    ("notify = 5\n", "timeline.notify", True),
     ("at_least = 0.85", "go_no_go.criteria[0].at_least", False),
     ('at_most = 0\nwhen_not_met = "blocking"', "go_no_go.criteria[1].at_most", False),
     ("wait_timeout_s = 15", "targets.local.wait_timeout_s", True),
@@ -124,13 +126,21 @@ def _number_cases():
         tail = rest.partition("\n")[2]
         tail = "\n" + tail if tail else ""
         bad = ["nan", "inf", "-inf", "+nan"] + (["0", "-1", "-0.5"] if positive else [])
+        tail = tail or ("\n" if line.endswith("\n") else "")
         if key == "secrets.min_length":
             bad = ["0", "-1", "8.5", "nan", "inf", '"8"']  # an integer
         for value in bad:
             yield pytest.param(line, f"{name} = {value}{tail}", key, id=f"{key}={value}")
 
 
-@pytest.mark.parametrize("old,new,key", list(_number_cases()))
+OPTIONAL_STEPS = [
+    pytest.param("notify = 5\n", f"notify = 5\n{step} = {value}\n", f"timeline.{step}", id=f"timeline.{step}={value}")
+    for step in ("preflight", "go_no_go", "rollback")
+    for value in ("nan", "inf", "0", "-1")
+]
+
+
+@pytest.mark.parametrize("old,new,key", list(_number_cases()) + OPTIONAL_STEPS)
 def test_every_number_refuses_nan_infinity_and_a_wrong_sign(tmp_path, old, new, key):
     path = write_config(tmp_path, state_dir=tmp_path / "state", edits={old: new})
     with pytest.raises(ConfigError) as caught:

@@ -5,14 +5,15 @@ file stops a release with one line and nothing deployed.
 
 Why hand-written checks and not a schema library (pydantic was considered, issue 19): the
 values that got through (nan, inf, a notification file outside the archive) slipped past
-two helpers, ``_Table.number`` and the notification's ``file``; every number of the file
-goes through ``number`` and every path through ``relative_path``, so fixing those two holes
-closes them for every key. pydantic would refuse nan and inf too (``allow_inf_nan=False``),
-but its messages ("Input should be a finite number") would have to be translated back to
-today's one-line ``KEY: what is allowed`` for each of some 60 keys, its models would
-duplicate the frozen dataclasses the rest of the package reads, and it would add a
-compiled dependency to every kernel, which imports this module before its first cell.
-The table-driven tests in tests/test_config.py give every key a bad-value case instead.
+two helpers, ``_Table.number`` and the notification's ``file``. Every number of the file
+goes through ``number``, and the file the release writes to through ``relative_path``, so
+fixing those two places closes the hole for every key. pydantic would refuse nan and inf
+too (``allow_inf_nan=False``), but its messages ("Input should be a finite number") would
+have to be translated back to today's one-line ``KEY: what is allowed`` for each key, its
+models would duplicate the frozen dataclasses the rest of the package reads, and it would
+add a compiled dependency (not installed today) to every kernel, which imports this module
+before its first cell. Instead tests/test_config.py gives every number a nan, inf and sign
+case, table-driven, so a check removed from any key fails a test.
 """
 
 from __future__ import annotations
