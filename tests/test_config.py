@@ -98,7 +98,7 @@ def test_missing_file_and_bad_toml(tmp_path):
 #: Every number of the file: (the line as write_config leaves it, the key, whether it must be positive).
 NUMBERS = [
     ("max_age_s = 120", "health.max_age_s", True),
-    ("deadline_s = 10", "health.deadline_s", True),
+    ("deadline_s = 4\n", "health.deadline_s", True),
     ("max_latency_ms = 1500", "smoke.max_latency_ms", True),
     *(
         (f"{step} = {minutes}", f"timeline.{step}", True)

@@ -122,7 +122,7 @@ def test_bad_release_input_stops_with_one_line_and_nothing_written(planted, tmp_
 
 
 CONFIG_CASES = [
-    ("deadline_s = 10", "deadline_s = nan", "health.deadline_s: must be a finite number, got nan"),
+    ("deadline_s = 4\n", "deadline_s = nan\n", "health.deadline_s: must be a finite number, got nan"),
     ("max_latency_ms = 1500", "max_latency_ms = inf", "smoke.max_latency_ms: must be a finite number, got inf"),
     ("notify = 5", "notify = -inf", "timeline.notify: must be a finite number"),
     ("at_least = 0.85", "at_least = nan", "go_no_go.criteria[0].at_least: must be a finite number"),
