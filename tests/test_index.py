@@ -259,3 +259,13 @@ def test_runbook_plan_renders_what_a_release_would_do_and_deploys_nothing(rehear
     assert platform.releases("hotdash-staging") == [] and platform.releases("hotdash-production") == []
     assert main(["plan", "--config", str(rehearsal.config), "--target", "fly", "--break", "production:slow"]) == 2
     assert "--target local" in capsys.readouterr().err
+
+
+def test_history_shows_control_characters_of_a_record_as_escapes(tmp_path):
+    """A manifest edited to hold terminal escape sequences cannot rewrite the operator's screen."""
+    from hotdash_release.archive.index import history_lines
+
+    write_manifest(tmp_path, "20261125T190512Z-a1b2c3", operator="ana\x1b[2J\x1b]0;owned\x07", outcome="released\r")
+    lines = history_lines(load_catalog(tmp_path, write_cache=False))
+    assert not any(c in "\n".join(lines) for c in "\x1b\x07\r")
+    assert "ana\\x1b[2J\\x1b" in lines[1] and "released\\r" in lines[1]

@@ -54,18 +54,27 @@ def test_short_values_are_not_replaced_inside_text_but_are_listed():
     assert redactor.values == (API_KEY,)
 
 
-def test_redact_obj_walks_containers_and_leaves_other_values():
+def test_redact_obj_walks_containers_and_leaves_keys_and_other_values():
     redactor = make_redactor()
     data = {
         "url": f"/auth?client_id={API_KEY}",
-        API_KEY: [1, 2.5, None, True, (API_KEY, "plain")],
+        "list": [1, 2.5, None, True, (API_KEY, "plain")],
         "nested": {"headers": [f"Location: {quote_plus(API_SECRET)}"]},
     }
     assert redactor.redact_obj(data) == {
         "url": "/auth?client_id=[redacted SHOPIFY_API_KEY]",
-        "[redacted SHOPIFY_API_KEY]": [1, 2.5, None, True, ("[redacted SHOPIFY_API_KEY]", "plain")],
+        "list": [1, 2.5, None, True, ("[redacted SHOPIFY_API_KEY]", "plain")],
         "nested": {"headers": ["Location: [redacted SHOPIFY_API_SECRET]"]},
     }
+
+
+def test_redaction_never_touches_keys():
+    """A secret equal to a record key ("ok", "status") must not rename it: readers would fail
+    with KeyError, and the renamed key would tell which secret has that value."""
+    redactor = Redactor({"SHOPIFY_API_KEY": "ok", "LONG_ONE": API_KEY})
+    record = {"ok": True, "status": "fine", API_KEY: "x"}
+    assert redactor.redact_obj(record) == record
+    assert redactor.redact_obj({"rows": [{"ok": False}]})["rows"][0]["ok"] is False
 
 
 def test_empty_redactor_changes_nothing_and_is_false():
@@ -98,3 +107,86 @@ def test_find_secret_values_names_secrets_in_any_spelling():
 def test_find_secret_values_ignores_short_values():
     redactor = Redactor({"REGION": "iad"})
     assert find_secret_values(b"iad", redactor) == []
+
+
+MULTI_LINE = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----"
+QUOTED = "pa\"ss\\word's-42"
+UNICODE = "pässwörd-日本-ключ"
+
+
+def _forms(value: str) -> dict[str, str]:
+    import base64
+    import json
+
+    return {
+        "raw": value,
+        "url": quote(value, safe=""),
+        "url_plus": quote_plus(value),
+        "html": html.escape(value),
+        "json": json.dumps(value)[1:-1],
+        "json_unicode": json.dumps(value, ensure_ascii=False)[1:-1],
+        "base64": base64.b64encode(value.encode()).decode(),
+        "base64_inside": base64.b64encode(b"Basic x:" + value.encode() + b"!").decode(),
+    }
+
+
+def test_every_form_of_awkward_values_is_found_and_redacted():
+    redactor = Redactor({"M": MULTI_LINE, "Q": QUOTED, "U": UNICODE})
+    for name, value in (("M", MULTI_LINE), ("Q", QUOTED), ("U", UNICODE)):
+        for form, spelling in _forms(value).items():
+            text = f"before {spelling} after"
+            assert find_secret_values(text.encode(), redactor) == [name], (name, form)
+            redacted = redactor.redact(text)
+            assert find_secret_values(redacted.encode(), redactor) == [], (name, form, redacted)
+            assert f"[redacted {name}]" in redacted, (name, form)
+
+
+def test_each_line_of_a_multi_line_value_is_found_alone():
+    """httpx quotes a header value's second line alone ("illegal header line")."""
+    redactor = Redactor({"PEM": MULTI_LINE})
+    for line in MULTI_LINE.splitlines():
+        assert find_secret_values(f"illegal header line: {line!r}".encode(), redactor) == ["PEM"]
+        assert line not in redactor.redact(f"error: {line}")
+
+
+def test_names_in_finds_a_secret_in_free_text():
+    redactor = make_redactor()
+    assert redactor.names_in(["ship it", "by alice"]) == []
+    assert redactor.names_in([f"because {API_KEY} works"]) == ["SHOPIFY_API_KEY"]
+    assert redactor.names_in([API_SECRET.replace('"', '\\"')]) == ["SHOPIFY_API_SECRET"]
+
+
+def test_the_manifests_free_text_is_scanned_before_it_is_written():
+    """The seal checks what the manifest takes from the record (reasons, operator, errors),
+    not only the files: a secret there, in any spelling, leaves the release unsealed."""
+    import json
+    from types import SimpleNamespace
+
+    from hotdash_release.archive.seal import secrets_in_record
+
+    def record(reason: str = "", error: str = ""):
+        section = SimpleNamespace(error=error, failures=[])
+        return SimpleNamespace(
+            reason=reason,
+            options=SimpleNamespace(reason=""),
+            operator="alice",
+            parameters={"target": "local"},
+            lock_note=None,
+            sections=[section],
+        )
+
+    redactor = make_redactor()
+    assert secrets_in_record(record("all sections passed"), redactor) == []
+    assert secrets_in_record(record(f"skipped: {API_SECRET}"), redactor) == ["manifest.json (SHOPIFY_API_SECRET)"]
+    escaped = json.dumps(API_SECRET)[1:-1]
+    assert secrets_in_record(record(error=f"ValueError: {escaped}"), redactor) == ["manifest.json (SHOPIFY_API_SECRET)"]
+
+
+def test_a_repr_inside_json_is_found():
+    """A traceback shows repr(value); the notebook holding it escapes it again."""
+    import json
+
+    redactor = Redactor({"Q": QUOTED})
+    notebook_text = json.dumps({"text": f"KeyError: {QUOTED!r}"})
+    assert find_secret_values(notebook_text.encode(), redactor) == ["Q"]
+    assert "[redacted Q]" in redactor.redact(notebook_text)

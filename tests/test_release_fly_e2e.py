@@ -343,3 +343,52 @@ def test_a_missing_token_blocks_at_preflight_and_names_the_variables(tmp_path):
     target_row = next(r for r in checklist if r["item"] == "Deployment target ready (fly)")
     assert "FLY_API_TOKEN" in target_row["detail"] and "FLY_ACCESS_TOKEN" in target_row["detail"]
     assert world.fake.calls() == []
+
+
+def test_the_report_shows_the_supabase_results(world, good_release):
+    _, folder = good_release
+    report = (folder / "report.html").read_text()
+    assert report.count('Database connected (Supabase) <span class="badge passed">PASSED</span>') == 2
+    assert "GoTrue v2.170.0" in report
+
+
+def test_a_failing_target_check_shows_flyctls_own_message_redacted(tmp_path):
+    """`fly auth whoami` refused: the terminal and the report say what flyctl said, not only
+    "Deployment target ready (fly)"; a secret value in its message is redacted."""
+    world = make_fly_world(tmp_path)
+    try:
+        secret = world.values[PRODUCTION]["SHOPIFY_API_SECRET"]
+        world.fake.set_fault("auth whoami", f"error:No access token available (token {secret} rejected)")
+        done = world.release()
+        assert done.returncode == 3, done.stdout + done.stderr
+        line = next(line for line in done.stdout.splitlines() if line.startswith("[1/8] Pre-deployment checklist:"))
+        assert "Deployment target ready (fly) (fly auth whoami: " in line
+        assert "No access token available (token [redacted SHOPIFY_API_SECRET@production] rejected)" in line
+        assert secret not in done.stdout + done.stderr
+        folder = world.release_dirs()[-1]
+        report = (folder / "report.html").read_text()
+        assert "No access token available (token [redacted SHOPIFY_API_SECRET@production] rejected)" in report
+        assert (folder / "manifest.json").is_file()
+    finally:
+        world.fake.stop()
+        world.supabase.stop()
+
+
+def test_a_public_secret_equal_to_the_apps_url_is_exported_and_the_release_is_sealed(tmp_path):
+    """SHOPIFY_APP_URL is the app's URL, shown in every record: declared public in hotdash.toml,
+    a workflow may export it without leaving the release unsealed (exit 1) for good."""
+    from hotdash_release.config import load_config
+
+    world = make_fly_world(tmp_path)
+    try:
+        config = load_config(world.config)
+        for env in config.environments.values():
+            world.env[f"{env.name.upper()}_SHOPIFY_APP_URL"] = env.base_url
+        done = world.release()
+        assert done.returncode == 0, done.stdout + done.stderr
+        folder = world.release_dirs()[-1]
+        assert (folder / "manifest.json").is_file()
+        assert config.environment("production").base_url in archived_text(folder)  # shown, not redacted
+    finally:
+        world.fake.stop()
+        world.supabase.stop()

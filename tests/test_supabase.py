@@ -133,3 +133,15 @@ def test_odd_inputs_never_raise(client, url, key, detail):
     result = check_supabase(client, url, key)
     assert not result.ok and detail in result.detail
     assert ANON_KEY not in result.detail
+
+
+def test_a_multi_line_key_is_hidden_in_the_error_it_causes(supabase, client):
+    """httpx refuses a header value with a newline and quotes it in its error: no line of the
+    key reaches the result (test_redact.py shows each line redacted alone)."""
+    supabase.route(HEALTH_PATH)(healthy_project)
+    key = "first-line-of-the-anon-key\nsecond-line-of-the-anon-key"
+    redactor = Redactor({"SUPABASE_ANON_KEY@staging": key}, min_length=8)
+    result = check_supabase(client, supabase.base_url, key, redactor=redactor)
+    assert not result.ok and result.detail
+    shown = json.dumps(result.as_row())
+    assert "first-line-of-the-anon-key" not in shown and "second-line-of-the-anon-key" not in shown

@@ -113,6 +113,38 @@ def test_secrets_come_from_secrets_and_only_to_the_release_step(release_job):
     assert "secrets." not in str(release_job.get("env", {}))
 
 
+def test_the_release_step_passes_every_value_the_checks_need_on_fly(release_job):
+    """Derived from the configuration (the smoke checks' placeholders and signed webhooks, the
+    Supabase check), as the runbooks resolve them: STAGING_<NAME> and PRODUCTION_<NAME>."""
+    from hotdash_release.secrets.required import secret_names_needed
+
+    config = load_config(RUNBOOKS_DIR / "hotdash.toml")
+    needed = secret_names_needed(config, "fly")
+    assert {"SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SUPABASE_URL", "SUPABASE_ANON_KEY"} <= set(needed)
+    env = step_running(release_job, "runbook release")["env"]
+    for environment in config.environments:
+        for name in needed:
+            variable = f"{environment.upper()}_{name}"
+            assert env.get(variable) == f"${{{{ secrets.{variable} }}}}", f"the release step does not pass {variable}"
+
+
+def test_the_values_the_checks_need_follow_the_configuration(tmp_path):
+    """A check that names another secret in its template needs that value too."""
+    from conftest import write_config
+
+    from hotdash_release.secrets.required import secret_names_needed, smoke_secret_names
+
+    path = write_config(
+        tmp_path,
+        state_dir=tmp_path / "state",
+        edits={'body_contains = ["/auth/login"]': 'body_contains = ["/auth/login", "{SCOPES}"]'},
+    )
+    config = load_config(path)
+    assert smoke_secret_names(config) == ("SCOPES", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET")
+    assert secret_names_needed(config, "local") == smoke_secret_names(config)
+    assert secret_names_needed(config, "fly")[-2:] == ("SUPABASE_URL", "SUPABASE_ANON_KEY")
+
+
 def test_flyctl_and_python_are_set_up_before_the_release(release_job):
     names = [s.get("uses", s.get("run", "")) for s in release_job["steps"]]
     setup_python = step_using(release_job, "actions/setup-python")

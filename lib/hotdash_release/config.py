@@ -2,20 +2,33 @@
 
 Every problem is a ConfigError naming the dotted key and what is allowed, so a bad
 file stops a release with one line and nothing deployed.
+
+Why hand-written checks and not a schema library (pydantic was considered, issue 19): the
+values that got through (nan, inf, a notification file outside the archive) slipped past
+two helpers, ``_Table.number`` and the notification's ``file``. Every number of the file
+goes through ``number``, and the file the release writes to through ``relative_path``, so
+fixing those two places closes the hole for every key. pydantic would refuse nan and inf
+too (``allow_inf_nan=False``), but its messages ("Input should be a finite number") would
+have to be translated back to today's one-line ``KEY: what is allowed`` for each key, its
+models would duplicate the frozen dataclasses the rest of the package reads, and it would
+add a compiled dependency (not installed today) to every kernel, which imports this module
+before its first cell. Instead tests/test_config.py gives every number a nan, inf and sign
+case, table-driven, so a check removed from any key fails a test.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from .checks.http import SmokeCheck
 from .checks.watch import WatchSettings, watch_settings
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .paths import default_config
 
 ENVIRONMENTS = ("staging", "production")
@@ -54,6 +67,8 @@ _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 #: Secrets whose value on production must not equal staging's (the classic: production on the
 #: staging database). An equal digest of one of these blocks; of any other secret, it warns.
 DEFAULT_MUST_DIFFER = ("DATABASE_URL", "SUPABASE_URL")
+#: A sensitive secret shorter than this cannot be redacted safely: it occurs by chance in text.
+DEFAULT_SECRET_MIN_LENGTH = 8
 #: Keys of each [targets.<name>] table; state_dir is the local platform's, flyctl Fly's.
 _TARGET_KEYS = {
     "local": ("strategy", "wait_timeout_s", "state_dir"),
@@ -160,8 +175,33 @@ class ReleaseConfig:
     secrets_must_differ: tuple[str, ...] = DEFAULT_MUST_DIFFER
     github: GitHubSettings = field(default_factory=GitHubSettings)
     manual_checks: tuple[str, ...] = DEFAULT_MANUAL_CHECKS
+    # Required secrets whose values are public (the app's URL, its scopes, the API key every
+    # App Bridge page serves): checked for presence and digest, neither redacted nor scanned.
+    public_secrets: tuple[str, ...] = ()
+    secret_min_length: int = DEFAULT_SECRET_MIN_LENGTH
     # [watch], per target: [watch.local] and [watch.fly] change keys of [watch] for one target.
     watch: dict[str, WatchSettings] = field(default_factory=dict)
+
+    @property
+    def sensitive_secrets(self) -> tuple[str, ...]:
+        """The required secrets whose values must never reach a record."""
+        return tuple(name for name in self.required_secrets if name not in self.public_secrets)
+
+    def check_outputs(self, outputs: Path) -> None:
+        """The archive root must be apart from the local platform's state folder, which holds
+        secret values (secrets/*.json): neither inside it, nor holding it, nor the same."""
+        local = self.targets.get("local")
+        if local is None:
+            return
+        from .paths import PROJECT_ROOT
+
+        state = (local.state_dir or PROJECT_ROOT / ".rehearsal").resolve()
+        root = Path(outputs).resolve()
+        if root == state or state in root.parents or root in state.parents:
+            raise UsageError(
+                f"outputs: {root} must be apart from the local platform's state folder {state} "
+                "(it holds secret values); choose another archive root"
+            )
 
     @property
     def base_dir(self) -> Path:
@@ -224,6 +264,9 @@ class _Table:
 
     def number(self, name: str, default: Any = ..., *, positive: bool = True) -> float:
         value = self.get(name, (int, float), default)
+        # TOML has nan and inf: neither is a duration, a budget or a threshold.
+        if not math.isfinite(value):
+            self.fail(self._k(name), f"must be a finite number, got {value}")
         if positive and value <= 0:
             self.fail(self._k(name), f"must be a positive number, got {value}")
         return value
@@ -240,6 +283,14 @@ class _Table:
             if not isinstance(item, str) or not item.strip():
                 self.fail(f"{self._k(name)}[{i}]", "expected a non-empty string")
         return tuple(value)
+
+    def relative_path(self, name: str, default: Any = ...) -> str:
+        """A file name relative to the archive root that stays inside it (no .., not absolute)."""
+        value = self.text(name, default)
+        parts = PurePosixPath(value.replace("\\", "/")).parts
+        if value.startswith(("/", "\\", "~")) or ".." in parts or ":" in value or "\0" in value:
+            self.fail(self._k(name), f"{value!r} must be a file name inside the archive (relative, without ..)")
+        return value
 
     def url(self, name: str) -> str:
         value = self.text(name)
@@ -316,6 +367,8 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         environments=_environments(root.sub("environments")),
         required_secrets=_secret_names(root.sub("secrets")),
         secrets_must_differ=_secrets_must_differ(root.sub("secrets")),
+        public_secrets=_public_secrets(root.sub("secrets")),
+        secret_min_length=_secret_min_length(root.sub("secrets")),
         health=_health(root.sub("health")),
         shop=shop,
         max_latency_ms=max_latency_ms,
@@ -349,7 +402,7 @@ def _environments(table: _Table) -> dict[str, Environment]:
 
 
 def _secret_names(table: _Table) -> tuple[str, ...]:
-    table.reject_unknown(("required", "must_differ"))
+    table.reject_unknown(("required", "must_differ", "public", "min_length"))
     names = table.strings("required")
     if not names:
         table.fail("secrets.required", "must list at least one secret name")
@@ -369,6 +422,25 @@ def _secrets_must_differ(table: _Table) -> tuple[str, ...]:
             # Only required secrets are listed and compared, so another name would never be checked.
             table.fail(f"secrets.must_differ[{i}]", f"{name!r} is not in secrets.required")
     return tuple(names)
+
+
+def _public_secrets(table: _Table) -> tuple[str, ...]:
+    names = table.strings("public", [])
+    required = table.data.get("required", [])
+    for i, name in enumerate(names):
+        if name not in required:
+            table.fail(f"secrets.public[{i}]", f"{name!r} is not in secrets.required")
+        if name in table.data.get("must_differ", DEFAULT_MUST_DIFFER):
+            # A value that must differ between environments is a credential, not a public fact.
+            table.fail(f"secrets.public[{i}]", f"{name!r} is in secrets.must_differ: it cannot be public")
+    return tuple(names)
+
+
+def _secret_min_length(table: _Table) -> int:
+    value = table.get("min_length", int, DEFAULT_SECRET_MIN_LENGTH)
+    if value < 1:
+        table.fail("secrets.min_length", f"must be a positive integer, got {value}")
+    return value
 
 
 def _health(table: _Table) -> HealthSpec:
@@ -437,6 +509,8 @@ def _criteria(table: _Table) -> tuple[Criterion, ...]:
         threshold = (
             row.get("expect", (bool, int, float)) if comparison == "expect" else row.number(comparison, positive=False)
         )
+        if isinstance(threshold, float) and not math.isfinite(threshold):
+            row.fail(f"{row.key}.{comparison}", f"must be true, false or a finite number, got {threshold}")
         criteria.append(
             Criterion(
                 row.text("name"),
@@ -469,7 +543,7 @@ def _notification(table: _Table) -> Notification:
         expected_functionality=table.strings("expected_functionality"),
         known_limitations=table.strings("known_limitations", []),
         feedback_channel=table.text("feedback_channel"),
-        file=table.text("file", "notifications.log"),
+        file=table.relative_path("file", "notifications.log"),
         webhook_env=table.text("webhook_env", "HOTDASH_SLACK_WEBHOOK_URL"),
     )
 

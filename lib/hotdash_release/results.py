@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,9 +17,25 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+OPERATOR_ENV = "HOTDASH_OPERATOR"
+_OPERATOR = re.compile(r"[\w.@+ \[\]-]{1,64}")
+
+
+def check_operator(name: str, field: str = "--operator") -> str:
+    """A person's name as records show it: one line of letters, digits, space and . @ + - _ [ ]."""
+    from .errors import UsageError
+
+    if not _OPERATOR.fullmatch(name):
+        raise UsageError(f"{field}: use letters, digits, space and . @ + - _ [ ] (at most 64)")
+    return name
+
+
 def default_operator() -> str:
-    """Who runs a release or a section when nobody said: $HOTDASH_OPERATOR, else the login name."""
-    return os.environ.get("HOTDASH_OPERATOR") or getpass.getuser()
+    """Who runs a release or a section when nobody said: $HOTDASH_OPERATOR (checked like
+    --operator), else the login name."""
+    if os.environ.get(OPERATOR_ENV):
+        return check_operator(os.environ[OPERATOR_ENV], OPERATOR_ENV)
+    return getpass.getuser()
 
 
 def results_path(release_dir: Path, section_key: str) -> Path:

@@ -40,7 +40,13 @@ from .results import (
     utc_now,
     write_json_atomic,
 )
-from .secrets.required import redactor_for, require_values, verify_required_secrets
+from .secrets.required import (
+    SUPABASE_SECRETS,
+    redactor_for,
+    require_values,
+    smoke_secret_names,
+    verify_required_secrets,
+)
 from .tables import ResultTable, ShowsAsRecord, Table, html_table, pandas, record_rows
 from .targets import make_target, secret_source_for
 from .targets.base import Release, Target, machines_on_image, serving
@@ -409,10 +415,10 @@ class SectionRun:
         """The plan's smoke test, headless: each check proves one thing over HTTP, concurrently."""
         env = self._require_environment()
         try:
-            values = require_values(self._secret_source, env.app, ["SHOPIFY_API_KEY", "SHOPIFY_API_SECRET"])
+            values, have_values = require_values(self._secret_source, env.app, smoke_secret_names(self.config)), True
         except SecretError as exc:
             self._failures.append(str(exc))
-            values = {}
+            values, have_values = {}, False
         shop = self.config.shop
         handle = shop.split(".")[0]
         context = {
@@ -426,7 +432,7 @@ class SectionRun:
                 client, self.app_url(), self.config.smoke_checks, context=context, redactor=self.redactor
             )
         table = ResultTable.of(f"Smoke test {env.app}", results)
-        self._measures[f"{env.name}_smoke_passed"] = table.ok and bool(values)
+        self._measures[f"{env.name}_smoke_passed"] = table.ok and have_values
         return self._record("smoke", table)
 
     def check_supabase(self):
@@ -437,7 +443,7 @@ class SectionRun:
             result = SupabaseResult(True, None, None, "not checked: a local rehearsal has no Supabase project")
             return self._record("supabase", result)
         try:
-            values = require_values(self._secret_source, env.app, ["SUPABASE_URL", "SUPABASE_ANON_KEY"])
+            values = require_values(self._secret_source, env.app, SUPABASE_SECRETS)
         except SecretError as exc:
             result = SupabaseResult(False, None, None, str(exc))
         else:
@@ -873,11 +879,19 @@ def _jsonable(value: Any) -> Any:
 def _why(record: dict) -> str:
     if "rows" in record:
         bad = [r for r in record["rows"] if r.get("ok") is False or r.get("blocking") is True]
-        names = [str(r.get("name") or r.get("item") or r.get("criterion") or r) for r in bad]
+        names = [_named(r) for r in bad]
         return f"{len(bad)} failed: " + ", ".join(names) if bad else record.get("title", "failed")
     if record.get("breaches"):  # the watch: what breached, in its words
         return "; ".join(str(b.get("what")) for b in record["breaches"])
     return str(record.get("detail") or record.get("explanation") or "failed")
+
+
+def _named(row: dict) -> str:
+    """A failed row by name, with the first line of its detail: a failing target check shows
+    the tool's own message (already redacted), not only "Deployment target ready (fly)"."""
+    name = str(row.get("name") or row.get("item") or row.get("criterion") or row)
+    detail = str(row.get("detail") or "").strip().splitlines()
+    return f"{name} ({detail[0][:200]})" if detail and "item" in row else name
 
 
 def describe_plan() -> pd.DataFrame:

@@ -31,8 +31,16 @@ from .execution.pool import KERNELS_AHEAD, KernelPool
 from .locks import release_lock
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
-from .results import RESULTS_DIR, read_all_results, read_section_result, results_path, utc_now, write_json_atomic
-from .secrets.required import redactor_for, seed_rehearsal_secrets
+from .results import (
+    RESULTS_DIR,
+    check_operator,
+    read_all_results,
+    read_section_result,
+    results_path,
+    utc_now,
+    write_json_atomic,
+)
+from .secrets.required import attestation_texts, redactor_for, refuse_secrets_in, seed_rehearsal_secrets
 from .targets import make_target, secret_source_for
 from .targets.standin_app import DEFECTS as STANDIN_DEFECTS
 
@@ -62,7 +70,7 @@ OUTCOME_EXIT = {
 REHEARSAL_DEFECTS = tuple(defect for defect in STANDIN_DEFECTS if defect)
 
 DEFAULT_OUTPUTS = OUTPUTS_DIR
-_RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+_RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 #: Written into the release folder before the first section, and updated as each section starts:
 #: what the release was started with and where its runner is, so that a release whose runner
 #: died can be sealed saying where (seal_abandoned).
@@ -176,7 +184,7 @@ def new_release_id() -> str:
 
 
 def validate_release_id(release_id: str) -> str:
-    if not _RELEASE_ID.match(release_id):
+    if not _RELEASE_ID.fullmatch(release_id):  # fullmatch: "$" would let a trailing newline in
         raise UsageError(f"release id: {release_id!r} is not like 20261125T190512Z-a1b2c3")
     return release_id
 
@@ -227,8 +235,9 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     check_release_attestations(options.attestations, config.manual_checks)
     if options.defects and target_name != "local":
         raise UsageError(f"--break: rehearsal defects need --target local, not {target_name!r}")
-    if options.operator and not re.fullmatch(r"[\w.@+ \[\]-]{1,64}", options.operator):
-        raise UsageError("--operator: use letters, digits, space and . @ + - _ [ ] (at most 64)")
+    if options.operator:
+        check_operator(options.operator)
+    config.check_outputs(options.outputs)
     inputs = release_inputs(config)
     if resumed and resumed[1].get("inputs") != inputs:
         raise UsageError(
@@ -241,6 +250,16 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     from .results import default_operator
 
     operator = options.operator or default_operator()
+    # Free text is recorded (manifest, report, terminal): it must hold no secret value, and
+    # every sensitive secret must be long enough to redact. Both known before the lock is taken.
+    refuse_secrets_in(
+        redactor_for(config, secret_source_for(config, target_name, target)),
+        {
+            "--reason": options.reason,
+            "--operator" if options.operator else "HOTDASH_OPERATOR": operator,
+            "--attest": attestation_texts(options.attestations),
+        },
+    )
     release_id = new_release_id()
     release_dir = options.outputs / config.environment("production").app / release_id
     parameters = {

@@ -277,13 +277,19 @@ def release_rows(releases: Sequence[ReleaseSummary], slow: set[str]) -> str:
         rows.append(
             f'<tr data-app="{esc(r.app)}" data-outcome="{outcome}"><td>{name}</td><td>{esc(r.app)}</td>'
             f'<td><span class="badge {esc(css_class(r.outcome))}">{outcome.upper()}</span></td>'
-            f"<td>{r.started_at[:19].replace('T', ' ')}</td><td class=num>{duration}</td>"
+            f"<td>{esc(r.started_at[:19].replace('T', ' '))}</td><td class=num>{duration}</td>"
             f"<td>{esc(r.operator)}</td><td>{commit}</td><td>{manifest}</td></tr>"
         )
     return "".join(rows)
 
 
 # -- the terminal view (`runbook history`) --------------------------------------------------------
+
+
+def _shown(value: str) -> str:
+    """A record's text as a terminal shows it: control characters (an escape sequence planted in
+    a manifest can rewrite the screen) as their \\x escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
 
 
 def history_lines(
@@ -309,8 +315,8 @@ def history_lines(
         duration = seconds(r.duration_s) + (" ▲" if r.folder in slow else "  ")
         commit = (r.commit or "")[:10] + ("+dirty" if r.commit_dirty else "")
         lines.append(
-            f"{r.started_at[:19].replace('T', ' '):19}  {r.release_id:23}  {r.app:20}  {r.outcome:15}  "
-            f"{duration:>14}  {r.operator[:14]:14}  {commit}"
+            f"{_shown(r.started_at[:19].replace('T', ' ')):19}  {r.release_id:23}  {r.app:20}  "
+            f"{_shown(r.outcome):15}  {duration:>14}  {_shown(r.operator[:14]):14}  {_shown(commit)}"
         )
         if r.outcome != "released" and r.reason:
             lines.append(f"{'':21}why: {r.reason}")  # what happened, e.g. "runner died during ..."

@@ -194,6 +194,9 @@ def section_checks(section: Section, config: ReleaseConfig) -> list[str]:
         return [
             f"{len(config.required_secrets)} required secrets set on both apps",
             f"must differ between staging and production: {differ}",
+            "public (neither redacted nor scanned): " + (", ".join(getattr(config, "public_secrets", ())) or "none"),
+            f"every other value redacted and scanned for; shorter than {getattr(config, 'secret_min_length', 8)} "
+            "characters stops the release",
         ]
     if section.key.startswith("deploy_") or section.key == "rollback":
         return [

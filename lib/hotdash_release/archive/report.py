@@ -438,10 +438,31 @@ def smoke_section(results: dict[str, dict]) -> str:
                 numeric=(3, 4),
                 css="wide",
             )
+            + supabase_line(result.get("records", {}).get("supabase"))
         )
     if len(parts) == 1:
         parts.append("<p class=muted>No smoke test ran.</p>")
     return "\n".join(parts)
+
+
+def supabase_line(supabase: dict | None) -> str:
+    """The smoke test's "Database connected (Supabase)" probe, as recorded (checks.supabase)."""
+    if not isinstance(supabase, dict):
+        return "<p class=muted>Database connected (Supabase): not checked.</p>"
+    latency = supabase.get("latency_ms")
+    measured = ", ".join(
+        part
+        for part in (
+            f"HTTP {supabase['status_code']}" if supabase.get("status_code") is not None else "",
+            f"{latency:.0f} ms" if isinstance(latency, (int, float)) else "",
+            f"GoTrue {supabase['version']}" if supabase.get("version") else "",
+        )
+        if part
+    )
+    return (
+        f"<p>Database connected (Supabase) {badge('passed' if supabase.get('ok') else 'failed')} "
+        f"{text(measured)}{': ' if measured and supabase.get('detail') else ''}{text(supabase.get('detail', ''))}</p>"
+    )
 
 
 def smoke_row(row: dict) -> tuple:

@@ -162,7 +162,7 @@ def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None)
                 export_html(notebook)
             except Exception as exc:  # an unexportable notebook must not lose the rest of the archive
                 record.archive_problems.append(f"HTML export of {notebook.name} failed: {type(exc).__name__}")
-    leaks = scan_for_secrets(folder, redactor)
+    leaks = scan_for_secrets(folder, redactor) + secrets_in_record(record, redactor)
     if leaks:
         record.archive_problems.append("secret values found in " + ", ".join(leaks) + ": archive not sealed")
         # Leave the files for investigation, but no manifest: the folder is visibly unsealed.
@@ -178,6 +178,33 @@ def scan_for_secrets(folder: Path, redactor: Redactor) -> list[str]:
         if names:
             hits.append(f"{path.relative_to(folder)} ({', '.join(sorted(names))})")
     return hits
+
+
+def secrets_in_record(record, redactor: Redactor) -> list[str]:
+    """The manifest's free text (reasons, operator, errors, parameters) holds no secret value
+    either: checked before the manifest is written, as the files are."""
+    texts = {
+        "reason": record.reason,
+        "release_reason": getattr(record.options, "reason", ""),
+        "operator": record.operator,
+        "parameters": record.parameters,
+        "lock": record.lock_note,
+        "session": getattr(record, "session", None),
+        "sections": [(s.error, s.failures) for s in record.sections],
+    }
+    # Each text as it is, and as the manifest will spell it (JSON-escaped).
+    dumped = json.dumps(texts, default=str)
+    data = "\0".join(_strings(texts)) + "\0" + dumped
+    names = find_secret_values(data.encode("utf-8", errors="replace"), redactor)
+    return [f"{MANIFEST} ({', '.join(sorted(names))})"] if names else []
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _strings(item)]
+    return [value] if isinstance(value, str) else [] if value is None else [str(value)]
 
 
 def write_manifest(record) -> Path:

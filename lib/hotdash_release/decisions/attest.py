@@ -37,7 +37,7 @@ ATTESTABLE = tuple(SCOPES.values())
 SOURCES = ("widget", "parameter")
 
 _PARAMETER_KEYS = ("check", "by", "at", "note")
-_PERSON = re.compile(r"^[\w.@+ \[\]-]{1,64}$")
+_PERSON = re.compile(r"[\w.@+ \[\]-]{1,64}\Z")
 NOTE_MAX_CHARS = 500
 
 

@@ -88,6 +88,7 @@ def create_session(
     local target, rehearsal secrets for apps that have none, as `runbook release` gives them."""
     check_person(operator, key="--operator")
     config = load_config(config_path)  # a bad configuration stops here, before any folder exists
+    config.check_outputs(outputs)
     if config.default_target == "local":
         _seed_rehearsal_secrets(config, progress)
     session_id = new_session_id()
@@ -373,7 +374,7 @@ def seal_session(
     from ..archive.index import rebuild_after_release
     from ..archive.seal import seal_release
     from ..locks import release_lock
-    from ..secrets.required import redactor_for
+    from ..secrets.required import redactor_for, refuse_secrets_in
     from ..targets import make_target, secret_source_for
 
     folder = Path(folder).resolve()
@@ -383,6 +384,10 @@ def seal_session(
     target = make_target(config, target_name)
     redactor = redactor_for(config, secret_source_for(config, target_name, target))
     operator = operator or findings.marker.get("operator") or ""
+    if operator:
+        check_person(operator, key="--operator")
+    config.check_outputs(outputs)
+    refuse_secrets_in(redactor, {"--operator": operator})
     app_dir = outputs / config.environment("production").app
     release_id = new_release_id()
     with release_lock(release_lock_dir(target, app_dir), app_dir.name, release_id=release_id, operator=operator):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets as _random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
-from ..errors import ReleaseError, SecretError
+from ..errors import ReleaseError, SecretError, UsageError
 from ..targets.base import Target
 
 
@@ -144,6 +144,42 @@ class EnvironmentSecrets:
         return found
 
 
+#: What the Supabase check needs on a target with a real Supabase project (not a local rehearsal).
+SUPABASE_SECRETS = ("SUPABASE_URL", "SUPABASE_ANON_KEY")
+
+
+def smoke_secret_names(config) -> tuple[str, ...]:
+    """The secret values the smoke checks compare each app against: the required secrets their
+    paths, bodies and headers name as placeholders, and SHOPIFY_API_SECRET when one signs a
+    webhook. On Fly the release reads each as STAGING_<NAME> / PRODUCTION_<NAME>."""
+    import string
+
+    names = []
+    for check in config.smoke_checks:
+        texts = [
+            check.path,
+            *check.body_contains,
+            *check.body_not_contains,
+            *check.header_equals.values(),
+            *check.header_contains.values(),
+        ]
+        names += [
+            field_name
+            for text in texts
+            for _, field_name, _, _ in string.Formatter().parse(text)
+            if field_name in config.required_secrets
+        ]
+        if check.webhook_hmac == "valid":
+            names.append("SHOPIFY_API_SECRET")
+    return tuple(dict.fromkeys(names))
+
+
+def secret_names_needed(config, target_name: str) -> tuple[str, ...]:
+    """Every secret value the checks read from the release's environment on this target."""
+    supabase = SUPABASE_SECRETS if target_name != "local" else ()
+    return tuple(dict.fromkeys(smoke_secret_names(config) + supabase))
+
+
 def require_values(source: SecretSource, app: str, names: Sequence[str]) -> dict[str, str]:
     values = source.values(app, names)
     missing = [n for n in names if n not in values]
@@ -180,14 +216,44 @@ def seed_rehearsal_secrets(platform, apps: Sequence[str]) -> list[str]:
 
 
 def redactor_for(config, source: SecretSource):
-    """A redactor that knows every secret value of every app of the plan."""
+    """A redactor that knows every sensitive secret value of every app of the plan.
+
+    Public secrets (secrets.public) are left as they are. A sensitive value shorter than
+    secrets.min_length stops here (UsageError): it would occur by chance in other text, so
+    it can be neither redacted inside text nor scanned for."""
     from .redact import Redactor
 
     known = {}
     for env in config.environments.values():
         try:
-            values = source.values(env.app, config.required_secrets)
+            values = source.values(env.app, config.sensitive_secrets)
         except ReleaseError:
             continue  # a source that cannot answer has no values to leak either
-        known.update({f"{name}@{env.name}": value for name, value in values.items()})
-    return Redactor(known)
+        for name, value in values.items():
+            if len(value) < config.secret_min_length:
+                raise UsageError(
+                    f"secret {name} on {env.app}: shorter than secrets.min_length ({config.secret_min_length} "
+                    "characters), it cannot be redacted safely; set a longer value, or list it in "
+                    "secrets.public if it is not a secret"
+                )
+            known[f"{name}@{env.name}"] = value
+    return Redactor(known, min_length=config.secret_min_length)
+
+
+def refuse_secrets_in(redactor, texts: Mapping[str, str | Iterable[str]]) -> None:
+    """Free text a person typed (a reason, a name, a note) is recorded as it is: refuse it,
+    naming the field and the secret (never the value), when it holds a secret value."""
+    for field_name, text in texts.items():
+        names = redactor.names_in([text] if isinstance(text, str) else list(text))
+        if names:
+            raise UsageError(
+                f"{field_name}: holds the value of {', '.join(names)}; it would be recorded in the archive, "
+                "leave the secret out"
+            )
+
+
+def attestation_texts(attestations: Mapping[str, Sequence[Mapping]]) -> list[str]:
+    """Every string of the --attest parameters (checks, names, notes, the call and its reason)."""
+    return [
+        value for given in attestations.values() for item in given for value in item.values() if isinstance(value, str)
+    ]
