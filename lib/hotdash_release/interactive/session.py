@@ -372,6 +372,7 @@ def seal_session(
     """Archive a session into <outputs>/<app>/<release id>/; return the sealed record."""
     from ..archive.index import rebuild_after_release
     from ..archive.seal import seal_release
+    from ..archive.signing import signer_for
     from ..locks import release_lock
     from ..secrets.required import redactor_for
     from ..targets import make_target, secret_source_for
@@ -382,6 +383,7 @@ def seal_session(
     config, target_name = findings.config, findings.target_name
     target = make_target(config, target_name)
     redactor = redactor_for(config, secret_source_for(config, target_name, target))
+    signer = signer_for(target_name)  # a missing or bad key stops here, before anything is copied
     operator = operator or findings.marker.get("operator") or ""
     app_dir = outputs / config.environment("production").app
     release_id = new_release_id()
@@ -389,7 +391,7 @@ def seal_session(
         record = _session_record(findings, release_id, app_dir / release_id, operator, target)
         record.inputs = {**release_inputs(config), "runbooks_sha256": findings.marker.get("runbooks_sha256")}
         _copy_session_files(findings, record.release_dir)
-        seal_release(record, redactor)
+        seal_release(record, redactor, signer=signer)
         if record.archive_problems:
             record.outcome, record.reason = "error", "; ".join(record.archive_problems)
         else:
