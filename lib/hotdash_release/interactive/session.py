@@ -403,6 +403,10 @@ def seal_session(
         f"sealed session {folder.name} as release {release_id}: {record.outcome.upper()} "
         f"(exit {record.exit_code})\n  {record.reason}\n  report: {record.release_dir / 'report.html'}"
     )
+    if record.checkpoint:
+        progress(
+            f"  chain head: {record.head_pin} (keep it; check with `runbook verify --expect-head {record.head_pin}`)"
+        )
     rebuild_after_release(outputs, progress)
     return record
 
