@@ -115,6 +115,16 @@ def rehash_sums(folder: Path) -> None:
     (folder / SUMS).write_text("".join(f"{d}  {p}\n" for p, d in sorted(files.items())))
 
 
+def resign_older_manifest(outputs: Path, first: Path, second: Path) -> None:
+    """A holder of the trusted key edits an older release and signs it again: the newer
+    release still links to the manifest as it was."""
+    from hotdash_release.archive.signing import rehearsal_signer
+
+    edit_json(first / MANIFEST, lambda m: m.update(operator="someone-else"))
+    manifest = json.loads((first / MANIFEST).read_text())
+    sign_release(first, {**manifest["files"], MANIFEST: sha256_file(first / MANIFEST)}, rehearsal_signer(create=False))
+
+
 def first_results_file(folder: Path) -> Path:
     return sorted((folder / "results").glob("*.json"))[0]
 
@@ -229,6 +239,12 @@ TAMPERING = [
         "SHA256SUMS.sshsig: not an SSH signature",
     ),
     ("ssh_signature_deleted", lambda o, f, s: (f / SSH_SIGNATURE).unlink(), (), "no SHA256SUMS.sshsig"),
+    (
+        "older_manifest_edited_and_signed_again",
+        resign_older_manifest,
+        (),
+        "chain broken: the manifest of 2",
+    ),
     (
         "forged_history_other_key",
         forge_history,
@@ -509,3 +525,30 @@ def test_no_process_of_a_release_but_the_runner_holds_the_signing_key(tmp_path):
     public.write_bytes(public_pem(key.public_key()))
     done = verify(world.outputs, "--trust-key", str(public))
     assert done.returncode == 0 and "given with --trust-key" in done.stdout, done.stdout
+
+
+def test_a_trusted_key_entry_whose_id_is_not_its_fingerprint_is_refused(tmp_path):
+    from hotdash_release.archive.signing import TRUSTED_KEYS, committed_keys
+    from hotdash_release.errors import UsageError
+
+    wrong = tmp_path / "trusted.toml"
+    wrong.write_text(TRUSTED_KEYS.read_text().replace('id = "ed25519:', 'id = "ed25519:0', 1))
+    with pytest.raises(UsageError, match=r"key #1: id ed25519:0\w+ is not this key's fingerprint"):
+        committed_keys(wrong)
+
+
+def test_the_report_footer_gives_the_standard_tools_commands(copy):
+    from cryptography.hazmat.primitives import serialization
+
+    _, _, second = copy
+    report = (second / "report.html").read_text()
+    public = serialization.load_pem_public_key(rehearsal_public_pem().read_bytes())
+    signing_key = json.loads((second / MANIFEST).read_text())["signing_key"]
+    assert f"<h2>Checking this release</h2><p>Signed with key {signing_key}." in report
+    for command in (
+        "sha256sum -c SHA256SUMS",
+        "openssl pkeyutl -verify -pubin -inkey KEY.pem -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig",
+        "ssh-keygen -Y verify -f allowed_signers -I hotdash -n hotdash-release -s SHA256SUMS.sshsig &lt; SHA256SUMS",
+        allowed_signers_line(public).replace('"', "&quot;"),
+    ):
+        assert command in report, command
