@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,12 @@ from hotdash_release.paths import RUNBOOKS_DIR
 from hotdash_release.targets.local import LocalPlatform
 
 CLI_TIMEOUT_S = 300
+
+# Rehearsals sign with this machine's rehearsal key (archive/signing.py), kept in the user's
+# config folder: the tests make theirs in a folder of their own, which every CLI run and
+# kernel they start inherits. A signing key from the environment is not the tests' to use.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="hotdash-test-config-")
+os.environ.pop("HOTDASH_SIGNING_KEY", None)
 
 
 @dataclass

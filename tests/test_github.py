@@ -424,3 +424,17 @@ def test_summary_says_so_when_the_newest_release_is_unsealed(tmp_path, capsys):
 def test_summary_without_any_release_exits_1_with_a_note(tmp_path, capsys):
     assert github_main(["summary", str(tmp_path)]) == 1
     assert "none archived" in capsys.readouterr().out
+
+
+def test_summary_shows_the_signed_chain_head_of_this_release(tmp_path):
+    folder = write_manifest(tmp_path, "20261125T190512Z-a1b2c3")
+    head = "ab" * 32
+    checkpoint = {"app": "hotdash-production", "releases": 3, "head_release_id": folder.name}
+    checkpoint |= {"head_manifest_sha256": head, "key_id": "ed25519:0123456789abcdef"}
+    (folder.parent / "checkpoint.json").write_text(json.dumps(checkpoint))
+    markdown = job_summary_markdown(folder)
+    assert f"Chain head: `hotdash-production:{head}` (3 release(s), signed by `ed25519:0123456789abcdef`)" in markdown
+    assert f"`runbook verify --expect-head hotdash-production:{head}`" in markdown
+    # A checkpoint whose head is another release (or none at all) is not this release's head.
+    (folder.parent / "checkpoint.json").write_text(json.dumps({**checkpoint, "head_release_id": "other"}))
+    assert "Chain head" not in job_summary_markdown(folder)

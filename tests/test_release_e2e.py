@@ -31,9 +31,12 @@ def newest_release(world):
 
 
 def assert_sealed(folder):
-    """The manifest lists every file with its sha256, and nothing else is there."""
+    """The manifest lists every file with its sha256, and nothing else is there but the
+    manifest, SHA256SUMS and its signatures."""
     manifest = read_manifest(folder)
-    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    assert {"manifest.json", "SHA256SUMS", "SHA256SUMS.sig", "SHA256SUMS.sshsig"} <= on_disk
+    on_disk -= {"manifest.json", "SHA256SUMS", "SHA256SUMS.sig", "SHA256SUMS.sshsig"}
     assert set(manifest["files"]) == on_disk
     for name, digest in manifest["files"].items():
         assert sha256_file(folder / name) == digest, name

@@ -10,25 +10,29 @@ STAGING_* / PRODUCTION_* variables, as CI provides them; the token from FLY_API_
 
 Scenarios are named for what they prove: a good release, a broken production deploy
 that is rolled back by redeploying the previous image, production sharing staging's
-database (blocked), and a missing token (blocked before anything runs).
+database (blocked), a missing token (blocked before anything runs), and a missing or bad
+signing key (refused before anything runs).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CLI_TIMEOUT_S, write_config
+from conftest import CLI_TIMEOUT_S, RUNBOOK_COMMAND, write_config
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fakes.fakefly import FakeFly, install_flyctl
 from fakes.supabase_auth import FakeSupabaseAuth
 
 from hotdash_release.archive.seal import read_manifest
+from hotdash_release.archive.signing import key_id, public_pem
 from hotdash_release.plan import PLAN
 from hotdash_release.results import read_section_result
 from hotdash_release.secrets.required import rehearsal_secret_values
@@ -37,6 +41,11 @@ from hotdash_release.targets.fly import FlyTarget
 STAGING, PRODUCTION = "hotdash-staging", "hotdash-production"
 ENVIRONMENT_OF = {STAGING: "staging", PRODUCTION: "production"}
 TOKEN = "fo1_e2e-token-93b1c0d4e5"
+# The CI signing key, as the workflow hands it over ($HOTDASH_SIGNING_KEY, PEM).
+SIGNING_KEY = Ed25519PrivateKey.generate()
+SIGNING_PEM = SIGNING_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
 WAIT_TIMEOUT_S = 4
 
 
@@ -55,11 +64,10 @@ class FlyWorld:
     def release(self, *args: str) -> subprocess.CompletedProcess:
         # A whole environment, not conftest.run_cli's additions to ours: a real FLY_API_TOKEN
         # of the machine running the tests must not reach the stand-in world.
+        # The installed `runbook` command, as the workflow runs it (its kernel pool starts first).
         return subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "hotdash_release.cli",
+                *RUNBOOK_COMMAND,
                 "release",
                 "--target",
                 "fly",
@@ -78,7 +86,8 @@ class FlyWorld:
         )
 
     def target(self) -> FlyTarget:
-        return FlyTarget(environ=self.env)
+        # The test looking at the stand-in, not a release: it has no use for the signing key.
+        return FlyTarget(environ={k: v for k, v in self.env.items() if k != "HOTDASH_SIGNING_KEY"})
 
     def release_dirs(self) -> list[Path]:
         return sorted(p for p in (self.outputs / PRODUCTION).glob("*") if p.is_dir())
@@ -112,6 +121,7 @@ def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
         fake.store_secrets(app, app_values)
     env = fake.environment(install_flyctl(root / "bin"), token=token) | {"PYTHONUNBUFFERED": "1"}
     env |= smoke_test_variables(values)
+    env["HOTDASH_SIGNING_KEY"] = SIGNING_PEM
     return FlyWorld(root, fake, config, root / "outputs", env, values, supabase)
 
 
@@ -389,6 +399,50 @@ def test_a_public_secret_equal_to_the_apps_url_is_exported_and_the_release_is_se
         folder = world.release_dirs()[-1]
         assert (folder / "manifest.json").is_file()
         assert config.environment("production").base_url in archived_text(folder)  # shown, not redacted
+
+
+def test_the_release_is_signed_with_the_ci_key_which_never_reaches_the_archive(world, good_release, tmp_path):
+    from conftest import run_cli
+
+    _, folder = good_release
+    assert read_manifest(folder)["signing_key"] == key_id(SIGNING_KEY.public_key())
+    calls = world.fake.calls()
+    assert calls and not any(c["signing_key_in_environment"] for c in calls)
+    raw = SIGNING_KEY.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    body = "".join(SIGNING_PEM.splitlines()[1:-1])
+    archived = archived_text(folder) + (folder.parent / "checkpoint.json").read_text()
+    for form in (body, raw.hex(), base64.b64encode(raw).decode(), *SIGNING_PEM.splitlines()[1:-1]):
+        assert form not in archived
+    assert not any(raw in p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    public = tmp_path / "ci.pub.pem"
+    public.write_bytes(public_pem(SIGNING_KEY.public_key()))
+    done = run_cli("verify", "--outputs", str(world.outputs), "--trust-key", str(public))
+    assert done.returncode == 0, done.stdout
+    assert f"signed by {key_id(SIGNING_KEY.public_key())}: given with --trust-key" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "HOTDASH_SIGNING_KEY: not set; a release to 'fly' is signed with a key listed in keys/trusted.toml"),
+        ("bm90LWEta2V5", "HOTDASH_SIGNING_KEY: not an Ed25519 private key"),
+        ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", "HOTDASH_SIGNING_KEY: not an Ed25519"),
+    ],
+    ids=["missing", "not_a_key", "bad_pem"],
+)
+def test_a_missing_or_bad_signing_key_refuses_the_release_before_anything_runs(tmp_path, value, message):
+    world = make_fly_world(tmp_path)
+    try:
+        world.env.pop("HOTDASH_SIGNING_KEY")
+        if value is not None:
+            world.env["HOTDASH_SIGNING_KEY"] = value
+        done = world.release()
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.splitlines() == [f"runbook: error: {done.stderr.split('error: ', 1)[1].strip()}"]
+        assert message in done.stderr and (value is None or value not in done.stderr)
+        assert world.release_dirs() == [] and world.fake.calls() == []
     finally:
         world.fake.stop()
         world.supabase.stop()

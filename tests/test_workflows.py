@@ -107,6 +107,7 @@ def test_secrets_come_from_secrets_and_only_to_the_release_step(release_job):
     webhook_env = load_config(RUNBOOKS_DIR / "hotdash.toml").notification.webhook_env
     assert release["env"]["FLY_API_TOKEN"] == "${{ secrets.FLY_API_TOKEN }}"
     assert release["env"][webhook_env] == "${{ secrets.HOTDASH_SLACK_WEBHOOK_URL }}"
+    assert release["env"]["HOTDASH_SIGNING_KEY"] == "${{ secrets.HOTDASH_SIGNING_KEY }}"
     for step in release_job["steps"]:
         if step is not release:
             assert "secrets." not in str(step), f"{step.get('name')} must not see secrets"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,6 +155,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("release_id", nargs="?", help="one release to check (default: every release)")
     verify.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    verify.add_argument(
+        "--expect-head",
+        action="append",
+        default=[],
+        metavar="APP:SHA256",
+        help="a chain head kept outside the archive (printed after each release, in the job summary): "
+        "that manifest must still be in APP's chain; repeatable",
+    )
+    verify.add_argument(
+        "--expect-app",
+        action="append",
+        default=[],
+        metavar="APP",
+        help="an app whose releases must be there (a deleted or renamed app folder is otherwise unseen); repeatable",
+    )
+    verify.add_argument(
+        "--trust-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PUBLIC_KEY",
+        help="also accept signatures by this Ed25519 public key (PEM or base64), besides keys/trusted.toml "
+        "and this machine's rehearsal key; repeatable",
+    )
 
     commands.add_parser("sections", help="list the plan's sections and the notebook of each")
 
@@ -401,15 +426,29 @@ def _verify(args) -> int:
         validate_release_id(args.release_id)
     if not args.outputs.is_dir():
         raise UsageError(f"--outputs: {args.outputs} is not a folder")
-    checked, problems = verify_archive(args.outputs, args.release_id)
-    if args.release_id and not checked:
+    heads = {}
+    for pin in args.expect_head:
+        app, _, digest = pin.rpartition(":")
+        if not app or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise UsageError(f"--expect-head: {pin!r} is not APP:SHA256 (64 lowercase hex digits)")
+        heads[app] = digest
+    result = verify_archive(
+        args.outputs, args.release_id, expect_apps=args.expect_app, expect_heads=heads, trust_keys=args.trust_key
+    )
+    if args.release_id and not result.checked:
         raise UsageError(f"release id: {args.release_id} is not in {args.outputs}")
-    if problems:
-        print(f"verify: FAILED: {problems[0]}")
-        for problem in problems[1:]:
+    if result.problems:
+        print(f"verify: FAILED: {result.problems[0]}")
+        for problem in result.problems[1:]:
             print(f"  also: {problem}")
         return EXIT_ERROR
-    print(f"verify: ok: {checked} release(s) match their manifests and hash chains")
+    print(f"verify: ok: {result.checked} release(s) match their signed manifests and hash chains")
+    for key, holder in sorted(result.signers.items()):
+        print(f"  signed by {key}: {holder}")
+    for pinned in result.pinned:
+        print(f"  pinned head found: {pinned}")
+    if not heads:
+        print("  no --expect-head: releases removed from the end together with their checkpoint would not show")
     return 0
 
 

@@ -21,6 +21,9 @@ def main() -> int:
     try:
         argv = sys.argv[1:]
         if argv[:1] == ["release"] and not {"-h", "--help"} & set(argv):
+            from .archive.signing import take_key_from_environment
+
+            take_key_from_environment()  # before the kernel template starts: no kernel inherits the key
             from .execution.pool import start_kernel_pool
 
             pool = start_kernel_pool()

@@ -142,6 +142,9 @@ class ReleaseRecord:
     kernels: KernelPool | None = None
     html_exports: object = None  # archive.HtmlExports: section pages written while the next section runs
     provenance: Future | None = None  # archive.release_provenance(), asked while the sections run
+    signer: object = None  # archive.signing.Signer: the key that signs the sealed release
+    checkpoint: dict | None = None  # the app's signed chain head after this release was sealed
+    head_pin: str = ""  # APP:SHA256 of that head, for `runbook verify --expect-head`
 
     @property
     def exit_code(self) -> int:
@@ -247,7 +250,10 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     _check_kernel(options.kernel_name)
     _check_writable(options.outputs)
     target = make_target(config, target_name)
+    from .archive.signing import signer_for
     from .results import default_operator
+
+    signer = signer_for(target_name)  # a missing or bad key stops here, before anything runs
 
     operator = options.operator or default_operator()
     # Free text is recorded (manifest, report, terminal): it must hold no secret value, and
@@ -279,6 +285,7 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
         parameters,
         target=target,
         inputs=inputs,
+        signer=signer,
     )
     if resumed:
         record.resumed_from = options.resume
@@ -768,6 +775,12 @@ def _summary(record: ReleaseRecord) -> str:
             f"{'' if budget is None else f'/ {budget:g} min':9}  {s.section.title}"
         )
     lines.append(f"  report: {record.release_dir / 'report.html'}")
+    if record.checkpoint:
+        lines.append(
+            f"  chain head: {record.head_pin} ({record.checkpoint['releases']} release(s), "
+            f"signed by {record.checkpoint['key_id']}); keep it outside the archive and check with "
+            f"`runbook verify --expect-head {record.head_pin}`"
+        )
     return "\n".join(lines)
 
 

@@ -164,6 +164,8 @@ class FakeFly:
             "FLY_NO_UPDATE_CHECK": environ.get("FLY_NO_UPDATE_CHECK"),
             "NO_COLOR": environ.get("NO_COLOR"),
             "token_in_environment": any(environ.get(name) for name in TOKEN_VARIABLES),
+            # The archive's signing key is the runner's alone: no kernel (which runs flyctl) has it.
+            "signing_key_in_environment": bool(environ.get("HOTDASH_SIGNING_KEY")),
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with (self.state_dir / "calls.jsonl").open("a") as calls:

@@ -23,6 +23,7 @@ from ..results import read_all_results
 from .catalog import ReleaseSummary, SectionTiming, load_catalog, seconds_between
 from .htmlpage import Html, badge, facts, link, page, seconds, table, text
 from .metrics import TOTAL, baselines, comparison, measured_duration, step_duration
+from .signing import NAMESPACE, allowed_signers_line
 
 SMOKE_SECTIONS = ("staging_smoke", "production_smoke")
 DEPLOY_SECTIONS = ("deploy_staging", "deploy_production", "rollback")
@@ -99,6 +100,7 @@ def render_report(record, results: dict[str, dict], history: History | None = No
         attestations_section(results),
         notification_section(results.get("notify")),
         sections_section(record),
+        checking_section(record),
     ]
     return page(title, body)
 
@@ -555,6 +557,35 @@ def sections_section(record) -> str:
     for s in record.sections:
         rows.append((s.index, s.section.title, badge(s.outcome), _section_links(s), "; ".join(s.failures) or s.error))
     return "<h2>Sections</h2>" + table(("#", "Section", "Outcome", "Record", "Why it failed"), rows)
+
+
+def checking_section(record) -> str:
+    """The footer: how an auditor checks this folder with standard tools, without this one."""
+    signer = getattr(record, "signer", None)
+    if signer is None:
+        return ""
+    app = record.config.environment("production").app
+    commands = "\n".join(
+        (
+            "sha256sum -c SHA256SUMS",
+            "openssl pkeyutl -verify -pubin -inkey KEY.pem -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig",
+            f"echo '{allowed_signers_line(signer.public_key)}' > allowed_signers",
+            f"ssh-keygen -Y verify -f allowed_signers -I hotdash -n {NAMESPACE} -s SHA256SUMS.sshsig < SHA256SUMS",
+        )
+    )
+    where = (
+        "on the machine that ran this rehearsal, ~/.config/hotdash/rehearsal-signing-key.pub.pem"
+        if signer.source == "rehearsal"
+        else "the repository's keys/trusted.toml (PEM files in keys/)"
+    )
+    return (
+        "<h2>Checking this release</h2>"
+        f"<p>Signed with key {text(signer.key_id)}. In this folder, with standard tools (KEY.pem: the public "
+        f"key with that id, from {text(where)}; compare the key below with it, not with this page):</p>"
+        f"<pre>{text(commands)}</pre>"
+        f"<p>With this tool: <code>runbook verify --expect-head {text(app)}:SHA256</code>, SHA256 being the "
+        "chain head printed after the release (and in the workflow's job summary).</p>"
+    )
 
 
 def _section_links(s) -> Html:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from ..results import read_all_results, write_json_atomic
 from ..secrets.redact import Redactor, find_secret_values
-from .integrity import MANIFEST, chain_link, sha256_file
+from .integrity import MANIFEST, chain_link, sealed_releases, sha256_file
 from .provenance import release_provenance
+from .signing import UNLISTED, Signer, head_pin, sign_release, signer_for, write_checkpoint
 
 
 def export_html(notebook_path: Path) -> Path:
@@ -147,9 +148,13 @@ class HtmlExports:
         return {Path(notebook).name for notebook in done}
 
 
-def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None) -> None:
-    """Write HTML, report and manifest; record (not raise) what went wrong while sealing."""
+def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None, signer: Signer | None = None) -> None:
+    """Write HTML, report and manifest; record (not raise) what went wrong while sealing.
+    signer: the key that signs it (default: signer_for the record's target)."""
     from .report import write_report
+
+    signer = signer or getattr(record, "signer", None) or signer_for(record.target_name)
+    record.signer = signer  # the report's footer names the key
 
     folder = record.release_dir
     write_report(record, read_all_results(folder))  # while the export worker writes the last pages
@@ -167,7 +172,31 @@ def seal_release(record, redactor: Redactor, exports: HtmlExports | None = None)
         record.archive_problems.append("secret values found in " + ", ".join(leaks) + ": archive not sealed")
         # Leave the files for investigation, but no manifest: the folder is visibly unsealed.
         return
-    write_manifest(record)
+    write_manifest(record, signer)
+    sign_and_anchor(record, signer)
+
+
+def sign_and_anchor(record, signer: Signer) -> dict:
+    """SHA256SUMS of every file (the manifest included), its signatures, and the app's signed
+    checkpoint naming the new chain head; the checkpoint is also kept on the record to print."""
+    folder = record.release_dir
+    files = {
+        str(p.relative_to(folder)): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and str(p.relative_to(folder)) not in UNLISTED
+    }
+    sign_release(folder, files, signer)
+    releases = sealed_releases(folder.parent)
+    record.checkpoint = write_checkpoint(
+        folder.parent,
+        releases=len(releases),
+        head_release_id=releases[-1].name,
+        head_sha256=sha256_file(releases[-1] / MANIFEST),
+        signer=signer,
+        at=record.finished_at,
+    )
+    record.head_pin = head_pin(record.checkpoint)
+    return record.checkpoint
 
 
 def scan_for_secrets(folder: Path, redactor: Redactor) -> list[str]:
@@ -207,12 +236,12 @@ def _strings(value) -> list[str]:
     return [value] if isinstance(value, str) else [] if value is None else [str(value)]
 
 
-def write_manifest(record) -> Path:
+def write_manifest(record, signer: Signer | None = None) -> Path:
     folder = record.release_dir
     files = {
         str(p.relative_to(folder)): sha256_file(p)
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and str(p.relative_to(folder)) not in {MANIFEST, *UNLISTED}
     }
     manifest = {
         "release_id": record.release_id,
@@ -258,6 +287,8 @@ def write_manifest(record) -> Path:
             for s in record.sections
         ],
         **chain_link(folder.parent, record.release_id),
+        # The key whose signature of SHA256SUMS (which holds this manifest's sha256) seals it.
+        "signing_key": signer.key_id if signer else None,
         "files": files,
     }
     path = folder / MANIFEST

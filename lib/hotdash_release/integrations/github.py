@@ -19,6 +19,7 @@ manifest.json as markdown for $GITHUB_STEP_SUMMARY: the outcome and the timing t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -236,8 +237,29 @@ def job_summary_markdown(release_dir: Path) -> str:
         f"Operator: {_cell(manifest.get('operator', ''))}, target: {_cell(manifest.get('target', ''))}",
         "",
         *_timing_table(manifest.get("sections", [])),
+        *_chain_head(release_dir),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _chain_head(release_dir: Path) -> list[str]:
+    """The app's signed chain head after this release, to keep outside the archive: the job
+    summary outlives the artifact's folder and anyone who can edit it."""
+    from ..archive.signing import CHECKPOINT, head_pin
+
+    try:
+        checkpoint = json.loads((release_dir.parent / CHECKPOINT).read_text(encoding="utf-8"))
+        if checkpoint["head_release_id"] != release_dir.name:
+            return []
+        pin = head_pin(checkpoint)
+        count, key = int(checkpoint["releases"]), checkpoint["key_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [
+        "",
+        f"Chain head: `{_cell(pin)}` ({count} release(s), signed by `{_cell(key)}`). Check the archive "
+        f"against it later: `runbook verify --expect-head {_cell(pin)}`",
+    ]
 
 
 def _timing_table(sections: list[dict]) -> list[str]:

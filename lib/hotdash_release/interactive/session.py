@@ -373,6 +373,7 @@ def seal_session(
     """Archive a session into <outputs>/<app>/<release id>/; return the sealed record."""
     from ..archive.index import rebuild_after_release
     from ..archive.seal import seal_release
+    from ..archive.signing import signer_for
     from ..locks import release_lock
     from ..secrets.required import redactor_for, refuse_secrets_in
     from ..targets import make_target, secret_source_for
@@ -383,6 +384,7 @@ def seal_session(
     config, target_name = findings.config, findings.target_name
     target = make_target(config, target_name)
     redactor = redactor_for(config, secret_source_for(config, target_name, target))
+    signer = signer_for(target_name)  # a missing or bad key stops here, before anything is copied
     operator = operator or findings.marker.get("operator") or ""
     if operator:
         check_person(operator, key="--operator")
@@ -394,7 +396,7 @@ def seal_session(
         record = _session_record(findings, release_id, app_dir / release_id, operator, target)
         record.inputs = {**release_inputs(config), "runbooks_sha256": findings.marker.get("runbooks_sha256")}
         _copy_session_files(findings, record.release_dir)
-        seal_release(record, redactor)
+        seal_release(record, redactor, signer=signer)
         if record.archive_problems:
             record.outcome, record.reason = "error", "; ".join(record.archive_problems)
         else:
@@ -406,6 +408,10 @@ def seal_session(
         f"sealed session {folder.name} as release {release_id}: {record.outcome.upper()} "
         f"(exit {record.exit_code})\n  {record.reason}\n  report: {record.release_dir / 'report.html'}"
     )
+    if record.checkpoint:
+        progress(
+            f"  chain head: {record.head_pin} (keep it; check with `runbook verify --expect-head {record.head_pin}`)"
+        )
     rebuild_after_release(outputs, progress)
     return record
 
