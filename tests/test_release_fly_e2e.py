@@ -399,6 +399,9 @@ def test_a_public_secret_equal_to_the_apps_url_is_exported_and_the_release_is_se
         folder = world.release_dirs()[-1]
         assert (folder / "manifest.json").is_file()
         assert config.environment("production").base_url in archived_text(folder)  # shown, not redacted
+    finally:
+        world.fake.stop()
+        world.supabase.stop()
 
 
 def test_the_release_is_signed_with_the_ci_key_which_never_reaches_the_archive(world, good_release, tmp_path):
