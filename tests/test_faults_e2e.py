@@ -147,7 +147,7 @@ def test_signal_during_a_release_aborts_kills_children_and_archives_where(world,
     children = []
     deadline = time.monotonic() + 120
     for line in runner.stdout:
-        if line.startswith("[3/8]") and line.rstrip().endswith("..."):
+        if line.startswith("[3/9]") and line.rstrip().endswith("..."):
             time.sleep(0.5)
             # The runner's own processes (kernel template, kernels, export worker). An app the
             # deploy started belongs to the platform and outlives releases, as on Fly.

@@ -91,7 +91,7 @@ def test_report_leads_with_the_outcome_and_compares_with_the_last_good_release(a
         r"<td>failed \(302\)</td><td>changed",
         report,
     )
-    assert "No rollback was needed" not in report and "09-rollback.html" in report
+    assert "No rollback was needed" not in report and "10-rollback.html" in report
 
 
 def minimal_record(tmp_path: Path) -> ReleaseRecord:

@@ -47,6 +47,7 @@ SESSION = [
     "06-deploy_production",
     "07-production_smoke",
     "08-notify",
+    "09-watch",
 ]
 ATTESTATION_CRITERIA = (
     "Staging manual checks attested by a person",
@@ -324,14 +325,14 @@ def test_lab_makes_a_session_folder_and_says_how_to_open_it(lab, session):
     assert session.folder.parent == lab.outputs / "interactive"
     marker = json.loads((session.folder / SESSION_MARKER).read_text())
     assert marker["operator"] == "alice" and marker["sealed_as"] is None
-    assert sorted(p.stem for p in session.folder.glob("*.ipynb")) == SESSION + ["09-rollback"]
+    assert sorted(p.stem for p in session.folder.glob("*.ipynb")) == SESSION + ["10-rollback"]
     assert "-m jupyterlab" in session.lab_output and "--ServerApp.open_browser=False" in session.lab_output
     assert "URL: http://127.0.0.1:8899/lab?token=" in session.lab_output
     assert f"runbook seal {session.folder}" in session.lab_output
 
 
 def test_session_notebooks_carry_their_sections_parameters(session):
-    notebook = nbformat.read(session.folder / "09-rollback.ipynb", as_version=4)
+    notebook = nbformat.read(session.folder / "10-rollback.ipynb", as_version=4)
     [injected] = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert 'environment = "production"' in injected.source and "blocking/hotdash.toml" in injected.source
 

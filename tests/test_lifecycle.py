@@ -102,10 +102,10 @@ def assert_one_line(err: str) -> None:
 #: (phase, the progress line that says the runner is in it, outcome sealed, `during` recorded)
 PHASES = [
     ("before the first section", lambda line: line.startswith("archive: "), "aborted", None),
-    ("preflight", starting("[1/8]"), "aborted", None),
-    ("staging", starting("[3/8]"), "aborted", "Step 2: Deploy to staging first"),
-    ("deploy_production", starting("[6/8]"), "rolled back", "Step 4: Deploy to production"),
-    ("production_smoke", starting("[7/8]"), "rolled back", "Step 5: Production smoke test"),
+    ("preflight", starting("[1/9]"), "aborted", None),
+    ("staging", starting("[3/9]"), "aborted", "Step 2: Deploy to staging first"),
+    ("deploy_production", starting("[6/9]"), "rolled back", "Step 4: Deploy to production"),
+    ("production_smoke", starting("[7/9]"), "rolled back", "Step 5: Production smoke test"),
     ("rollback", starting("[rollback]"), "rolled back", "Rollback plan"),
     ("sealing", lambda line: line.startswith("[rollback]") and "passed in" in line, "rolled back", None),
 ]
@@ -158,7 +158,7 @@ def test_a_signal_while_production_changes_gives_5_when_the_rollback_fails(tmp_p
     world = make_rehearsal(tmp_path, wait_timeout_s=4)
     try:
         runner = Runner(world, *BROKEN)
-        runner.wait_for_line(starting("[6/8]"))
+        runner.wait_for_line(starting("[6/9]"))
         runner.proc.send_signal(signal.SIGTERM)
         out, err = runner.finish()
         assert runner.proc.returncode == 5, out + err
@@ -197,7 +197,7 @@ def test_a_signal_in_the_first_moments_gives_130_and_one_line(tmp_path, sig):
 
 def test_two_releases_of_one_app_with_different_archives_exclude_each_other(good, tmp_path):
     first = Runner(good)
-    first.wait_for_line(starting("[1/8]"))
+    first.wait_for_line(starting("[1/9]"))
     os.kill(first.proc.pid, signal.SIGSTOP)  # it holds the lock for as long as the second tries
     try:
         second = good.runbook(
@@ -319,7 +319,7 @@ def _kill_runner_during(world, event, *args) -> str:
 
 
 def test_a_runner_killed_during_the_production_deploy_is_sealed_by_the_next_release(good):
-    killed = _kill_runner_during(good, starting("[6/8]"))
+    killed = _kill_runner_during(good, starting("[6/9]"))
     done = good.release()
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"sealed release {killed}" in done.stdout
@@ -347,7 +347,7 @@ def test_a_runner_killed_during_the_production_deploy_is_sealed_by_the_next_rele
 def test_seal_abandoned_seals_a_dead_runners_release_and_resume_continues_it(tmp_path):
     world = make_rehearsal(tmp_path, wait_timeout_s=4)
     try:
-        killed = _kill_runner_during(world, starting("[3/8]"))
+        killed = _kill_runner_during(world, starting("[3/9]"))
         index = world.runbook("index", "--outputs", str(world.outputs))
         assert index.returncode == 0
         metrics = json.loads((world.outputs / "metrics.json").read_text())
@@ -374,7 +374,7 @@ def test_seal_abandoned_is_refused_while_the_runner_still_runs(tmp_path):
     world = make_rehearsal(tmp_path, wait_timeout_s=4)
     try:
         runner = Runner(world)
-        runner.wait_for_line(starting("[2/8]"))
+        runner.wait_for_line(starting("[2/9]"))
         os.kill(runner.proc.pid, signal.SIGSTOP)  # alive, holding the lock, for as long as the seal tries
         try:
             refused = world.runbook("seal", "--abandoned", runner.release_id, "--outputs", str(world.outputs))

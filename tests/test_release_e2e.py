@@ -81,7 +81,7 @@ def test_good_release_is_all_green_and_archived(world, good_release):
     assert "RELEASED (exit 0)" in done.stdout
     for name in SECTION_FILES:
         assert (folder / f"{name}.ipynb").is_file() and (folder / f"{name}.html").is_file(), name
-    assert not (folder / "09-rollback.ipynb").exists()
+    assert not (folder / "10-rollback.ipynb").exists()
     manifest = assert_sealed(folder)
     assert manifest["outcome"] == "released" and manifest["exit_code"] == 0
     assert manifest["operator"] == "test-operator"

@@ -371,7 +371,7 @@ def test_a_failing_target_check_shows_flyctls_own_message_redacted(tmp_path):
         world.fake.set_fault("auth whoami", f"error:No access token available (token {secret} rejected)")
         done = world.release()
         assert done.returncode == 3, done.stdout + done.stderr
-        line = next(line for line in done.stdout.splitlines() if line.startswith("[1/8] Pre-deployment checklist:"))
+        line = next(line for line in done.stdout.splitlines() if line.startswith("[1/9] Pre-deployment checklist:"))
         assert "Deployment target ready (fly) (fly auth whoami: " in line
         assert "No access token available (token [redacted SHOPIFY_API_SECRET@production] rejected)" in line
         assert secret not in done.stdout + done.stderr

@@ -70,7 +70,7 @@ OUTPUTS_HELP = "archive root (default: $HOTDASH_OUTPUTS, else outputs/)"
 
 LAB_HELP = """\
 A session folder OUTPUTS/interactive/<session id>/ gets one copy of the runbook per plan section
-(01-preflight.ipynb ... 09-rollback.ipynb, each with its section's parameters injected), and
+(01-preflight.ipynb ... 09-watch.ipynb, 10-rollback.ipynb, each with its section's parameters injected), and
 JupyterLab starts there: runbooks/ stays clean in git. Step through each notebook; results are
 recorded in the session folder; tick the manual checks and record the go/no-go call in their
 widgets (recorded with --operator and the time). Then archive what you ran like a release:

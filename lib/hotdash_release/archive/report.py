@@ -21,6 +21,7 @@ from typing import Any
 from ..plan import ALL_SECTIONS
 from ..results import read_all_results
 from .catalog import ReleaseSummary, SectionTiming, load_catalog, seconds_between
+from .charts import line_chart
 from .htmlpage import Html, badge, facts, link, page, seconds, table, text
 from .metrics import TOTAL, baselines, comparison, measured_duration, step_duration
 from .signing import NAMESPACE, allowed_signers_line
@@ -99,6 +100,7 @@ def render_report(record, results: dict[str, dict], history: History | None = No
         rollback_section(results.get("rollback")),
         attestations_section(results),
         notification_section(results.get("notify")),
+        watch_section(results.get("watch")),
         sections_section(record),
         checking_section(record),
     ]
@@ -549,6 +551,70 @@ def notification_section(result: dict | None) -> str:
         f"<h2>Notification to {text(note.get('recipient', ''))} {badge('passed' if note.get('ok') else 'failed')}</h2>"
         f"<p>{text(note.get('channel', ''))}: {text(note.get('detail', ''))}</p>"
         f"<pre>{text(note.get('message', ''))}</pre>"
+    )
+
+
+def watch_section(result: dict | None) -> str:
+    """The post-deployment watch: its figures, what breached and when, what was done, a chart of
+    latency and availability over the window, and the CEO's issues opened since the release."""
+    head = "<h2>Post-deployment watch</h2>"
+    records = (result or {}).get("records", {})
+    watch = records.get("watch")
+    if not watch:
+        return head + "<p class=muted>Not run: the release did not reach the watch.</p>"
+    settings = watch.get("settings") or {}
+    figures = [
+        (
+            "Window",
+            f"{seconds(watch.get('watched_s'))} of {seconds(watch.get('planned_s'))}"
+            + (f", ended early ({watch['ended_early']})" if watch.get("ended_early") else ""),
+        ),
+        ("Measurements", f"{len(watch.get('measurements') or [])}, every {settings.get('interval_s')} s"),
+        ("Availability", "n/a" if watch.get("availability_pct") is None else f"{watch['availability_pct']:g}%"),
+        (
+            "Latency p50 / p95 / p99",
+            " / ".join("n/a" if watch.get(k) is None else f"{watch[k]:g} ms" for k in ("p50_ms", "p95_ms", "p99_ms")),
+        ),
+        ("Error lines", str(watch.get("error_lines"))),
+        ("Machines down (most at once)", str(watch.get("machines_down"))),
+        ("On a breach", str(settings.get("on_breach", ""))),
+    ]
+    rows = [(b.get("at"), b.get("elapsed_s"), b.get("what")) for b in watch.get("breaches") or []]
+    breaches = (
+        table(("at", "seconds in", "what breached"), rows) if rows else "<p>No breach: every condition was met.</p>"
+    )
+    measurements = watch.get("measurements") or []
+    chart = line_chart(
+        {
+            "latency (ms)": [m.get("latency_ms") if m.get("health_ok") else None for m in measurements],
+            "availability so far (%)": [
+                round(100 * sum(1 for x in measurements[: i + 1] if x.get("health_ok")) / (i + 1), 1)
+                for i in range(len(measurements))
+            ],
+        },
+        [f"+{m.get('elapsed_s', 0):g}s" for m in measurements],
+        title="Latency and availability over the window",
+        unit="",
+    )
+    samples = watch.get("error_samples") or []
+    feedback = records.get("feedback") or {}
+    issues = feedback.get("issues") or []
+    feedback_html = (
+        table(
+            ("number", "title", "author", "labels", "created"),
+            [(i.get("number"), i.get("title"), i.get("author"), i.get("labels"), i.get("created_at")) for i in issues],
+        )
+        if issues
+        else f"<p class=muted>{text(feedback.get('detail') or 'No issues opened since the release.')}</p>"
+    )
+    return (
+        f"{head}<p>{badge('passed' if watch.get('ok') else 'failed')} {text(watch.get('summary', ''))}</p>"
+        + facts(figures)
+        + breaches
+        + chart
+        + ("<h3>Error lines seen</h3><pre>" + text("\n".join(samples)) + "</pre>" if samples else "")
+        + "<h3>CEO-reported issues (GitHub)</h3>"
+        + feedback_html
     )
 
 

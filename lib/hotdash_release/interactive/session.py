@@ -48,7 +48,7 @@ SESSION_MARKER = ".hotdash-session.json"
 INTERACTIVE_DIR = "interactive"
 #: Unlike a release id (20261125T190512Z-a1b2c3), so the archive index never takes a session for a release.
 SESSION_ID = re.compile(r"^lab-\d{8}T\d{6}Z-[0-9a-f]{6}$")
-#: Where a section's notebook sits, in a session and in the archive: 01-preflight ... 09-rollback.
+#: Where a section's notebook sits, in a session and in the archive: 01-preflight ... 09-watch, 10-rollback.
 SECTION_ORDER: tuple[Section, ...] = PLAN + (ROLLBACK,)
 
 Progress = Callable[[str], None]

@@ -66,7 +66,9 @@ _BUILD_ARG_KEYS = {"HOTDASH_DEFECT": "defect", "HOTDASH_VERSION": "version"}
 #: The platform sets these itself; a secret of the same name would be silently overridden.
 _PLATFORM_ENV = ("PORT", "HOST", "HOTDASH_BUILD_INFO", "HOTDASH_LAUNCH")
 #: The only variables a release inherits from the runner, so rehearsals cannot lean on it.
-_INHERITED_ENV = ("PATH", "LANG", "HOME")
+#: What an app process gets of the platform's environment: the basics, and the rehearsal
+#: defects' timing knobs (see standin_app.py), never anything else of the runner's.
+_INHERITED_ENV = ("PATH", "LANG", "HOME", "HOTDASH_SLOW_SECONDS", "HOTDASH_DEGRADE_AFTER_SECONDS")
 _STOP_GRACE_S = 5.0
 _HEALTH_POLL_S = 0.15
 #: The check timeout of runbooks/fly.toml: a slow but healthy build deploys as on Fly,

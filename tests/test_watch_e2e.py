@@ -1,0 +1,161 @@
+"""The post-deployment watch in whole releases on the local platform: a good release's watch
+passes and its report shows the chart; builds that pass the smoke test and go wrong later
+(degrades_after, error_logs) are caught and rolled back; on_breach = "alert" only tells; a
+signal during the watch keeps a complete, sealed record; GitHub issues opened since the release
+come from a loopback GitHub API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import RUNBOOK_COMMAND, make_rehearsal, run_cli, wait_for
+from loopback import LoopbackServer, Reply
+
+#: Long enough for the late defects to show (they wait DEGRADE_AFTER seconds after the app starts).
+WATCH = {"watch_minutes": 0.1, "watch_interval_s": 0.5}
+DEGRADE_AFTER = "1.5"
+
+
+def manifest_of(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def result_of(folder, key):
+    return json.loads((folder / "results" / f"{key}.json").read_text())
+
+
+def release(world, *args, env=None):
+    return run_cli(
+        "release",
+        "--config",
+        str(world.config),
+        "--outputs",
+        str(world.outputs),
+        *args,
+        extra_env={"HOTDASH_DEGRADE_AFTER_SECONDS": DEGRADE_AFTER, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    world = make_rehearsal(tmp_path_factory.mktemp("watch"), wait_timeout_s=8, **WATCH)
+    done = release(world)
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield world
+    world.platform().stop()
+
+
+def test_a_good_release_is_watched_and_the_report_shows_it(released):
+    folder = released.release_dirs()[0]
+    assert [s["key"] for s in manifest_of(folder)["sections"]][-1] == "watch"
+    watch = result_of(folder, "watch")["records"]["watch"]
+    assert watch["ok"] and watch["availability_pct"] == 100 and len(watch["measurements"]) == 12
+    report = (folder / "report.html").read_text()
+    assert "<h2>Post-deployment watch</h2>" in report and "<svg" in report.split("Post-deployment watch")[1]
+    inbox = (released.outputs / "notifications.log").read_text()
+    assert "Production is watched until" in inbox and "the watch of release" in inbox and "conditions met" in inbox
+
+
+@pytest.mark.parametrize(
+    ("defect", "evidence"),
+    [("degrades_after", "HTTP 503"), ("error_logs", "error lines")],
+)
+def test_a_build_that_goes_wrong_after_the_smoke_test_is_caught_and_rolled_back(released, defect, evidence):
+    good_image = released.platform().status("hotdash-production").image_ref
+    done = release(released, "--break", f"production:{defect}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    folder = released.release_dirs()[-1]
+    sections = {s["key"]: s["outcome"] for s in manifest_of(folder)["sections"]}
+    assert sections["production_smoke"] == "passed" and sections["watch"] == "failed"
+    assert sections["rollback"] == "passed"
+    watch = result_of(folder, "watch")["records"]["watch"]
+    assert not watch["ok"] and any(evidence in b["what"] for b in watch["breaches"])
+    assert released.platform().status("hotdash-production").image_ref == good_image
+    assert "rolled back" in manifest_of(folder)["reason"]
+    closing = (released.outputs / "notifications.log").read_text().splitlines()[-1]
+    assert "production is being rolled back" in closing
+
+
+def test_on_breach_alert_tells_and_keeps_the_release(tmp_path):
+    world = make_rehearsal(tmp_path, wait_timeout_s=8, edits={'on_breach = "rollback"': 'on_breach = "alert"'}, **WATCH)
+    try:
+        assert release(world).returncode == 0
+        done = release(world, "--break", "production:error_logs")
+        assert done.returncode == 0, done.stdout + done.stderr
+        folder = world.release_dirs()[-1]
+        result = result_of(folder, "watch")
+        assert result["outcome"] == "passed" and not result["records"]["watch"]["ok"]
+        assert any("watch breached (on_breach = alert)" in w for w in result["warnings"])
+        assert "rollback" not in {s["key"] for s in manifest_of(folder)["sections"]}
+        assert "please hold" in (world.outputs / "notifications.log").read_text().splitlines()[-1]
+    finally:
+        world.platform().stop()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_watch_ends_it_early_and_keeps_a_sealed_record(tmp_path, signum):
+    world = make_rehearsal(tmp_path, wait_timeout_s=8, watch_minutes=5, watch_interval_s=0.5)
+    try:
+        runner = subprocess.Popen(
+            [*RUNBOOK_COMMAND, "release", "--config", str(world.config), "--outputs", str(world.outputs)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        watching = world.outputs / "hotdash-production"
+        assert wait_for(lambda: any(watching.glob("*/09-watch.ipynb")), timeout_s=60)
+        time.sleep(1.5)  # a few measurements into a five-minute window
+        runner.send_signal(signum)
+        out, err = runner.communicate(timeout=60)
+        assert runner.returncode == 130, out + err
+        assert len(err.strip().splitlines()) == 1, err
+        folder = world.release_dirs()[0]
+        watch = result_of(folder, "watch")["records"]["watch"]
+        assert watch["ended_early"] == "interrupted" and watch["measurements"] and watch["watched_s"] < 60
+        assert manifest_of(folder)["signals"][0]["during"].startswith("Post-deployment")
+        assert run_cli("verify", "--outputs", str(world.outputs)).returncode == 0
+    finally:
+        world.platform().stop()
+
+
+def test_issues_opened_on_github_since_the_release_are_in_the_record_and_the_report(tmp_path):
+    with LoopbackServer() as github:
+        github.routes["/repos/hotdash/hotdash/issues"] = lambda request: Reply.json(
+            [
+                {
+                    "number": 41,
+                    "title": "Dashboard shows no orders",
+                    "state": "open",
+                    "user": {"login": "ceo"},
+                    "labels": [{"name": "ceo-feedback"}],
+                    "created_at": "2999-01-01T00:00:00Z",
+                    "html_url": "https://github.com/hotdash/hotdash/issues/41",
+                }
+            ]
+        )
+        world = make_rehearsal(tmp_path, wait_timeout_s=8, **WATCH)
+        text = world.config.read_text()
+        world.config.write_text(
+            text.replace("[github]", '[github]\nrepo = "hotdash/hotdash"\nfeedback_labels = ["ceo-feedback"]', 1)
+        )
+        try:
+            done = release(
+                world, env={"GITHUB_TOKEN": "ghp_feedbacktoken123", "HOTDASH_GITHUB_API_URL": github.base_url}
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            folder = world.release_dirs()[0]
+            feedback = result_of(folder, "watch")["records"]["feedback"]
+            assert feedback["ok"] and [i["number"] for i in feedback["issues"]] == [41]
+            assert github.received[0].query["labels"] == "ceo-feedback"
+            assert "Dashboard shows no orders" in (folder / "report.html").read_text()
+            assert "ghp_feedbacktoken123" not in "".join(
+                p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file()
+            )
+        finally:
+            world.platform().stop()
