@@ -97,12 +97,16 @@ def write_config(
     )
     text = re.sub(r"(\[targets\.local\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{wait_timeout_s}", text, flags=re.S)
     text = re.sub(r"(\[health\][^\[]*?deadline_s = )\d+", rf"\g<1>{health_deadline_s}", text, flags=re.S)
-    # The post-deployment watch: two measurements, 0.3 s apart (test_watch*.py set their own).
+    # The post-deployment watch, on either target: two measurements, 0.3 s apart (test_watch*.py
+    # set their own), not Fly's half hour.
     text = re.sub(
         r"(\[watch\.local\][^\[]*?minutes = )[\d.]+(\s*\ninterval_s = )[\d.]+",
         rf"\g<1>{watch_minutes}\g<2>{watch_interval_s}",
         text,
         flags=re.S,
+    )
+    text = text.replace(
+        "[watch.local]", f"[watch.fly]\nminutes = {watch_minutes}\ninterval_s = {watch_interval_s}\n\n[watch.local]", 1
     )
     for old, new in (edits or {}).items():
         assert old in text, f"test edit does not apply: {old!r}"
