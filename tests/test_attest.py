@@ -265,7 +265,13 @@ PASSED_TO_GO = [
         (PASSED_TO_GO + [("deploy_production", "failed")], "rollback failed", "rollback runbook was not run"),
         (PASSED_TO_GO[:3] + [("go_no_go", "passed")], "error", "Step 3: Quick staging smoke test was not run"),
         (
-            PASSED_TO_GO + [("deploy_production", "passed"), ("production_smoke", "passed"), ("notify", "passed")],
+            PASSED_TO_GO
+            + [
+                ("deploy_production", "passed"),
+                ("production_smoke", "passed"),
+                ("notify", "passed"),
+                ("watch", "passed"),
+            ],
             "released",
             "all sections passed",
         ),

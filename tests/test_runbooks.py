@@ -22,6 +22,7 @@ PINNED_PARAMETERS = {
     "smoke_test": {"environment": "str", **COMMON, "attestations": "list"},
     "go_no_go": {**COMMON, "attestations": "list"},
     "notify": COMMON,
+    "watch": {"environment": "str", **COMMON},
     "rollback": {"environment": "str", **COMMON},
 }
 
