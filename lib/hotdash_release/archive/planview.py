@@ -22,7 +22,8 @@ from .htmlpage import Html, facts, page, table, text
 #: What a failed gate of each kind of section means for the release (runner.py decides so).
 GATE_CONSEQUENCE = {
     "before production": "stops the release before production changes (exit 3)",
-    "production": "runs the rollback runbook (exit 4 when it restores the previous image, 5 when not)",
+    "production": "runs the rollback runbook (exit 4 when it restores what production served before "
+    "this release, verified like a release; 5 when not)",
     "notify": "reported; the release stays released (exit 0)",
 }
 
@@ -173,9 +174,18 @@ def section_commands(section: Section, config: ReleaseConfig, target_name: str) 
     if section.key == "rollback":
         return [
             f"fly releases --app {env.app} --json",
-            f"fly deploy --app {env.app} --image <newest complete release with another image> "
-            "--strategy immediate --yes",
+            f"fly deploy --app {env.app} --image <the image production served before step 4, as recorded> "
+            f"--strategy immediate --wait-timeout {settings.wait_timeout_s:g} --yes (nothing when it still serves)",
             f"curl {env.base_url}{config.health.path}",
+            "the production smoke test; every required secret's digest against the last good release",
+        ]
+    if section.key == "watch":
+        w = config.watch_settings(target_name)
+        return [
+            f"every {w.interval_s:g} s for {w.window_s:g} s: curl {env.base_url}{config.health.path}",
+            f"fly logs --app {env.app} --no-tail --json (new lines matching {w.error_pattern})",
+            f"fly status --app {env.app} --json (machines not running)",
+            "GitHub issues opened since the release ([github] repo, GITHUB_TOKEN)",
         ]
     return []
 
@@ -213,6 +223,15 @@ def section_checks(section: Section, config: ReleaseConfig) -> list[str]:
             "the message names the production URL, expected functionality, known limitations and "
             "feedback channel, and is delivered"
         ]
+    if section.key == "watch":
+        w = config.watch.get("fly") or next(iter(config.watch.values()), None)
+        if w is None:
+            return []
+        return [
+            f"availability >= {w.min_availability_pct:g}%, p95 <= {w.max_p95_ms:g} ms, "
+            f"error lines <= {w.max_error_lines}; {w.failure_limit} failed measurements in a row breach",
+            f"on a breach: {w.on_breach}",
+        ]
     return []
 
 
@@ -221,7 +240,7 @@ def gate_consequence(section: Section) -> str:
         return "exit 5: production needs a person now"
     if section.key == "notify":
         return GATE_CONSEQUENCE["notify"]
-    if section.key in PRODUCTION_CHANGING:
+    if section.key in PRODUCTION_CHANGING or section.key == "watch":
         return GATE_CONSEQUENCE["production"]
     return GATE_CONSEQUENCE["before production"]
 
