@@ -608,26 +608,14 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
                 )
                 return
             # A breach while the CEO tests: "if blocking, roll back immediately" (on_breach = rollback).
-            progress("the watch found production degraded: running the rollback runbook")
-            with SIGNALS.during(ROLLBACK.title, interruptible=False):
-                rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
-            if rollback.outcome == "passed":
-                record.outcome, record.reason = "rolled back", f"{where}; rolled back to what was serving"
-            else:
-                record.outcome, record.reason = "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
+            _roll_back(record, where, "the watch found production degraded", progress, redactor)
             return
         if section.key == "notify":
             # A failed notification is reported; it does not undo a good release.
             record.outcome, record.reason = "released", f"released, but the notification failed ({_first(result)})"
             return
         if section.key in PRODUCTION_CHANGING:
-            progress("production failed its checks: running the rollback runbook")
-            with SIGNALS.during(ROLLBACK.title, interruptible=False):
-                rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
-            if rollback.outcome == "passed":
-                record.outcome, record.reason = "rolled back", f"{where}; rolled back to what was serving"
-            else:
-                record.outcome, record.reason = "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
+            _roll_back(record, where, "production failed its checks", progress, redactor)
             return
         if result.internal:  # not a gate's decision: the machinery failed (exit 1), production untouched
             record.outcome, record.reason = "error", f"internal error before production changed: {where}"
@@ -637,6 +625,17 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
     record.outcome, record.reason = "released", "all sections passed"
     if record.options.skip_staging_check:
         record.reason += f" (staging check skipped by {record.operator}: {record.options.reason})"
+
+
+def _roll_back(record: ReleaseRecord, where: str, why: str, progress: Progress, redactor) -> None:
+    """Run the rollback runbook to the end whatever signal comes, and say how it ended."""
+    progress(f"{why}: running the rollback runbook")
+    with SIGNALS.during(ROLLBACK.title, interruptible=False):
+        rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
+    if rollback.outcome == "passed":
+        record.outcome, record.reason = "rolled back", f"{where}; rolled back to what was serving"
+    else:
+        record.outcome, record.reason = "rollback failed", f"{where}; rollback failed: {_first(rollback)}"
 
 
 def _skip_section(record: ReleaseRecord, section: Section, index: int, progress: Progress) -> None:
