@@ -204,3 +204,11 @@ def test_ci_runs_the_readme_test_command_on_push_and_pull_request():
     assert job["runs-on"] == "ubuntu-latest"
     assert str(step_using(job, "actions/setup-python")["with"]["python-version"]) == "3.11"
     assert [s["run"] for s in job["steps"] if "run" in s] == ["make test"]
+
+
+def test_the_job_outlasts_the_plans_timeline_and_the_post_deployment_watch(release_job):
+    """The watch runs inside the release job: the job's timeout must leave room for the plan's
+    timeline and the Fly watch window (or the CEO's half hour is cut off by GitHub)."""
+    config = load_config(RUNBOOKS_DIR / "hotdash.toml")
+    needed_minutes = sum(config.timeline_minutes.values()) + config.watch_settings("fly").minutes
+    assert release_job["timeout-minutes"] >= needed_minutes + 5, (release_job["timeout-minutes"], needed_minutes)
