@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets as _random
@@ -755,6 +756,14 @@ def _interrupt_running_kernel(record: ReleaseRecord) -> None:
             os.kill(kernel.provisioner.pid, signal.SIGINT)
         except OSError:
             pass
+
+
+#: papermill's logger, which nbclient logs to as it runs a section: what it would print on the
+#: command's stderr (e.g. "Error occurred while starting new kernel client" when a signal stops a
+#: kernel's start) is in the section's record already; the command's stderr keeps its one line.
+_PAPERMILL_LOG = logging.getLogger("papermill")
+_PAPERMILL_LOG.addHandler(logging.NullHandler())
+_PAPERMILL_LOG.propagate = False
 
 
 def _first(section: SectionRecord) -> str:
