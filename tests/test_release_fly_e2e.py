@@ -206,14 +206,19 @@ def test_flyctl_never_sees_the_token_or_a_secret_value_on_its_command_line(world
     assert TOKEN not in archived_text(folder)
 
 
+def release_with_production_deploy_fault(world, fault: str):
+    """One release while production's `fly deploy` carries `fault` (fake flyctl); cleared after."""
+    world.fake.set_fault("deploy", fault, app=PRODUCTION)
+    try:
+        return world.release()
+    finally:
+        world.fake.clear_faults()
+
+
 def test_broken_production_deploy_on_fly_rolls_back_to_the_previous_image(world, good_release):
     target = world.target()
     before = target.status(PRODUCTION)
-    world.fake.set_fault("deploy", "defect:health_failing", app=PRODUCTION)
-    try:
-        done = world.release()
-    finally:
-        world.fake.clear_faults()
+    done = release_with_production_deploy_fault(world, "defect:health_failing")
     assert done.returncode == 4, done.stdout + done.stderr
     assert "ROLLED BACK (exit 4)" in done.stdout
     folder = world.release_dirs()[-1]
@@ -258,12 +263,8 @@ def test_a_deploy_that_fails_before_rollout_is_not_rolled_back_below_what_was_se
     serving = target.status(PRODUCTION)
     older = {r.image_ref for r in target.releases(PRODUCTION) if r.status == "complete"} - {serving.image_ref}
     assert older, "older complete releases with other images exist: the old rule would pick one"
-    world.fake.set_fault("deploy", "error:failed to fetch an image or build from source", app=PRODUCTION)
     deploys_before = len(_production_deploys(world))
-    try:
-        done = world.release()
-    finally:
-        world.fake.clear_faults()
+    done = release_with_production_deploy_fault(world, "error:failed to fetch an image or build from source")
     assert done.returncode == 4, done.stdout + done.stderr
     folder = world.release_dirs()[-1]
     assert section_keys(folder)[-2:] == [("deploy_production", "failed"), ("rollback", "passed")]
@@ -285,12 +286,8 @@ def test_a_failed_release_command_leaves_the_old_image_serving_and_nothing_is_re
     serving image says there is nothing to restore."""
     target = world.target()
     serving = target.status(PRODUCTION)
-    world.fake.set_fault("deploy", "release_command_failed", app=PRODUCTION)
     deploys_before = len(_production_deploys(world))
-    try:
-        done = world.release()
-    finally:
-        world.fake.clear_faults()
+    done = release_with_production_deploy_fault(world, "release_command_failed")
     assert done.returncode == 4, done.stdout + done.stderr
     newest = target.releases(PRODUCTION)[0]
     assert newest.status == "failed" and newest.image_ref != serving.image_ref
@@ -308,11 +305,7 @@ def test_a_failed_release_command_leaves_the_old_image_serving_and_nothing_is_re
 def test_a_machine_back_on_its_old_image_after_deploy_exit_0_fails_the_deploy(world, good_release):
     target = world.target()
     serving = target.status(PRODUCTION)
-    world.fake.set_fault("deploy", "revert", app=PRODUCTION)
-    try:
-        done = world.release()
-    finally:
-        world.fake.clear_faults()
+    done = release_with_production_deploy_fault(world, "revert")
     assert done.returncode == 4, done.stdout + done.stderr
     folder = world.release_dirs()[-1]
     assert section_keys(folder)[-2:] == [("deploy_production", "failed"), ("rollback", "passed")]
