@@ -15,6 +15,8 @@ import time
 import pytest
 from conftest import RUNBOOK_COMMAND, make_rehearsal, run_cli, wait_for
 from loopback import LoopbackServer, Reply
+from test_release_fly_e2e import PRODUCTION as FLY_PRODUCTION
+from test_release_fly_e2e import make_fly_world, release_with_production_deploy_fault
 
 #: Long enough for the late defects to show (they wait DEGRADE_AFTER seconds after the app starts).
 WATCH = {"watch_minutes": 0.1, "watch_interval_s": 0.5}
@@ -79,6 +81,39 @@ def test_a_build_that_goes_wrong_after_the_smoke_test_is_caught_and_rolled_back(
     assert "rolled back" in manifest_of(folder)["reason"]
     closing = (released.outputs / "notifications.log").read_text().splitlines()[-1]
     assert "production is being rolled back" in closing
+
+
+def test_on_fly_a_build_that_degrades_is_caught_by_the_watch_and_rolled_back(tmp_path):
+    # The fly target against the stand-in flyctl: health from /health, error lines from
+    # `fly logs --json`, machines from `fly status --json`, checks from `fly checks list --json`.
+    # flyctl's round trips make a deploy slower than on the local target: the build degrades later.
+    world = make_fly_world(tmp_path, watch_minutes=0.2, watch_interval_s=0.5)
+    world.env["HOTDASH_DEGRADE_AFTER_SECONDS"] = "6"
+    try:
+        good = world.release()
+        assert good.returncode == 0, good.stdout + good.stderr
+        good_image = world.target().status(FLY_PRODUCTION).image_ref
+        watched = result_of(world.release_dirs()[-1], "watch")["records"]["watch"]
+        assert watched["ok"] and watched["restarts"] == 0 and watched["critical_checks"] == 0
+
+        done = release_with_production_deploy_fault(world, "defect:degrades_after")
+        assert done.returncode == 4, done.stdout + done.stderr
+        folder = world.release_dirs()[-1]
+        sections = {s["key"]: s["outcome"] for s in manifest_of(folder)["sections"]}
+        assert sections["production_smoke"] == "passed" and sections["watch"] == "failed"
+        assert sections["rollback"] == "passed"
+        watch = result_of(folder, "watch")["records"]["watch"]
+        failed = [m for m in watch["measurements"] if not m["ok"]]
+        # Our /health request and the platform's own check (the stand-in probes /health as Fly
+        # does, a moment later in each measurement) both saw it.
+        assert any("HTTP 503" in m["detail"] for m in failed)
+        assert watch["critical_checks"] >= 1 and "health checks critical" in failed[-1]["detail"]
+        commands = [c["argv"][:2] for c in world.fake.calls()]
+        assert ["checks", "list"] in commands and ["logs", "--app"] in commands
+        assert world.target().status(FLY_PRODUCTION).image_ref == good_image
+    finally:
+        world.fake.stop()
+        world.supabase.stop()
 
 
 def test_on_breach_alert_tells_and_keeps_the_release(tmp_path):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .checks import http as checks
 from .checks.supabase import SupabaseResult, check_supabase
-from .checks.watch import NewLogLines, WatchResult, watch_production
+from .checks.watch import MachineWatch, NewLogLines, WatchResult, watch_production
 from .config import ReleaseConfig, load_config
 from .decisions import attest
 from .decisions.gonogo import Decision, collect_measures, decide, with_person_decision
@@ -530,10 +530,9 @@ class SectionRun:
             flush=True,
         )
         new_lines = NewLogLines(lambda: self.target.logs(env.app, limit=500))
-
-        def machines_down() -> int:
-            machines = self.target.status(env.app).machines
-            return sum(1 for m in machines if m.get("state") not in (None, "started"))
+        machines = MachineWatch(
+            lambda: self.target.status(env.app).machines, lambda: [c.status for c in self.target.checks(env.app)]
+        )
 
         def show(m) -> None:
             state = "ok" if m.ok else m.detail
@@ -545,7 +544,7 @@ class SectionRun:
                 self.app_url() + self.config.health.path,
                 settings,
                 read_new_logs=new_lines,
-                machines_down=machines_down,
+                machines=machines,
                 max_age_s=self.config.health.max_age_s,
                 redactor=self.redactor,
                 progress=show,

@@ -577,6 +577,8 @@ def watch_section(result: dict | None) -> str:
         ),
         ("Error lines", str(watch.get("error_lines"))),
         ("Machines down (most at once)", str(watch.get("machines_down"))),
+        ("Critical health checks (most at once)", str(watch.get("critical_checks", "not recorded"))),
+        ("Machine restarts", str(watch.get("restarts", "not recorded"))),
         ("On a breach", str(settings.get("on_breach", ""))),
     ]
     rows = [(b.get("at"), b.get("elapsed_s"), b.get("what")) for b in watch.get("breaches") or []]
