@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -81,6 +82,87 @@ def test_a_build_that_goes_wrong_after_the_smoke_test_is_caught_and_rolled_back(
     assert "rolled back" in manifest_of(folder)["reason"]
     closing = (released.outputs / "notifications.log").read_text().splitlines()[-1]
     assert "production is being rolled back" in closing
+
+
+def watch_again(world, release_id, *args):
+    return run_cli("watch", release_id, "--config", str(world.config), "--outputs", str(world.outputs), *args)
+
+
+def test_a_sealed_release_is_watched_again_as_a_record_of_its_own(released):
+    first = released.release_dirs()[0]
+    done = watch_again(released, first.name, "--minutes", "0.02")
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = released.release_dirs()[-1]
+    manifest = manifest_of(folder)
+    assert manifest["watched_release"] == first.name and manifest["outcome"] == "watched"
+    assert [(s["key"], s["outcome"]) for s in manifest["sections"]] == [("watch", "passed")]
+    records = result_of(folder, "watch")["records"]
+    assert records["watched_release"]["release_id"] == first.name
+    assert records["watch"]["ok"] and records["watch"]["planned_s"] == pytest.approx(1.2)
+    assert f'href="../{first.name}/report.html"' in (folder / "report.html").read_text()
+    # Sealed and chained after the releases before it; the index lists it beside the release.
+    assert manifest["previous_release_id"] == released.release_dirs()[-2].name
+    assert run_cli("verify", "--outputs", str(released.outputs)).returncode == 0
+    assert folder.name in (released.outputs / "index.html").read_text()
+    assert "WATCHED (exit 0)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("which", "args", "message"),
+    [
+        ("20990101T000000Z-abcdef", (), "is not a sealed release"),
+        ("rolled back", (), "only a released release can be watched"),
+        ("first", ("--minutes", "-1"), "watch_minutes: must be between 0"),
+        ("first", ("--minutes", "nan"), "watch_minutes: must be a number"),
+        ("not-an-id", (), "release id"),
+    ],
+)
+def test_watching_what_cannot_be_watched_is_refused_in_one_line_and_writes_nothing(released, which, args, message):
+    folders = released.release_dirs()
+    if which == "first":
+        which = folders[0].name
+    elif which == "rolled back":
+        which = next(f.name for f in folders if manifest_of(f)["outcome"] == "rolled back")
+    done = watch_again(released, which, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert released.release_dirs() == folders
+
+
+def test_a_release_production_no_longer_serves_is_not_watched(released, tmp_path):
+    # A copy of the archive whose first release records another image than production serves.
+    outputs = tmp_path / "outputs"
+    shutil.copytree(released.outputs, outputs)
+    folders = sorted(p for p in (outputs / "hotdash-production").iterdir() if p.is_dir())
+    first = folders[0]
+    recorded = first / "results" / "deploy_production.json"
+    result = json.loads(recorded.read_text())
+    result["records"]["deployment"]["image_ref"] = "rehearsal.local/hotdash@sha256:" + "0" * 64
+    recorded.write_text(json.dumps(result))
+    done = run_cli("watch", first.name, "--config", str(released.config), "--outputs", str(outputs))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "production no longer serves release" in done.stderr
+    assert sorted(p for p in (outputs / "hotdash-production").iterdir() if p.is_dir()) == folders
+
+
+def test_a_later_watch_that_finds_production_down_rolls_back_to_what_served_before_it(released):
+    before = released.platform().status("hotdash-production").image_ref
+    assert release(released).returncode == 0
+    second = released.release_dirs()[-1]
+    # Production's machine dies during the second round of testing (the same build: one image).
+    os.kill(released.platform().status("hotdash-production").machines[0]["pid"], signal.SIGKILL)
+    done = watch_again(released, second.name, "--minutes", "0.05")
+    assert done.returncode == 4, done.stdout + done.stderr
+    folder = released.release_dirs()[-1]
+    assert [(s["key"], s["outcome"]) for s in manifest_of(folder)["sections"]] == [
+        ("watch", "failed"),
+        ("rollback", "passed"),
+    ]
+    restored = released.platform().status("hotdash-production")
+    assert restored.state == "started" and restored.image_ref == before
+    rollback = result_of(folder, "rollback")["records"]["rollback"]
+    assert rollback["ok"] and rollback["to_image"] == before and rollback["new_version"] is not None
+    assert manifest_of(folder)["watched_release"] == second.name
 
 
 def test_on_fly_a_build_that_degrades_is_caught_by_the_watch_and_rolled_back(tmp_path):

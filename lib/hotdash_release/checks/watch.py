@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..secrets.redact import Redactor
 from .http import check_health
 
@@ -183,6 +183,21 @@ class WatchResult:
         row["breaches"] = [b.as_row() for b in self.breaches]
         row["summary"] = self.summary()
         return row
+
+
+#: The longest later watch `runbook watch --minutes` takes: a day.
+MAX_WATCH_MINUTES = 24 * 60
+
+
+def check_watch_minutes(value) -> float:
+    """watch_minutes: 0 (the configured window) or a finite number of minutes up to a day."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"watch_minutes: must be a number of minutes, got {value!r}")
+    if not 0 <= value <= MAX_WATCH_MINUTES:
+        raise UsageError(
+            f"watch_minutes: must be between 0 (the configured window) and {MAX_WATCH_MINUTES}, got {value!r}"
+        )
+    return float(value)
 
 
 def watch_settings(table: dict, *, key: str = "watch") -> WatchSettings:
