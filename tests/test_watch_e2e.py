@@ -129,19 +129,34 @@ def test_watching_what_cannot_be_watched_is_refused_in_one_line_and_writes_nothi
     assert released.release_dirs() == folders
 
 
-def test_a_release_production_no_longer_serves_is_not_watched(released, tmp_path):
-    # A copy of the archive whose first release records another image than production serves.
+def test_a_release_production_no_longer_serves_is_not_watched(released):
+    first = released.release_dirs()[0]
+    platform = released.platform()
+    serving = platform.status("hotdash-production").image_ref
+    other = platform.deploy("hotdash-production", build_args={"HOTDASH_VERSION": "hand-made"}, wait_timeout_s=20)
+    folders = released.release_dirs()
+    try:
+        assert other.image_ref != serving
+        done = watch_again(released, first.name)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"production no longer serves release {first.name}" in done.stderr
+        assert released.release_dirs() == folders
+    finally:
+        platform.deploy("hotdash-production", image=serving, wait_timeout_s=20)
+
+
+def test_a_tampered_release_is_not_watched(released, tmp_path):
+    # A copy of the archive in which the first release's production deploy names another image.
     outputs = tmp_path / "outputs"
     shutil.copytree(released.outputs, outputs)
     folders = sorted(p for p in (outputs / "hotdash-production").iterdir() if p.is_dir())
-    first = folders[0]
-    recorded = first / "results" / "deploy_production.json"
+    recorded = folders[0] / "results" / "deploy_production.json"
     result = json.loads(recorded.read_text())
     result["records"]["deployment"]["image_ref"] = "rehearsal.local/hotdash@sha256:" + "0" * 64
     recorded.write_text(json.dumps(result))
-    done = run_cli("watch", first.name, "--config", str(released.config), "--outputs", str(outputs))
+    done = run_cli("watch", folders[0].name, "--config", str(released.config), "--outputs", str(outputs))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "production no longer serves release" in done.stderr
+    assert "does not verify (modified file results/deploy_production.json" in done.stderr
     assert sorted(p for p in (outputs / "hotdash-production").iterdir() if p.is_dir()) == folders
 
 

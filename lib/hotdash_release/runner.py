@@ -318,6 +318,11 @@ def _watched_release_dir(options: ReleaseOptions, config: ReleaseConfig, target)
     validate_release_id(options.watch_of)
     app = config.environment("production").app
     folder = watched_release(options.outputs / app / options.watch_of)
+    from .archive.integrity import verify_release
+
+    damaged = verify_release(folder)
+    if damaged:  # a record that does not verify is no ground to watch, or to roll back from
+        raise UsageError(f"watch: release {options.watch_of} does not verify ({damaged[0].what}); see `runbook verify`")
     check_watch_minutes(options.watch_minutes)
     deployed = (read_section_result(folder, "deploy_production") or {}).get("records") or {}
     image = (deployed.get("deployment") or {}).get("image_ref")
