@@ -105,6 +105,9 @@ def test_a_sealed_release_is_watched_again_as_a_record_of_its_own(released):
     assert run_cli("verify", "--outputs", str(released.outputs)).returncode == 0
     assert folder.name in (released.outputs / "index.html").read_text()
     assert "WATCHED (exit 0)" in done.stdout
+    inbox = (released.outputs / "notifications.log").read_text().splitlines()[-2:]
+    assert f"production is watched again for release {first.name} until about" in inbox[0]
+    assert f"the watch of release {first.name} is over" in inbox[1] and "conditions met" in inbox[1]
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,13 @@ from .decisions.readiness import read_readiness
 from .decisions.release_gate import production_gate
 from .errors import DeployRefused, GateFailed, ReleaseError, SecretError, TargetError, UsageError
 from .integrations.feedback import FeedbackResult, issues_opened_since
-from .integrations.notify import NotificationResult, compose_message, compose_watch_closing, send_notification
+from .integrations.notify import (
+    NotificationResult,
+    compose_message,
+    compose_watch_closing,
+    compose_watch_opening,
+    send_notification,
+)
 from .interactive.session import default_release_dir
 from .interactive.widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
 from .paths import RUNBOOKS_DIR
@@ -544,6 +550,11 @@ class SectionRun:
         if self.watching is not None:
             # Which release this later watch follows, and whether production still serves it.
             self._record("watched_release", self._watched_release(env.app))
+            self._advisory.add("opening_notification")
+            opening = compose_watch_opening(
+                self.config.notification, release_id=self.watching.name, watched_until=_clock_in(settings.window_s)
+            )
+            self._record("opening_notification", self._send(opening))
         print(
             f"watching {env.app} for {settings.window_s:g} s (until about {_clock_in(settings.window_s)}), "
             f"a measurement every {settings.interval_s:g} s",
@@ -614,11 +625,14 @@ class SectionRun:
         if watched.get("ok") is False:
             settings = self._watch_settings()
             outcome += " - production is being rolled back" if settings.on_breach == "rollback" else " - please hold"
-        message = compose_watch_closing(self.config.notification, release_id=self.release_id, outcome=outcome)
-        result = send_notification(
+        watched = self.watching.name if self.watching is not None else self.release_id
+        message = compose_watch_closing(self.config.notification, release_id=watched, outcome=outcome)
+        return self._record("closing_notification", self._send(message))
+
+    def _send(self, message: str) -> NotificationResult:
+        return send_notification(
             self.config.notification, self.redactor.redact(message), inbox_dir=self.release_dir.parent.parent
         )
-        return self._record("closing_notification", result)
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback_candidate(self) -> Table:
