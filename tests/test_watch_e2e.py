@@ -163,6 +163,28 @@ def test_a_tampered_release_is_not_watched(released, tmp_path):
     assert sorted(p for p in (outputs / "hotdash-production").iterdir() if p.is_dir()) == folders
 
 
+def test_a_signal_during_a_later_watch_keeps_a_sealed_record_of_it(released):
+    first, before = released.release_dirs()[0], set(released.release_dirs())
+    runner = subprocess.Popen(
+        [*RUNBOOK_COMMAND, "watch", first.name, "--minutes", "5"]
+        + ["--config", str(released.config), "--outputs", str(released.outputs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert wait_for(lambda: any((released.outputs / "hotdash-production").glob("*/01-watch.ipynb")), timeout_s=60)
+    time.sleep(1.5)  # a few measurements into a five-minute window
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130, out + err
+    (folder,) = set(released.release_dirs()) - before
+    watch = result_of(folder, "watch")["records"]["watch"]
+    assert watch["ended_early"] == "interrupted" and watch["measurements"]
+    assert manifest_of(folder)["watched_release"] == first.name
+    assert run_cli("verify", "--outputs", str(released.outputs)).returncode == 0
+
+
 def test_a_later_watch_that_finds_production_down_rolls_back_to_what_served_before_it(released):
     before = released.platform().status("hotdash-production").image_ref
     assert release(released).returncode == 0

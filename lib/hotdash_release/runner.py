@@ -158,7 +158,7 @@ class ReleaseRecord:
 
     @property
     def exit_code(self) -> int:
-        if self.signals and self.outcome in ("released", "blocked", "rolled back"):
+        if self.signals and self.outcome in ("released", "watched", "blocked", "rolled back"):
             # Stopped by a signal, with production verified good (it finished what it was doing).
             return EXIT_ABORTED
         return OUTCOME_EXIT[self.outcome]
