@@ -24,6 +24,9 @@ def main() -> int:
             from .archive.signing import take_key_from_environment
 
             take_key_from_environment()  # before the kernel template starts: no kernel inherits the key
+            from .archive.store import take_credentials_from_environment
+
+            take_credentials_from_environment()  # the archive store's AWS_* credentials, likewise
             from .execution.pool import start_kernel_pool
 
             pool = start_kernel_pool()
