@@ -124,6 +124,10 @@ def test_the_third_runner_sees_the_first_two_in_its_history_and_baselines(world)
     manifest = json.loads((world.root / "runner-3" / APP / third / "manifest.json").read_text())
     assert manifest["previous_release_id"] == second  # one chain across runners
     assert world.head()["head_release_id"] == third and world.head()["releases"] == 3
+    from hotdash_release.integrations.github import job_summary_markdown
+
+    summary = job_summary_markdown(world.root / "runner-3" / APP / third)
+    assert f"Archive store: `{URL}`: uploaded, and the chain head above is the store's head" in summary
 
 
 def test_a_fourth_runner_with_only_the_address_verifies_and_indexes(world):
@@ -198,6 +202,13 @@ def test_a_store_failing_mid_upload_exits_7_keeps_the_release_and_archive_push_c
         assert release_id not in world.sealed_ids()  # nothing half visible: no manifest, head unmoved
         assert world.head() == head_before
         assert (world.root / "runner-5" / APP / release_id / "manifest.json").is_file()  # the local copy stays
+        from hotdash_release.integrations.github import job_summary_markdown
+
+        summary = job_summary_markdown(world.root / "runner-5" / APP / release_id)
+        assert (
+            f"**NOT uploaded**; the artifact holds the release. Complete it: `runbook archive push {release_id}`"
+            in summary
+        )
         # The same runner cannot start another release while one is owed to the store.
         again = world.release("runner-5")
         assert again.returncode == 2 and f"archive push {release_id}" in again.stderr

@@ -564,7 +564,7 @@ def _store_of(args):
     from .config import ArchiveSettings, load_config
 
     settings = ArchiveSettings()
-    if args.archive is None and os.environ.get(ARCHIVE_ENV) is None:
+    if args.archive is None and not os.environ.get(ARCHIVE_ENV):
         try:  # [archive] url of the configuration, if there is one that loads
             settings = load_config(getattr(args, "config", None)).archive
         except UsageError:

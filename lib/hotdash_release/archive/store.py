@@ -294,9 +294,11 @@ def check_archive_url(value: str, field: str) -> str:
 
 def archive_url(config_url: str = "", flag: str | None = None) -> str:
     """The archive's address: --archive, else $HOTDASH_ARCHIVE, else [archive] url; "" is the folder."""
-    if flag is not None:
+    if flag is not None:  # given, it must name a store: an empty value (an unset CI variable) is refused
+        if not flag.strip():
+            raise UsageError(f"--archive: '' is not allowed; allowed: {URL_ALLOWED.split(', or')[0]}")
         return check_archive_url(flag, "--archive")
-    if os.environ.get(ARCHIVE_ENV) is not None:
+    if os.environ.get(ARCHIVE_ENV):
         return check_archive_url(os.environ[ARCHIVE_ENV], ARCHIVE_ENV)
     return config_url
 
