@@ -114,6 +114,15 @@ def test_the_head_advances_only_from_the_release_it_links_to(any_store, tmp_path
     assert lost.value.holder == IDS[1]
     assert f"chain head is release {IDS[1]}" in str(lost.value)
     assert read_head(any_store, APP)[1]["head_release_id"] == IDS[1]
+    # The loser's objects went in before its head write failed: readers leave them out of the chain.
+    from hotdash_release.archive.storesync import set_aside_unchained
+
+    assert f"{APP}/{IDS[2]}/manifest.json" in [o.key for o in any_store.list(APP)]
+    assert pull_catalog(any_store, tmp_path / "reader").releases == 2
+    assert not (tmp_path / "reader" / APP / IDS[2]).exists()
+    pull_all(any_store, tmp_path / "mirror")
+    assert set_aside_unchained(tmp_path / "mirror") == [f"{APP}/{IDS[2]}"]
+    assert sorted(p.name for p in (tmp_path / "mirror" / APP).iterdir() if p.is_dir()) == IDS[:2]
 
 
 def test_a_lost_race_at_the_conditional_write_itself_is_refused(any_store, tmp_path):
@@ -290,3 +299,39 @@ def test_the_store_secret_is_taken_from_the_environment_and_redacted(monkeypatch
     redactor = redactor_for(load_config(), EnvironmentSecrets({}, environ={}))
     assert SECRET_ACCESS_KEY not in redactor.redact(f"key={SECRET_ACCESS_KEY}")
     assert find_secret_values(json.dumps({"k": SECRET_ACCESS_KEY}).encode(), redactor)
+
+
+def fake_record(store, outputs: Path):
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(environment=lambda name: SimpleNamespace(app=APP))
+    return SimpleNamespace(store=store, options=SimpleNamespace(outputs=outputs), config=config, store_head=None)
+
+
+def test_before_a_release_an_owed_upload_is_refused_and_a_lost_position_set_aside(s3, tmp_path):
+    """A release sealed here whose upload failed must be pushed first (it still fits the chain);
+    one that lost its position to another runner can never be appended: it is set aside, so
+    the next release links to the store's head, not to it."""
+    from hotdash_release.archive.storesync import NOT_APPENDED, before_release
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    seal_fake(a, IDS[0], previous=None, count=1)
+    push_release(s3, a, APP, IDS[0])
+    pull_catalog(s3, b)
+    seal_fake(a, IDS[1], previous=IDS[0], count=2)
+    seal_fake(b, IDS[2], previous=IDS[0], count=2)
+    push_release(s3, a, APP, IDS[1])
+    with pytest.raises(HeadMoved):
+        push_release(s3, b, APP, IDS[2])
+    lines = []
+    record = fake_record(s3, b)
+    before_release(record, lines.append)
+    assert (b / NOT_APPENDED / APP / IDS[2] / "manifest.json").is_file() and not (b / APP / IDS[2]).exists()
+    assert "lost its chain position" in lines[0]
+    assert record.store_head[1]["head_release_id"] == IDS[1]
+    from hotdash_release.archive.integrity import chain_link
+
+    assert chain_link(b / APP, IDS[3])["previous_release_id"] == IDS[1]
+    seal_fake(a, IDS[3], previous=IDS[1], count=3)  # sealed, upload failed
+    with pytest.raises(UsageError, match=rf"run `runbook archive push {IDS[3]}` first"):
+        before_release(fake_record(s3, a), lines.append)

@@ -457,12 +457,14 @@ def _verify(args) -> int:
     if store is not None:
         import tempfile
 
-        from .archive.storesync import pull_all
+        from .archive.storesync import pull_all, set_aside_unchained
 
         # Exactly what the store holds, in a folder of its own: nothing of this machine's copy counts.
         with tempfile.TemporaryDirectory(prefix="hotdash-verify-") as mirror:
             objects = pull_all(store, Path(mirror))
             print(f"verify: {store.url}: {objects} object(s) read")
+            for name in set_aside_unchained(Path(mirror)):
+                print(f"  not in the chain (its runner lost the head to another, or it was added): {name}")
             args.outputs = Path(mirror)
             return _verify_folder(args, where=store.url)
     if not args.outputs.is_dir():

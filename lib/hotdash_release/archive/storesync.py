@@ -32,6 +32,7 @@ from .signing import CHECKPOINT, SIGNATURE, SSH_SIGNATURE, SUMS
 from .store import Store
 
 STATE_FILE = ".store-state.json"
+NOT_APPENDED = ".not-appended"  # releases sealed here that lost their chain position to another runner
 LOCK_NAME = "release.lock.json"
 #: Written after everything else of a release, manifest last: listed, a release is complete.
 LAST_OBJECTS = (SUMS, SIGNATURE, SSH_SIGNATURE, MANIFEST)
@@ -134,17 +135,18 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
         if head and head[0] != known["head_etag"]:
             ids = [name for name in store.folders(f"{app}/") if RELEASE_ID.match(name) and name not in have]
             keys = [f"{app}/{rid}/{MANIFEST}" for rid in ids]
-            fetched = zip(ids, _parallel(store.get, keys), strict=True)
-            for rid, found in fetched:
-                if found is None:
-                    continue  # an upload not finished (its manifest goes last): not part of the archive yet
-                _write_local(root / app / rid / MANIFEST, found[0])
+            # No manifest: an upload not finished (its manifest goes last), not part of the archive yet.
+            fetched = {rid: found[0] for rid, found in zip(ids, _parallel(store.get, keys), strict=True) if found}
+            for rid in chain_from(head[1].get("head_release_id"), fetched, have):
+                _write_local(root / app / rid / MANIFEST, fetched[rid])
                 have.add(rid)
                 pulled.manifests += 1
             _write_local(root / app / CHECKPOINT, raw[0])
             _pull_last_good(store, root, app)
             known["head_etag"] = head[0]
             known["releases"] = sorted(have)
+        elif head and app in (apps or ()):
+            _pull_last_good(store, root, app)  # a local copy restored without results (a CI cache)
         pulled.releases += len(have)
         if (root / app).is_dir():
             pending = [p.name for p in sealed_releases(root / app) if p.name not in have]
@@ -152,6 +154,42 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
                 pulled.pending[app] = pending
     write_state(root, state)
     return pulled
+
+
+def chain_from(head_id: str | None, manifests: dict[str, bytes], known: set[str]) -> list[str]:
+    """The releases of the chain that ends at the head, back to one already known (or the first):
+    followed by each manifest's previous_release_id. A release in the store that the chain does not
+    reach (uploaded by a runner that then lost the head to another, or one not finished) is not
+    part of the archive."""
+    chain, current = [], head_id
+    while current and current not in known and current in manifests and current not in chain:
+        chain.append(current)
+        try:
+            current = json.loads(manifests[current]).get("previous_release_id")
+        except (ValueError, AttributeError):
+            break  # a damaged manifest: verify says so; the chain read stops here
+    return chain
+
+
+def set_aside_unchained(root: Path) -> list[str]:
+    """In a full copy of the store (verify's), move release folders that no app's chain head
+    reaches to NOT_APPENDED: they were never appended. Returns "app/id" of each."""
+    aside = []
+    for app_dir in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        try:
+            head_id = json.loads((app_dir / CHECKPOINT).read_bytes()).get("head_release_id")
+        except (OSError, ValueError, AttributeError):
+            continue  # no readable head: verify reports it, and checks every folder
+        manifests = {
+            p.name: (p / MANIFEST).read_bytes() for p in app_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file()
+        }
+        chained = set(chain_from(head_id, manifests, set()))
+        for rid in sorted(set(manifests) - chained):
+            target = Path(root) / NOT_APPENDED / app_dir.name / rid
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(app_dir / rid, target)
+            aside.append(f"{app_dir.name}/{rid}")
+    return aside
 
 
 def _pull_last_good(store: Store, root: Path, app: str, *, look_back: int = 200) -> None:
@@ -353,14 +391,22 @@ def before_release(record, progress) -> None:
     store, root = record.store, record.options.outputs
     app = record.config.environment("production").app
     pulled = pull_catalog(store, root, apps=[app])
-    if pulled.pending.get(app):
-        waiting = pulled.pending[app]
-        raise UsageError(
-            f"archive: release {waiting[-1]} of {app} is sealed in {root} but not in {store.url}; "
-            f"run `runbook archive push {waiting[-1]}` first (a new release would fork the chain)"
-        )
     record.store_head = pulled.heads.get(app)
-    head = record.store_head[1].get("head_release_id") if record.store_head else "none yet"
+    head = record.store_head[1].get("head_release_id") if record.store_head else None
+    for waiting in pulled.pending.get(app, ()):
+        links_to = json.loads((root / app / waiting / MANIFEST).read_text(encoding="utf-8")).get("previous_release_id")
+        if links_to == head:  # it can still be appended: it must be, before anything else
+            raise UsageError(
+                f"archive: release {waiting} of {app} is sealed in {root} but not in {store.url}; "
+                f"run `runbook archive push {waiting}` first (a new release would fork the chain)"
+            )
+        # It lost its chain position to another runner (exit 6): it can never be appended. Kept
+        # aside, where neither the chain link nor the catalog reads it.
+        aside = root / NOT_APPENDED / app / waiting
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(root / app / waiting, aside)
+        progress(f"archive store: release {waiting} of {app} lost its chain position; kept aside in {aside}")
+    head = head or "none yet"
     progress(
         f"archive store: {store.url} ({pulled.releases} sealed release(s); head of {app}: {head}; "
         f"{pulled.manifests} new manifest(s) read)"
