@@ -140,6 +140,11 @@ def test_a_fourth_runner_with_only_the_address_verifies_and_indexes(world):
     assert "3 releases of 1 app(s)" in page
     history = world.cli("history", "--archive", URL, "--outputs", str(world.root / "runner-4"))
     assert history.stdout.count("released") >= 3 and "3 of 3 releases" in history.stdout
+    plan = world.cli("plan", "--config", str(world.config), "--outputs", str(world.root / "runner-4"))
+    assert plan.returncode == 0, plan.stderr
+    page = next((world.root / "runner-4").glob("plan-*.html")).read_text()
+    third = release_id_of(world.runs["runner-3"])
+    assert f"{URL}; head of {APP}: {third} (3 release(s))" in page  # [archive] url of the configuration
 
 
 def test_sealed_objects_are_retained_and_no_object_holds_the_store_secret(world):

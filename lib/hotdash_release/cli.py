@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--out", type=Path, help="where to write the page (default: OUTPUTS/plan-<timestamp>.html)")
     plan.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    plan.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
 
     archive = commands.add_parser("archive", help="the archive's object store: complete an upload")
     archive_actions = archive.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
@@ -552,7 +553,17 @@ def _plan(args) -> int:
     defects = parse_defects(args.defects)
     if defects and target != "local":
         raise UsageError(f"--break: rehearsal defects need --target local, not {target!r}")
-    path = write_plan(config, target, args.out or default_plan_path(args.outputs), defects=defects)
+    archive = ""
+    store = _store_of(args)
+    if store is not None:  # what the release would append to: the app's chain head in the store, read now
+        from .archive.storesync import read_head
+
+        app = config.environment("production").app
+        head = read_head(store, app)
+        archive = f"{store.url}; head of {app}: " + (
+            f"{head[1].get('head_release_id')} ({head[1].get('releases')} release(s))" if head else "no release yet"
+        )
+    path = write_plan(config, target, args.out or default_plan_path(args.outputs), defects=defects, archive=archive)
     print(f"plan: {path} (nothing was deployed)")
     return 0
 
