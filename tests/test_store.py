@@ -138,6 +138,37 @@ def test_a_lost_race_at_the_conditional_write_itself_is_refused(any_store, tmp_p
         advance_head(any_store, a, APP, IDS[1], expected=stale)
 
 
+class HeadReadThen:
+    """The store as one runner sees it, while another runner appends right after this one read
+    the head: the interleaving that only the conditional write itself can catch."""
+
+    def __init__(self, inner, after_head_read) -> None:
+        self.inner, self.after_head_read = inner, after_head_read
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get(self, key):
+        found = self.inner.get(key)
+        if key.endswith("checkpoint.json") and self.after_head_read:
+            then, self.after_head_read = self.after_head_read, None
+            then()
+        return found
+
+
+def test_the_if_match_write_refuses_a_head_that_moved_after_it_was_read(any_store, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    seal_fake(a, IDS[0], previous=None, count=1)
+    push_release(any_store, a, APP, IDS[0])
+    pull_catalog(any_store, b)
+    seal_fake(a, IDS[1], previous=IDS[0], count=2)
+    seal_fake(b, IDS[2], previous=IDS[0], count=2)
+    racing = HeadReadThen(any_store, lambda: push_release(any_store, a, APP, IDS[1]))
+    with pytest.raises(HeadMoved, match=f"moved to release {IDS[1]}"):
+        push_release(racing, b, APP, IDS[2])
+    assert read_head(any_store, APP)[1]["head_release_id"] == IDS[1]
+
+
 def test_sealed_objects_are_never_overwritten_and_a_push_resumes(s3, tmp_path):
     root = tmp_path / "r"
     folder = seal_fake(root, IDS[0], previous=None, count=1)
