@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_index import generate
+from bench_index import APPS, generate
 
 from hotdash_release.archive.index import rebuild_index
 from hotdash_release.archive.store import S3Store
@@ -149,9 +149,21 @@ def bench_release(root: Path, endpoint: str, runs: int) -> dict:
     }
 
 
+def chain(folders: list[Path], after: dict[str, str] | None = None) -> None:
+    """Link each app's synthetic manifests in time order, as releases are (readers follow the chain)."""
+    previous = dict(after or {})
+    for folder in sorted(folders, key=lambda f: f.name):
+        path = folder / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest["previous_release_id"] = previous.get(folder.parent.name)
+        path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        previous[folder.parent.name] = folder.name
+
+
 def put_synthetic(store: S3Store, root: Path, count: int) -> float:
     """Manifests straight into the store (no release ran), then one head per app."""
     folders = generate(root, count)
+    chain(folders)
     started = time.perf_counter()
 
     def put(folder: Path) -> None:
@@ -177,6 +189,8 @@ def bench_index(root: Path, endpoint: str, count: int) -> dict:
         results[name] = {"seconds": round(time.perf_counter() - started, 3), "releases": build.releases}
     later = datetime(2031, 1, 1, tzinfo=UTC)
     put_synthetic_more = generate(root / "more", 10, seed=count + 1, start=later)
+    heads = {app: json.loads(store.get(f"{app}/checkpoint.json")[0])["head_release_id"] for app in APPS}
+    chain(put_synthetic_more, heads)
     for folder in put_synthetic_more:
         store.put(f"{folder.parent.name}/{folder.name}/manifest.json", (folder / "manifest.json").read_bytes())
     for app in sorted({f.parent.name for f in put_synthetic_more}):

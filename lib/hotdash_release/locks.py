@@ -160,8 +160,15 @@ def store_release_lock(
     finally:
         try:
             store.delete(key, if_match=etag)  # only our own lock: after an expiry it may be another's
-        except StoreError:
-            pass  # taken over after expiring, or the store is down: the expiry frees it
+        except StoreConflict:
+            pass  # taken over after it expired: it is another runner's now
+        except StoreError:  # a store without conditional deletes: delete it if it is still ours
+            try:
+                found = store.get(key)
+                if found is not None and found[1] == etag:
+                    store.delete(key)
+            except StoreError:
+                pass  # the store is down: the expiry frees it
 
 
 def _holder_of(found) -> dict:

@@ -400,7 +400,9 @@ def run_release(
                 progress(_summary(record))
                 from .archive.index import rebuild_after_release
 
-                rebuild_after_release(record.options.outputs, progress, store=record.store)
+                # The store's index only from a copy that holds nothing the store does not.
+                store = None if record.store_failure else record.store
+                rebuild_after_release(record.options.outputs, progress, store=store)
         SIGNALS.settle()  # acted on: one more signal while the command ends is only recorded
         return record
     finally:

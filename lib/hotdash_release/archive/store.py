@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -261,7 +262,37 @@ class S3Store(Store):
         self._call("delete", key, self.client.delete_object, **kwargs)
 
 
+_prepared: dict = {}  # the client being built ahead (prepare_client): {"thread": ..., "client": ...}
+
+
+def prepare_client() -> None:
+    """Build the S3 client in a thread, now: boto3's imports and its S3 model take about a second,
+    which `runbook release` overlaps with the kernel template's imports (launch.py) instead of
+    spending it before the release lock. Only when a store is likely (credentials given)."""
+    if _prepared or not (credential("AWS_ACCESS_KEY_ID") or os.environ.get(ARCHIVE_ENV)):
+        return
+
+    def build() -> None:
+        try:
+            _prepared["client"] = _new_client()
+        except Exception:
+            pass
+
+    _prepared["thread"] = threading.Thread(target=build, daemon=True, name="s3-client")
+    _prepared["thread"].start()
+
+
 def s3_client():
+    """The S3 client: the one prepare_client built, else a new one."""
+    if _prepared:
+        _prepared["thread"].join(timeout=30)
+        client = _prepared.pop("client", None)
+        if client is not None:
+            return client
+    return _new_client()
+
+
+def _new_client():
     """A boto3 S3 client from the standard variables (region, AWS_ENDPOINT_URL) and the
     credentials taken out of the environment; bounded timeouts and boto3's standard retries."""
     import boto3
