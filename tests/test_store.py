@@ -366,3 +366,19 @@ def test_before_a_release_an_owed_upload_is_refused_and_a_lost_position_set_asid
     seal_fake(a, IDS[3], previous=IDS[1], count=3)  # sealed, upload failed
     with pytest.raises(UsageError, match=rf"run `runbook archive push {IDS[3]}` first"):
         before_release(fake_record(s3, a), lines.append)
+
+
+def test_the_index_is_rebuilt_when_a_head_moved_and_only_then(s3, tmp_path):
+    from hotdash_release.archive.index import rebuild_index
+    from hotdash_release.archive.storesync import publish_index
+
+    root = tmp_path / "runner"
+    seal_fake(root, IDS[0], previous=None, count=1)
+    push_release(s3, root, APP, IDS[0])
+    assert publish_index(s3, root, rebuild_index).releases == 1
+    assert publish_index(s3, root, rebuild_index) is None  # nothing new: the store's page is current
+    seal_fake(root, IDS[1], previous=IDS[0], count=2)  # this runner's own next release
+    push_release(s3, root, APP, IDS[1])
+    assert publish_index(s3, root, rebuild_index).releases == 2
+    s3.put("index.html", b"someone else's page")  # another runner wrote it: ours is not current
+    assert publish_index(s3, root, rebuild_index).releases == 2

@@ -514,8 +514,14 @@ def _index(args) -> int:
         from .archive.storesync import publish_index
 
         build = publish_index(
-            store, args.outputs.resolve(), lambda root: rebuild_index(root, use_cache=not args.no_cache)
+            store,
+            args.outputs.resolve(),
+            lambda root: rebuild_index(root, use_cache=not args.no_cache),
+            force=args.no_cache,
         )
+        if build is None:
+            print(f"index: {store.key_url('index.html')} is current: nothing new in the store")
+            return 0
         print(f"index: {store.key_url('index.html')} (from the local copy {args.outputs})")
     else:
         build = rebuild_index(args.outputs, use_cache=not args.no_cache)

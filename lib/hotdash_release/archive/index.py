@@ -102,6 +102,9 @@ def rebuild_after_release(root: Path, progress: Callable[[str], None] = print, *
             from .storesync import publish_index
 
             build = publish_index(store, root, rebuild_index)
+            if build is None:
+                progress(f"  archive index: {store.key_url(INDEX_FILE)} is current (nothing new in the store)")
+                return None
         else:
             build = rebuild_index(root)
     except Exception as exc:  # the release is sealed already; the index can be rebuilt later

@@ -97,6 +97,10 @@ class Store:
         """(content, etag), or None when there is no such object."""
         raise NotImplementedError
 
+    def etag(self, key: str) -> str | None:
+        """The object's etag without reading it; None when there is none."""
+        raise NotImplementedError
+
     def put(
         self, key: str, data: bytes, *, create_only: bool = False, if_match: str | None = None, retain: bool = False
     ) -> str:
@@ -149,6 +153,10 @@ class FolderStore(Store):
         except (FileNotFoundError, IsADirectoryError):
             return None
         return data, hashlib.md5(data).hexdigest()
+
+    def etag(self, key: str) -> str | None:
+        found = self.get(key)
+        return found[1] if found else None
 
     def put(
         self, key: str, data: bytes, *, create_only: bool = False, if_match: str | None = None, retain: bool = False
@@ -240,6 +248,12 @@ class S3Store(Store):
         except FileNotFoundError:
             return None
         return answer["Body"].read(), answer["ETag"].strip('"')
+
+    def etag(self, key: str) -> str | None:
+        try:
+            return self._call("read", key, self.client.head_object, Key=self._key(key))["ETag"].strip('"')
+        except FileNotFoundError:
+            return None
 
     def put(
         self, key: str, data: bytes, *, create_only: bool = False, if_match: str | None = None, retain: bool = False

@@ -344,27 +344,36 @@ def upload_index(store: Store, root: Path) -> None:
             store.put(name, path.read_bytes())
 
 
-def publish_index(store: Store, root: Path, rebuild, *, attempts: int = 5):
+def publish_index(store: Store, root: Path, rebuild, *, attempts: int = 5, force: bool = False):
     """Rebuild the index from the store's catalog and replace the store's copy, If-Match the copy
     read before the pull: a runner whose head advanced after that pull uploads after it, so the
     last index written counts every release (a lost race pulls and rebuilds again, bounded).
-    rebuild(root) -> the IndexBuild. Returns it."""
+    No head moved and the store's page the one this copy wrote last: nothing to do.
+    rebuild(root) -> the IndexBuild. Returns it, or None when nothing was to do."""
+    root = Path(root)
     for _ in range(attempts):
-        before = store.get(INDEX_FILES[0])
-        pull_catalog(store, root)
+        before = store.etag(INDEX_FILES[0])
+        pulled = pull_catalog(store, root)
+        state = read_state(root, store.url)
+        heads = {app: head[0] for app, head in pulled.heads.items()}
+        # Current: the store's page is the one this copy wrote, from these very heads.
+        current = before and before == state.get("index_etag") and heads == state.get("index_heads")
+        if current and (root / INDEX_FILES[0]).is_file() and not force:
+            return None
         build = rebuild(root)
         try:
             for name in INDEX_FILES[1:]:
-                if (Path(root) / name).is_file():
-                    store.put(name, (Path(root) / name).read_bytes())
-            page = (Path(root) / INDEX_FILES[0]).read_bytes()
+                if (root / name).is_file():
+                    store.put(name, (root / name).read_bytes())
+            page = (root / INDEX_FILES[0]).read_bytes()
             if before is None:
-                store.put(INDEX_FILES[0], page, create_only=True)
+                etag = store.put(INDEX_FILES[0], page, create_only=True)
             else:
-                store.put(INDEX_FILES[0], page, if_match=before[1])
-            return build
+                etag = store.put(INDEX_FILES[0], page, if_match=before)
         except StoreConflict:
             continue  # another runner wrote it since: pull what it added, rebuild
+        write_state(root, {**read_state(root, store.url), "index_etag": etag, "index_heads": heads})
+        return build
     raise StoreError(f"{store.key_url(INDEX_FILES[0])}: replaced by other runners {attempts} times in a row")
 
 
