@@ -592,7 +592,7 @@ def _store_of(args):
 
 
 def _archive_push(args) -> int:
-    from .archive.storesync import push_release
+    from .archive.storesync import HeadMoved, push_release
     from .runner import validate_release_id
 
     validate_release_id(args.release_id)
@@ -604,7 +604,11 @@ def _archive_push(args) -> int:
     if not folders:
         raise UsageError(f"archive push: no release {args.release_id} under {outputs}")
     app = folders[0].parent.name
-    checkpoint = push_release(store, outputs, app, args.release_id)
+    try:
+        checkpoint = push_release(store, outputs, app, args.release_id)
+    except HeadMoved as exc:  # its chain position is taken: it can never be appended
+        print(f"runbook: archive push: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     print(
         f"archive push: {store.key_url(app + '/' + args.release_id)}/ complete; head of {app}: "
         f"{checkpoint.get('head_release_id')} ({checkpoint.get('releases')} release(s))"

@@ -56,7 +56,7 @@ class Pulled:
     heads: dict[str, tuple[str, dict]] = field(default_factory=dict)
     manifests: int = 0  # manifests read from the store this time
     releases: int = 0  # sealed releases in the store (as far as the cache knows)
-    pending: dict[str, list[str]] = field(default_factory=dict)  # app -> sealed here, not in the store
+    pending: dict[str, list[str]] = field(default_factory=dict)  # app (of `apps`) -> sealed here, not in the store
 
 
 # -- the local state ---------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
         elif head and app in (apps or ()):
             _pull_last_good(store, root, app)  # a local copy restored without results (a CI cache)
         pulled.releases += len(have)
-        if (root / app).is_dir():
+        if app in (apps or ()) and (root / app).is_dir():  # a release about to start: is one owed?
             pending = [p.name for p in sealed_releases(root / app) if p.name not in have]
             if pending:
                 pulled.pending[app] = pending
