@@ -224,3 +224,17 @@ def test_a_store_failing_mid_upload_exits_7_keeps_the_release_and_archive_push_c
     assert world.head()["head_release_id"] == release_id
     verify = world.verify()
     assert verify.returncode == 0, verify.stdout
+
+
+def test_a_runner_with_nothing_but_the_store_watches_a_release_again_into_the_same_chain(world):
+    third = release_id_of(world.runs["runner-3"])
+    before = world.sealed_ids()
+    watch = world.cli(
+        "watch", third, "--minutes", "0.01", "--config", str(world.config), "--outputs", str(world.root / "runner-5")
+    )
+    assert watch.returncode == 0, watch.stdout + watch.stderr
+    (record,) = set(world.sealed_ids()) - set(before)
+    assert world.head()["head_release_id"] == record
+    manifest = json.loads((world.root / "runner-5" / APP / record / "manifest.json").read_text())
+    assert manifest["watched_release"] == third and manifest["previous_release_id"] == before[-1]
+    assert world.verify("runner-6").returncode == 0
