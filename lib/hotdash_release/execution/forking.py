@@ -148,12 +148,23 @@ class KernelTemplate:
             self._process.kill()
             self._process.wait()
 
+    def wait_ready(self) -> None:
+        """Return once the template has done its imports; KernelStartError if it exited first."""
+        with self._lock:
+            try:
+                self._await_ready()
+            except (OSError, ValueError) as exc:
+                raise KernelStartError(f"kernel template: {exc}") from None
+
+    def _await_ready(self) -> None:
+        if not self._ready:
+            self._read()  # {"ready": pid} once the imports are done
+            self._ready = True
+
     def _ask(self, message: dict) -> dict:
         with self._lock:
             try:
-                if not self._ready:
-                    self._read()  # {"ready": pid} once the imports are done
-                    self._ready = True
+                self._await_ready()
                 self._stream.write(json.dumps(message).encode() + b"\n")
                 return self._read()
             except (OSError, ValueError) as exc:

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 from ..runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_id, release_inputs, release_lock_dir
 
 SESSION_MARKER = ".hotdash-session.json"
+#: The session's Jupyter data folder (its kernel spec), first on JupyterLab's JUPYTER_PATH; hidden in the file browser.
+LAB_DATA_DIR = ".hotdash-lab"
 INTERACTIVE_DIR = "interactive"
 #: Unlike a release id (20261125T190512Z-a1b2c3), so the archive index never takes a session for a release.
 SESSION_ID = re.compile(r"^lab-\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -98,8 +100,12 @@ def create_session(
     parameters = {"config_path": str(config.path)} if config.path != DEFAULT_CONFIG.resolve() else {}
     import nbformat  # here: every runbook kernel imports this module, and sections never need it
 
+    from ..execution.labkernels import NOTEBOOK_KERNELSPEC, write_kernelspec
+
+    write_kernelspec(folder / LAB_DATA_DIR)  # its kernels are forks of a kernel template (labkernels.py)
     for section in SECTION_ORDER:
         notebook = section_notebook(section, {**parameters, **section.notebook_parameters()})
+        notebook.metadata["kernelspec"] = dict(NOTEBOOK_KERNELSPEC)
         nbformat.write(notebook, folder / section_file(section))
     write_json_atomic(
         folder / SESSION_MARKER,
@@ -178,6 +184,8 @@ class LabLaunch:
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.open_browser=" + ("True" if self.open_browser else "False"),
+            # Starts the kernel template with the server, for the session's forked kernels.
+            "--ServerApp.jpserver_extensions=hotdash_release.execution.labkernels=True",
         ] + (
             # Containers and CI machines run as root; JupyterLab refuses that unless told.
             ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
@@ -212,7 +220,13 @@ def start_lab(launch: LabLaunch, *, operator: str) -> None:
     """Replace this process with JupyterLab; its kernels inherit HOTDASH_OPERATOR (who attests)."""
     require_jupyterlab()
     command = launch.command()
-    os.execve(command[0], command, {**os.environ, "HOTDASH_OPERATOR": operator})
+    os.execve(command[0], command, lab_environment(launch, operator))
+
+
+def lab_environment(launch: LabLaunch, operator: str) -> dict[str, str]:
+    """JupyterLab's environment: who attests, and the session's kernel spec first on JUPYTER_PATH."""
+    data = [str(launch.folder / LAB_DATA_DIR), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+    return {**os.environ, "HOTDASH_OPERATOR": operator, "JUPYTER_PATH": os.pathsep.join(data)}
 
 
 # -- sealing a session ------------------------------------------------------------------------------
