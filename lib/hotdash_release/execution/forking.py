@@ -103,6 +103,10 @@ class KernelTemplate:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def alive(self) -> bool:
         return not self._closed and self._process.poll() is None
 

@@ -113,7 +113,8 @@ class LabTemplate:
         try:
             template.wait_ready()
         except KernelStartError as exc:
-            self.give_up(template, str(exc), log)
+            if not template.closed:  # closed: the server is ending, nothing went wrong
+                self.give_up(template, str(exc), log)
             return None
         return template
 

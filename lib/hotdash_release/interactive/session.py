@@ -47,6 +47,7 @@ from ..runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_i
 SESSION_MARKER = ".hotdash-session.json"
 #: The session's Jupyter data folder (its kernel spec), first on JupyterLab's JUPYTER_PATH; hidden in the file browser.
 LAB_DATA_DIR = ".hotdash-lab"
+CHECKPOINTS = ".ipynb_checkpoints"  # JupyterLab's (FileCheckpoints): <name>-checkpoint.ipynb
 INTERACTIVE_DIR = "interactive"
 #: Unlike a release id (20261125T190512Z-a1b2c3), so the archive index never takes a session for a release.
 SESSION_ID = re.compile(r"^lab-\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -107,6 +108,12 @@ def create_session(
         notebook = section_notebook(section, {**parameters, **section.notebook_parameters()})
         notebook.metadata["kernelspec"] = dict(NOTEBOOK_KERNELSPEC)
         nbformat.write(notebook, folder / section_file(section))
+    # JupyterLab makes a notebook's first checkpoint when it first opens it, and only then asks for
+    # its kernel: made here (the same file), opening a notebook starts its kernel at once.
+    (folder / CHECKPOINTS).mkdir()
+    for section in SECTION_ORDER:
+        name = section_file(section)
+        shutil.copy2(folder / name, folder / CHECKPOINTS / name.replace(".ipynb", "-checkpoint.ipynb"))
     write_json_atomic(
         folder / SESSION_MARKER,
         {
