@@ -187,7 +187,7 @@ def parent(pid: int) -> int:
 
 def is_server(lab: LabServer, pid: int) -> bool:
     """JupyterLab started by `runbook lab`: the command itself (an exec) or its child."""
-    return "-m jupyterlab" in cmdline(pid) and lab.process.pid in (pid, parent(pid))
+    return "-m hotdash_release.interactive.labserver" in cmdline(pid) and lab.process.pid in (pid, parent(pid))
 
 
 # -- forked kernels -------------------------------------------------------------------------------

@@ -99,6 +99,9 @@ def create_session(
     folder.mkdir(parents=True)
     # Another configuration than the repository's is written into each notebook: the session keeps it.
     parameters = {"config_path": str(config.path)} if config.path != DEFAULT_CONFIG.resolve() else {}
+    from .labserver import skip_iri_checker
+
+    skip_iri_checker()  # 1.4 s of CPU that nbformat's import would spend on a checker nothing uses
     import nbformat  # here: every runbook kernel imports this module, and sections never need it
 
     from ..execution.labkernels import NOTEBOOK_KERNELSPEC, write_kernelspec
@@ -184,7 +187,7 @@ class LabLaunch:
         return [
             sys.executable,
             "-m",
-            "jupyterlab",
+            "hotdash_release.interactive.labserver",  # JupyterLab, started quicker (see the module)
             f"--ServerApp.root_dir={self.folder}",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
