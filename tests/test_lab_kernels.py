@@ -66,7 +66,9 @@ class LabServer:
     def client(self, kernel_id: str) -> BlockingKernelClient:
         client = BlockingKernelClient(connection_file=str(self.runtime / f"kernel-{kernel_id}.json"))
         client.load_connection_file()
-        client.start_channels()
+        # No heartbeat: a kernel that boots slowly on a loaded machine misses its first beats and
+        # would be taken for dead; whether it lives is the server's to know (and each wait is bounded).
+        client.start_channels(hb=False)
         client.wait_for_ready(timeout=KERNEL_S)
         return client
 
