@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,13 +33,17 @@ from hotdash_release.execution.procs import running
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The venv `make lab` builds (`make test` builds it too): JupyterLab lives apart from .venv.
-LAB_VENV = Path(os.environ.get("HOTDASH_LAB_VENV", ROOT / ".venv-lab"))
+LAB_VENV = ROOT / os.environ.get("HOTDASH_LAB_VENV", ".venv-lab")  # relative: to the repository
 SERVER_START_S = 180  # a loaded two-core machine imports JupyterLab slowly
 KERNEL_S = 60
 
-pytestmark = pytest.mark.skipif(
-    not (LAB_VENV / "bin" / "runbook").is_file(), reason=f"no lab venv at {LAB_VENV}: make lab (make test builds it)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (LAB_VENV / "bin" / "runbook").is_file(),
+        reason=f"no lab venv at {LAB_VENV}: make lab (make test builds it)",
+    ),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked kernels and /proc: Linux only"),
+]
 
 
 @dataclass
@@ -266,7 +271,11 @@ def test_shutdown_leaves_no_kernel_and_a_killed_server_takes_the_template_along(
     template = walk["first"]["ppid"]
     # A second kernel, left running: even a server killed outright (no shutdown of its own) ends it
     # and the template.
-    kernel = ask(lab.client(lab.open_notebook("02-verify_secrets.ipynb")), WHO)
+    client = lab.client(lab.open_notebook("02-verify_secrets.ipynb"))
+    try:
+        kernel = ask(client, WHO)
+    finally:
+        client.stop_channels()  # its thread would keep the test process alive
     assert kernel["ppid"] == template
     os.kill(parent(template), signal.SIGKILL)
     assert wait_for(lambda: not running(template) and not running(kernel["pid"]), KERNEL_S)
