@@ -38,7 +38,8 @@ rehearsal: compile
 PYTEST_PARALLEL ?= -n 3 --dist loadfile
 
 # Lint and format check first (a second each), then the suite.
-test: compile
+# The lab venv too: tests start JupyterLab from it (tests/test_lab_kernels.py).
+test: compile $(LAB_STAMP)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)

@@ -326,7 +326,10 @@ def test_lab_makes_a_session_folder_and_says_how_to_open_it(lab, session):
     marker = json.loads((session.folder / SESSION_MARKER).read_text())
     assert marker["operator"] == "alice" and marker["sealed_as"] is None
     assert sorted(p.stem for p in session.folder.glob("*.ipynb")) == SESSION + ["10-rollback"]
-    assert "-m jupyterlab" in session.lab_output and "--ServerApp.open_browser=False" in session.lab_output
+    assert (
+        "-m hotdash_release.interactive.labserver" in session.lab_output
+        and "--ServerApp.open_browser=False" in session.lab_output
+    )
     assert "URL: http://127.0.0.1:8899/lab?token=" in session.lab_output
     assert f"runbook seal {session.folder}" in session.lab_output
 

@@ -103,6 +103,10 @@ class KernelTemplate:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def alive(self) -> bool:
         return not self._closed and self._process.poll() is None
 
@@ -148,12 +152,23 @@ class KernelTemplate:
             self._process.kill()
             self._process.wait()
 
+    def wait_ready(self) -> None:
+        """Return once the template has done its imports; KernelStartError if it exited first."""
+        with self._lock:
+            try:
+                self._await_ready()
+            except (OSError, ValueError) as exc:
+                raise KernelStartError(f"kernel template: {exc}") from None
+
+    def _await_ready(self) -> None:
+        if not self._ready:
+            self._read()  # {"ready": pid} once the imports are done
+            self._ready = True
+
     def _ask(self, message: dict) -> dict:
         with self._lock:
             try:
-                if not self._ready:
-                    self._read()  # {"ready": pid} once the imports are done
-                    self._ready = True
+                self._await_ready()
                 self._stream.write(json.dumps(message).encode() + b"\n")
                 return self._read()
             except (OSError, ValueError) as exc:

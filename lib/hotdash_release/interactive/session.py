@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 from ..runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_id, release_inputs, release_lock_dir
 
 SESSION_MARKER = ".hotdash-session.json"
+#: The session's Jupyter data folder (its kernel spec), first on JupyterLab's JUPYTER_PATH; hidden in the file browser.
+LAB_DATA_DIR = ".hotdash-lab"
+CHECKPOINTS = ".ipynb_checkpoints"  # JupyterLab's (FileCheckpoints): <name>-checkpoint.ipynb
 INTERACTIVE_DIR = "interactive"
 #: Unlike a release id (20261125T190512Z-a1b2c3), so the archive index never takes a session for a release.
 SESSION_ID = re.compile(r"^lab-\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -96,11 +99,24 @@ def create_session(
     folder.mkdir(parents=True)
     # Another configuration than the repository's is written into each notebook: the session keeps it.
     parameters = {"config_path": str(config.path)} if config.path != DEFAULT_CONFIG.resolve() else {}
+    from .labserver import skip_iri_checker
+
+    skip_iri_checker()  # 1.4 s of CPU that nbformat's import would spend on a checker nothing uses
     import nbformat  # here: every runbook kernel imports this module, and sections never need it
 
+    from ..execution.labkernels import NOTEBOOK_KERNELSPEC, write_kernelspec
+
+    write_kernelspec(folder / LAB_DATA_DIR)  # its kernels are forks of a kernel template (labkernels.py)
     for section in SECTION_ORDER:
         notebook = section_notebook(section, {**parameters, **section.notebook_parameters()})
+        notebook.metadata["kernelspec"] = dict(NOTEBOOK_KERNELSPEC)
         nbformat.write(notebook, folder / section_file(section))
+    # JupyterLab makes a notebook's first checkpoint when it first opens it, and only then asks for
+    # its kernel: made here (the same file), opening a notebook starts its kernel at once.
+    (folder / CHECKPOINTS).mkdir()
+    for section in SECTION_ORDER:
+        name = section_file(section)
+        shutil.copy2(folder / name, folder / CHECKPOINTS / name.replace(".ipynb", "-checkpoint.ipynb"))
     write_json_atomic(
         folder / SESSION_MARKER,
         {
@@ -171,13 +187,15 @@ class LabLaunch:
         return [
             sys.executable,
             "-m",
-            "jupyterlab",
+            "hotdash_release.interactive.labserver",  # JupyterLab, started quicker (see the module)
             f"--ServerApp.root_dir={self.folder}",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.open_browser=" + ("True" if self.open_browser else "False"),
+            # Starts the kernel template with the server, for the session's forked kernels.
+            "--ServerApp.jpserver_extensions=hotdash_release.execution.labkernels=True",
         ] + (
             # Containers and CI machines run as root; JupyterLab refuses that unless told.
             ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
@@ -212,7 +230,13 @@ def start_lab(launch: LabLaunch, *, operator: str) -> None:
     """Replace this process with JupyterLab; its kernels inherit HOTDASH_OPERATOR (who attests)."""
     require_jupyterlab()
     command = launch.command()
-    os.execve(command[0], command, {**os.environ, "HOTDASH_OPERATOR": operator})
+    os.execve(command[0], command, lab_environment(launch, operator))
+
+
+def lab_environment(launch: LabLaunch, operator: str) -> dict[str, str]:
+    """JupyterLab's environment: who attests, and the session's kernel spec first on JUPYTER_PATH."""
+    data = [str(launch.folder / LAB_DATA_DIR), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+    return {**os.environ, "HOTDASH_OPERATOR": operator, "JUPYTER_PATH": os.pathsep.join(data)}
 
 
 # -- sealing a session ------------------------------------------------------------------------------
