@@ -203,14 +203,16 @@ def rehearsal_secret_values(app: str) -> dict[str, str]:
 
 
 def seed_rehearsal_secrets(platform, apps: Sequence[str]) -> list[str]:
-    """Give apps that have no secrets at all a rehearsal set; return the apps seeded.
+    """Start the platform's database, then give apps that have no secrets at all a rehearsal
+    set whose DATABASE_URL is a database of their own on it; return the apps seeded.
 
     An app that has some secrets is left alone, so a rehearsal of a missing secret stays missing.
     """
+    platform.start_database()
     seeded = []
     for app in apps:
         if not platform.secrets(app):
-            platform.set_secrets(app, rehearsal_secret_values(app))
+            platform.set_secrets(app, rehearsal_secret_values(app) | {"DATABASE_URL": platform.provision_database(app)})
             seeded.append(app)
     return seeded
 
