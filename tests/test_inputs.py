@@ -4,7 +4,7 @@ one case per input (issue 19 item 5, and item 3's checks of free text and short 
 from __future__ import annotations
 
 import pytest
-from conftest import make_rehearsal, run_cli
+from conftest import make_rehearsal, run_cli, with_database
 
 APPS = ("hotdash-staging", "hotdash-production")
 SECRET = "s3cr3t-database-password"
@@ -43,7 +43,7 @@ def world(tmp_path_factory):
 def planted(world):
     platform = world.platform()
     for app in APPS:
-        platform.set_secrets(app, good_values(app))
+        platform.set_secrets(app, with_database(platform, app, good_values(app)))
     return world
 
 

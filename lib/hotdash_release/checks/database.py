@@ -49,7 +49,7 @@ class DatabaseResult:
     database: str = ""
     server_version: str = ""
     latency_ms: float | None = None  # select 1, round trip, on an open connection
-    schema_version: int | None = None  # None: no migrations recorded
+    schema_version: int | None = None  # 0: no migrations recorded; None: not read
     system_identifier: str = ""
     sslmode: str = ""
 
@@ -116,7 +116,7 @@ def check_database(
             )
     except psycopg.Error as exc:
         return DatabaseResult(app, secret, False, hide(f"{secret}: cannot use the database: {describe_error(exc)}"))
-    schema_text = f"schema v{schema}" if schema is not None else "no migrations recorded"
+    schema_text = f"schema v{schema}" if schema else "schema v0 (no migrations recorded)"
     detail = (
         f"{secret}: PostgreSQL {result.server_version}, database {result.database}, {schema_text}, "
         f"select 1 in {latency_ms:g} ms"
@@ -130,11 +130,11 @@ def schema_version(url: str, *, sslmode: str | None = None) -> int | None:
     return result.schema_version if result.ok else None
 
 
-def _schema_version(conn) -> int | None:
+def _schema_version(conn) -> int:
     if conn.execute("select to_regclass(%s)", (SCHEMA_TABLE,)).fetchone()[0] is None:
-        return None
+        return 0
     row = conn.execute(f"select max(version) from {SCHEMA_TABLE}").fetchone()
-    return None if row[0] is None else int(row[0])
+    return 0 if row[0] is None else int(row[0])
 
 
 def describe_error(exc: BaseException) -> str:
