@@ -95,6 +95,13 @@ def test_tls_required_against_a_server_without_tls_fails_in_words(platform):
     )
 
 
+def test_fly_requires_tls_for_the_database_check_unless_configured():
+    from hotdash_release.config import load_config
+    from hotdash_release.paths import RUNBOOKS_DIR
+
+    assert load_config(RUNBOOKS_DIR / "hotdash.toml").target_settings("fly").database_sslmode == "require"
+
+
 def test_two_urls_reaching_one_database_have_one_identity(platform):
     url = url_of(platform, STAGING)
     other_text = url.replace("@127.0.0.1:", "@localhost:") + "?application_name=hotdash"
@@ -117,7 +124,9 @@ def test_staging_credentials_do_not_open_production_database(platform):
     staging = url_of(platform, STAGING)
     crossed = staging[: staging.rindex("/")] + "/hotdash_production"
     result = check_database(crossed, app=STAGING)
-    assert not result.ok and "permission denied" in result.detail
+    assert result.detail == (
+        "DATABASE_URL: cannot use the database: permission denied (this user may not connect to that database)"
+    )
 
 
 def test_the_server_starts_once_and_keeps_its_port_across_a_stop(platform):

@@ -115,6 +115,8 @@ def test_bad_release_input_stops_with_one_line_and_nothing_written(planted, tmp_
     platform = world.platform()
     for app, values in secrets.items():
         platform.set_secrets(app, values)
+    # The database is real: its URL as stored, with the password the test chose (with_database).
+    args = [arg.replace(DB_STAGING, platform.secret_values("hotdash-staging")["DATABASE_URL"]) for arg in args]
     operator = [] if "--operator" in args or env.get("HOTDASH_OPERATOR") else ["--operator", "test-operator"]
     done = run_cli("release", "--config", str(world.config), "--outputs", str(outputs), *operator, *args, extra_env=env)
     assert done.returncode == 2, done.stdout + done.stderr

@@ -181,6 +181,13 @@ def test_good_release_on_fly_is_all_green_and_archived(world, good_release):
     checklist = read_section_result(folder, "preflight")["records"]["checklist"]["rows"]
     target_row = next(r for r in checklist if r["item"] == "Deployment target ready (fly)")
     assert target_row["ok"] and "fly auth whoami: release-bot@hotdash.test" in target_row["detail"]
+    # The database check ran from the runner, with the variables the workflow passes and the
+    # target's sslmode (this world's PostgreSQL has no TLS; Fly's default is require).
+    databases = read_section_result(folder, "preflight")["records"]["databases"]["rows"]
+    assert [(r["secret"], r["ok"], r["sslmode"]) for r in databases] == [
+        ("STAGING_DATABASE_URL", True, "disable (no TLS)"),
+        ("PRODUCTION_DATABASE_URL", True, "disable (no TLS)"),
+    ]
     assert all(r["ok"] for r in checklist)
     # Rehearsal values share SCOPES between the apps: a warning, not a stop.
     warnings = read_section_result(folder, "verify_secrets")["warnings"]

@@ -714,13 +714,15 @@ class SectionRun:
             )
         else:
             result = self._redeploy(env.app, current, version, image)
-        self._note_schema_after_rollback(env, schema_before, result.ok)
+        self._note_schema_after_rollback(env, schema_before, restored=result.ok, image=image)
         return self._record("rollback", result)
 
-    def _note_schema_after_rollback(self, env, schema_before: int | None, restored: bool) -> None:
+    def _note_schema_after_rollback(self, env, schema_before: int | None, *, restored: bool, image: str) -> None:
         """A rollback redeploys an image; the database keeps every migration the failed build ran."""
         after = self._schema_version(env)
         self._record("schema", {"app": env.app, "before": schema_before, "after": after})
+        if not image:
+            return  # nothing was served before: no earlier image to read the schema
         deployed = read_section_result(self.release_dir, "deploy_production") or {}
         served_with = ((deployed.get("records") or {}).get("schema") or {}).get("before")
         if served_with is None or after is None or after <= served_with:

@@ -146,6 +146,8 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc).lower()
     for needle, words in (
         ("password authentication failed", "wrong password (authentication failed)"),
+        ("permission denied for database", "permission denied (this user may not connect to that database)"),
+        ("does not exist", "the database it names does not exist"),
         ("no password supplied", "no password given"),
         ("connection refused", "unreachable (connection refused)"),
         ("timeout expired", "unreachable (timed out)"),

@@ -85,6 +85,11 @@ class RehearsalDatabase:
             return _pg_ctl_status(self)
         return False
 
+    def address(self) -> str:
+        """host:port of the server ("" before its first start)."""
+        port = self._port()
+        return f"{HOST}:{port}" if port else ""
+
     def ensure_running(self) -> ServerInfo:
         """Start the server (making the cluster the first time) unless it runs; cheap when it does."""
         with self._lock():
