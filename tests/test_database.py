@@ -139,6 +139,21 @@ def test_the_server_starts_once_and_keeps_its_port_across_a_stop(platform):
     assert check_database(url_of(platform, STAGING), app=STAGING).ok
 
 
+def test_a_new_state_copies_the_pristine_cluster_and_gets_its_own_superuser_password(platform):
+    import json
+
+    import psycopg
+
+    from hotdash_release.targets.database import _template_cluster
+
+    _, template_password = _template_cluster()
+    own = json.loads((platform.state_dir / "secrets" / "postgres.json").read_text())
+    assert own == {"user": "postgres", "password": own["password"]} and own["password"] != template_password
+    port = platform.database.ensure_running().port
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=template_password, dbname="postgres")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root path: PostgreSQL refuses to run as root")
 def test_as_root_the_server_runs_unprivileged_and_nothing_on_the_machine_changes(tmp_path):
     state = tmp_path / "state"
