@@ -796,7 +796,8 @@ def run(environ) -> int:
         return 3
     database = Database(config.database_url, schema_version_for(config.defect))
     database.connect_and_migrate()
-    config = replace(config, database=database)
+    # The late defects count from when the app serves, not from before its migrations.
+    config = replace(config, database=database, started=time.monotonic())
     try:
         server = StandinServer(config)
     except OSError as exc:
