@@ -106,7 +106,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
+def make_fly_world(root: Path, *, token: str | None = TOKEN, **config_options) -> FlyWorld:
+    """config_options: conftest.write_config's (e.g. the watch window)."""
     fake = FakeFly(root / "fly")
     ports = {app: free_port() for app in ENVIRONMENT_OF}
     for app, port in ports.items():
@@ -122,6 +123,7 @@ def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
             # The test's PostgreSQL has no TLS; Fly's default (require) is tested in test_database.py.
             'database_sslmode = "require"': 'database_sslmode = "disable"',
         },
+        **config_options,
     )
     text = re.sub(r"(\[targets\.fly\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{WAIT_TIMEOUT_S}", config.read_text())
     config.write_text(text)
