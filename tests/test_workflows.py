@@ -159,7 +159,7 @@ def test_flyctl_and_python_are_set_up_before_the_release(release_job):
 def test_the_release_runs_through_our_cli_with_the_inputs(release_job):
     release = step_running(release_job, "runbook release")
     script = release["run"]
-    assert script.startswith(".venv/bin/runbook release --target fly --operator ")
+    assert script.startswith('.venv/bin/runbook release --target fly --archive "$HOTDASH_ARCHIVE" --operator ')
     assert release["env"]["OPERATOR"] == "${{ github.actor }}"
     assert release["env"]["REASON"] == "${{ inputs.reason }}" and '--reason "$REASON"' in script
     # The typed boolean: github.event.inputs.skip_staging_check would be the string "false", which is truthy.
@@ -189,9 +189,37 @@ def test_the_cli_accepts_the_release_command_line_the_workflow_runs(release_job)
     script = step_running(release_job, "runbook release")["run"]
     script = script.replace("${{ inputs.skip_staging_check && '--skip-staging-check' || '' }}", "--skip-staging-check")
     script = script.replace('"$OPERATOR"', "octocat").replace('"$REASON"', "'Initial production deployment'")
+    script = script.replace('"$HOTDASH_ARCHIVE"', "s3://hotdash-archive/production")
     argv = shlex.split(script)[1:]  # without .venv/bin/runbook
     args = build_parser().parse_args(argv)
     assert args.reason == "Initial production deployment" and args.skip_staging_check is True
+    assert args.archive == "s3://hotdash-archive/production"
+
+
+def test_the_release_archives_to_the_store_with_secret_credentials(release_job):
+    """One archive for every run: the store's address (a variable; --archive refuses it empty, so
+    a run without it stops before anything runs) and credentials that are secrets, for the
+    release step only (test_secrets_come_from_secrets_and_only_to_the_release_step)."""
+    release = step_running(release_job, "runbook release")
+    env = release["env"]
+    assert env["HOTDASH_ARCHIVE"] == "${{ vars.HOTDASH_ARCHIVE }}" and '--archive "$HOTDASH_ARCHIVE"' in release["run"]
+    assert env["AWS_ACCESS_KEY_ID"] == "${{ secrets.HOTDASH_ARCHIVE_ACCESS_KEY_ID }}"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.HOTDASH_ARCHIVE_SECRET_ACCESS_KEY }}"
+    assert {"AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"} <= set(env)
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ("HOTDASH_ARCHIVE_ACCESS_KEY_ID", "HOTDASH_ARCHIVE_SECRET_ACCESS_KEY", "HOTDASH_ARCHIVE"):
+        assert f"`{name}`" in readme, f"README must name {name}"
+    # Still the artifact, as a convenience, and the summary with the (store's) chain head, always.
+    assert step_using(release_job, "actions/upload-artifact")["if"] == "always()"
+    assert step_running(release_job, "GITHUB_STEP_SUMMARY")["if"] == "always()"
+
+
+def test_an_empty_archive_address_is_refused():
+    from hotdash_release.archive.store import archive_url
+    from hotdash_release.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^--archive: '' is not allowed; allowed: s3://BUCKET"):
+        archive_url("", "")
 
 
 # --------------------------------------------------------------------------- ci.yml

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .archive.catalog import OUTCOMES
-from .errors import ReleaseError, UsageError
+from .errors import ReleaseError, StoreError, UsageError
 from .execution.interrupts import ReleaseAborted
 from .execution.pool import KernelPool, start_kernel_pool
 from .locks import ReleaseLocked
@@ -18,6 +18,7 @@ from .runner import (
     EXIT_ABORTED,
     EXIT_ERROR,
     EXIT_LOCKED,
+    EXIT_NOT_STORED,
     EXIT_USAGE,
     REHEARSAL_DEFECTS,
     ReleaseOptions,
@@ -54,7 +55,10 @@ exit codes:
   4  production failed its checks (or the watch found it degraded) and was restored to what
      it served before, verified
   5  rollback failed (or a secret changed since the last good release): production needs a person
-  6  another release of this app is running (the message names who and since when)
+  6  another release of this app is running (the message names who and since when), or,
+     with an archive store, another runner appended to the app's chain first
+  7  the archive store failed (unreachable, refused) before the release or while uploading it:
+     the sealed release stays in OUTPUTS; `runbook archive push <release id>` completes it
   1  internal error (a secret found in the archive, an unexpected failure)
   130 stopped by SIGINT/SIGTERM, production verified good: before production changes the
       release stops at once; from the production deploy on it finishes the deploy, the smoke
@@ -68,7 +72,11 @@ rehearsal defects for --break (local target): {", ".join(REHEARSAL_DEFECTS)}
 """
 
 
-OUTPUTS_HELP = "archive root (default: $HOTDASH_OUTPUTS, else outputs/)"
+OUTPUTS_HELP = "archive root (default: $HOTDASH_OUTPUTS, else outputs/); with an archive store, its local copy"
+ARCHIVE_HELP = (
+    "the archive's object store, s3://BUCKET[/PREFIX] (default: $HOTDASH_ARCHIVE, else [archive] url of the "
+    "configuration; none: the --outputs folder); credentials from AWS_* variables"
+)
 
 LAB_HELP = """\
 A session folder OUTPUTS/interactive/<session id>/ gets one copy of the runbook per plan section
@@ -123,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--operator", default="", help="who runs the release (default: $HOTDASH_OPERATOR or the OS user)"
     )
     release.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    release.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
     release.add_argument("--kernel", default="python3", help="Jupyter kernel for the runbooks (default: python3)")
     release.add_argument(
         "--reason", default="", help="why this release happens (recorded; required with --skip-staging-check)"
@@ -168,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--target", choices=("local", "fly"), help="deployment target (default: the configuration's)")
     watch.add_argument("--operator", default="", help="who watches (default: $HOTDASH_OPERATOR or the OS user)")
     watch.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    watch.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
     watch.add_argument("--kernel", default="python3", help="Jupyter kernel for the runbooks (default: python3)")
 
     verify = commands.add_parser(
@@ -178,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("release_id", nargs="?", help="one release to check (default: every release)")
     verify.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    verify.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
     verify.add_argument(
         "--expect-head",
         action="append",
@@ -255,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "durations) from the manifests; only new or changed ones are read.",
     )
     index.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    index.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
     index.add_argument("--no-cache", action="store_true", help="read every manifest again (ignore .index-cache.json)")
 
     history = commands.add_parser("history", help="list archived releases, newest first")
@@ -264,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--limit", type=int, default=20, help="at most this many (default: 20; 0: all)")
     history.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    history.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
 
     plan = commands.add_parser(
         "plan",
@@ -287,6 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--out", type=Path, help="where to write the page (default: OUTPUTS/plan-<timestamp>.html)")
     plan.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    plan.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
+
+    archive = commands.add_parser("archive", help="the archive's object store: complete an upload")
+    archive_actions = archive.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    archive_actions.required = True
+    push = archive_actions.add_parser(
+        "push",
+        help="upload a sealed release the store did not take (exit 7), then advance its app's chain head",
+    )
+    push.add_argument("release_id")
+    push.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    push.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
+    push.add_argument("--config", type=Path, help="release configuration ([archive]; default: runbooks/hotdash.toml)")
 
     dispatch = commands.add_parser(
         "dispatch",
@@ -346,6 +372,7 @@ def main(
                     reason=args.reason,
                     skip_staging_check=args.skip_staging_check,
                     resume=args.resume,
+                    archive=args.archive,
                     **_attest_options(args),
                 )
             )
@@ -373,6 +400,8 @@ def main(
             return 0
         if args.command == "dispatch":
             return _dispatch(args)
+        if args.command == "archive":
+            return _archive_push(args)
         return _platform(args)
     except UsageError as exc:
         print(f"runbook: error: {exc}", file=sys.stderr)
@@ -380,6 +409,9 @@ def main(
     except ReleaseLocked as exc:
         print(f"runbook: locked: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except StoreError as exc:
+        print(f"runbook: archive store: {exc}", file=sys.stderr)
+        return EXIT_NOT_STORED
     except ReleaseAborted as exc:  # before a release folder existed: nothing to seal, nothing changed
         where = " before the release started; nothing was deployed" if args.command == "release" else ""
         print(f"runbook: aborted: {exc}{where}", file=sys.stderr)
@@ -399,6 +431,7 @@ def _watch_options(args) -> ReleaseOptions:
         watch_of=args.release_id,
         watch_minutes=args.minutes,
         reason=f"watch of release {args.release_id}",
+        archive=args.archive,
     )
 
 
@@ -459,13 +492,32 @@ def _seal(args) -> int:
 
 
 def _verify(args) -> int:
-    from .archive.integrity import verify_archive
     from .runner import validate_release_id
 
     if args.release_id:
         validate_release_id(args.release_id)
+    store = _store_of(args)
+    if store is not None:
+        import tempfile
+
+        from .archive.storesync import pull_all, set_aside_unchained
+
+        # Exactly what the store holds, in a folder of its own: nothing of this machine's copy counts.
+        with tempfile.TemporaryDirectory(prefix="hotdash-verify-") as mirror:
+            objects = pull_all(store, Path(mirror))
+            print(f"verify: {store.url}: {objects} object(s) read")
+            for name in set_aside_unchained(Path(mirror)):
+                print(f"  not in the chain (its runner lost the head to another, or it was added): {name}")
+            args.outputs = Path(mirror)
+            return _verify_folder(args, where=store.url)
     if not args.outputs.is_dir():
         raise UsageError(f"--outputs: {args.outputs} is not a folder")
+    return _verify_folder(args, where=str(args.outputs))
+
+
+def _verify_folder(args, *, where: str) -> int:
+    from .archive.integrity import verify_archive
+
     heads = {}
     for pin in args.expect_head:
         app, _, digest = pin.rpartition(":")
@@ -476,7 +528,7 @@ def _verify(args) -> int:
         args.outputs, args.release_id, expect_apps=args.expect_app, expect_heads=heads, trust_keys=args.trust_key
     )
     if args.release_id and not result.checked:
-        raise UsageError(f"release id: {args.release_id} is not in {args.outputs}")
+        raise UsageError(f"release id: {args.release_id} is not in {where}")
     if result.problems:
         print(f"verify: FAILED: {result.problems[0]}")
         for problem in result.problems[1:]:
@@ -499,7 +551,22 @@ def _progress(line: str) -> None:
 def _index(args) -> int:
     from .archive.index import rebuild_index
 
-    build = rebuild_index(args.outputs, use_cache=not args.no_cache)
+    store = _store_of(args)
+    if store is not None:
+        from .archive.storesync import publish_index
+
+        build = publish_index(
+            store,
+            args.outputs.resolve(),
+            lambda root: rebuild_index(root, use_cache=not args.no_cache),
+            force=args.no_cache,
+        )
+        if build is None:
+            print(f"index: {store.key_url('index.html')} is current: nothing new in the store")
+            return 0
+        print(f"index: {store.key_url('index.html')} (from the local copy {args.outputs})")
+    else:
+        build = rebuild_index(args.outputs, use_cache=not args.no_cache)
     print(
         f"index: {build.index}: {build.releases} releases ({build.parsed} manifests read, {build.cached} "
         f"from the cache) in {build.seconds:.2f} s"
@@ -514,6 +581,11 @@ def _history(args) -> int:
 
     if args.limit < 0:
         raise UsageError(f"--limit: must be 0 (all) or more, got {args.limit}")
+    store = _store_of(args)
+    if store is not None:
+        from .archive.storesync import pull_catalog
+
+        pull_catalog(store, args.outputs.resolve())  # only what is new since the last pull
     catalog = load_catalog(args.outputs)
     print("\n".join(history_lines(catalog, app=args.app, outcome=args.outcome, limit=args.limit or None)))
     return 0
@@ -529,8 +601,63 @@ def _plan(args) -> int:
     defects = parse_defects(args.defects)
     if defects and target != "local":
         raise UsageError(f"--break: rehearsal defects need --target local, not {target!r}")
-    path = write_plan(config, target, args.out or default_plan_path(args.outputs), defects=defects)
+    archive = ""
+    store = _store_of(args)
+    if store is not None:  # what the release would append to: the app's chain head in the store, read now
+        from .archive.storesync import read_head
+
+        app = config.environment("production").app
+        head = read_head(store, app)
+        archive = f"{store.url}; head of {app}: " + (
+            f"{head[1].get('head_release_id')} ({head[1].get('releases')} release(s))" if head else "no release yet"
+        )
+    path = write_plan(config, target, args.out or default_plan_path(args.outputs), defects=defects, archive=archive)
     print(f"plan: {path} (nothing was deployed)")
+    return 0
+
+
+def _store_of(args):
+    """The archive store the command reads (--archive, $HOTDASH_ARCHIVE, [archive] url), or None."""
+    import os
+
+    from .archive.store import ARCHIVE_ENV
+    from .archive.storesync import archive_store
+    from .config import ArchiveSettings, load_config
+
+    settings = ArchiveSettings()
+    if args.archive is None and not os.environ.get(ARCHIVE_ENV):
+        try:  # [archive] url of the configuration, if there is one that loads
+            settings = load_config(getattr(args, "config", None)).archive
+        except UsageError:
+            settings = ArchiveSettings()
+    return archive_store(settings, args.outputs.resolve(), args.archive)
+
+
+def _archive_push(args) -> int:
+    from .archive.storesync import HeadMoved, push_release
+    from .runner import validate_release_id
+
+    validate_release_id(args.release_id)
+    store = _store_of(args)
+    if store is None:
+        raise UsageError("archive push: no archive store: give --archive, $HOTDASH_ARCHIVE or [archive] url")
+    outputs = args.outputs.resolve()
+    folders = [p for p in outputs.glob(f"*/{args.release_id}") if p.is_dir()]
+    if not folders:
+        raise UsageError(f"archive push: no release {args.release_id} under {outputs}")
+    app = folders[0].parent.name
+    try:
+        checkpoint = push_release(store, outputs, app, args.release_id)
+    except HeadMoved as exc:  # its chain position is taken: it can never be appended
+        print(f"runbook: archive push: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    print(
+        f"archive push: {store.key_url(app + '/' + args.release_id)}/ complete; head of {app}: "
+        f"{checkpoint.get('head_release_id')} ({checkpoint.get('releases')} release(s))"
+    )
+    from .archive.index import rebuild_after_release
+
+    rebuild_after_release(outputs, _progress, store=store)
     return 0
 
 

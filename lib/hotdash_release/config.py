@@ -147,6 +147,16 @@ class GitHubSettings:
 
 
 @dataclass(frozen=True)
+class ArchiveSettings:
+    """Where the archive lives (archive/store.py): "" is the local folder; s3://bucket/prefix a store."""
+
+    url: str = ""
+    retention_days: int | None = None  # Object Lock retention of each sealed object in the store
+    retention_mode: str = "governance"  # or "compliance": not even the bucket's root can shorten it
+    lock_minutes: float = 120.0  # the store's release lock expires after this (a runner that died)
+
+
+@dataclass(frozen=True)
 class TargetSettings:
     name: str
     strategy: str
@@ -183,6 +193,7 @@ class ReleaseConfig:
     secret_min_length: int = DEFAULT_SECRET_MIN_LENGTH
     # [watch], per target: [watch.local] and [watch.fly] change keys of [watch] for one target.
     watch: dict[str, WatchSettings] = field(default_factory=dict)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
     @property
     def sensitive_secrets(self) -> tuple[str, ...]:
@@ -346,6 +357,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
             "targets",
             "github",
             "watch",
+            "archive",
         )
     )
     release = root.sub("release")
@@ -382,6 +394,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         github=_github(root.sub("github")) if "github" in root.data else GitHubSettings(),
         manual_checks=_manual_checks(smoke),
         watch=_watch(root.data.get("watch", {}), targets, path),
+        archive=_archive(root.sub("archive")) if "archive" in root.data else ArchiveSettings(),
     )
 
 
@@ -609,4 +622,24 @@ def _github(table: _Table) -> GitHubSettings:
         workflow=workflow,
         ref=table.text("ref", defaults.ref),
         feedback_labels=table.strings("feedback_labels", ()),
+    )
+
+
+def _archive(table: _Table) -> ArchiveSettings:
+    from .archive.store import RETENTION_MODES, URL_ALLOWED, check_archive_url
+
+    table.reject_unknown(("url", "retention_days", "retention_mode", "lock_minutes"))
+    url = table.get("url", str, "")
+    try:
+        url = check_archive_url(url, "archive.url")
+    except UsageError:
+        table.fail("archive.url", f"{url!r} is not allowed; allowed: {URL_ALLOWED}")
+    days = table.get("retention_days", int, None)
+    if days is not None and days <= 0:
+        table.fail("archive.retention_days", f"must be a positive number of days, got {days}")
+    return ArchiveSettings(
+        url=url,
+        retention_days=days,
+        retention_mode=table.choice("retention_mode", RETENTION_MODES, "governance"),
+        lock_minutes=table.number("lock_minutes", 120.0),
     )

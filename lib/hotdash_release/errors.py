@@ -9,6 +9,8 @@
     │   └── RollbackError         no release to roll back to, or the rollback failed
     ├── DispatchError             GitHub did not start the deploy workflow
     ├── KernelStartError          no kernel could be started for a section
+    ├── StoreError                the archive's object store failed or refused (archive/store.py)
+    │   └── StoreConflict         a conditional write lost: the object exists, or changed since read
     └── GateFailed                a gate decided that the release must stop here
         └── DeployRefused         production may not change: its preconditions are not recorded
 
@@ -81,6 +83,19 @@ class DispatchError(ReleaseError):
 
 class KernelStartError(ReleaseError):
     """A section's kernel could not be started (the kernel template failed or went away)."""
+
+
+class StoreError(ReleaseError):
+    """The archive's store (a folder or an S3 bucket) could not be read or written."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class StoreConflict(StoreError):
+    """A conditional write was refused: the object already exists (create-only), or it changed
+    since it was read (If-Match). Another runner got there first."""
 
 
 class GateFailed(ReleaseError):

@@ -24,6 +24,10 @@ def main() -> int:
             from .archive.signing import take_key_from_environment
 
             take_key_from_environment()  # before the kernel template starts: no kernel inherits the key
+            from .archive.store import prepare_client, take_credentials_from_environment
+
+            take_credentials_from_environment()  # the archive store's AWS_* credentials, likewise
+            prepare_client()  # boto3's second of imports, while the kernel template imports
             from .execution.pool import start_kernel_pool
 
             pool = start_kernel_pool()

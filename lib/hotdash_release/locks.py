@@ -22,6 +22,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from filelock import Timeout, UnixFileLock
@@ -107,3 +108,74 @@ def release_lock(lock_dir: Path, app: str, *, release_id: str, operator: str, **
     finally:
         holder_path.unlink(missing_ok=True)
         lock.release()
+
+
+@contextmanager
+def store_release_lock(
+    store, key: str, app: str, *, release_id: str, operator: str, minutes: float, **details
+) -> Iterator[dict | None]:
+    """The app's release lock as an object in the archive's store (archive/store.py), for runners
+    that share no machine: created create-only (If-None-Match), so of two takers one wins; it
+    names its holder and expires `minutes` after it was taken (a runner that dies leaves it; the
+    next release after the expiry takes it over, with If-Match, and says so). Yields the
+    expired holder taken over, or None. Raises ReleaseLocked naming the holder."""
+    from .errors import StoreConflict, StoreError
+
+    now = datetime.now(UTC)
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "operator": operator,
+        "release_id": release_id,
+        "since": utc_now(),
+        "expires_at": (now + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # In CI the runner's run, so that the message points at the job holding the lock.
+        "run": os.environ.get("GITHUB_RUN_ID"),
+        **details,
+    }
+    data = json.dumps(me, indent=1).encode()
+    left = None
+    try:
+        etag = store.put(key, data, create_only=True)
+    except StoreConflict:
+        found = store.get(key)
+        holder = _holder_of(found)
+        if found is not None and holder.get("expires_at", "") > now.strftime("%Y-%m-%dT%H:%M:%SZ"):
+            raise ReleaseLocked(
+                f"{app} is being released by {describe_holder(holder)}; store lock {store.key_url(key)} "
+                f"until {holder.get('expires_at')}",
+                holder=holder,
+            ) from None
+        try:  # expired (its runner died), or gone since: take it, if nobody else did meanwhile
+            etag = store.put(key, data, if_match=found[1]) if found else store.put(key, data, create_only=True)
+        except StoreConflict:
+            holder = _holder_of(store.get(key))
+            raise ReleaseLocked(
+                f"{app} is being released by {describe_holder(holder)}; store lock {store.key_url(key)}",
+                holder=holder,
+            ) from None
+        left = holder if found else None
+    try:
+        yield left
+    finally:
+        try:
+            store.delete(key, if_match=etag)  # only our own lock: after an expiry it may be another's
+        except StoreConflict:
+            pass  # taken over after it expired: it is another runner's now
+        except StoreError:  # a store without conditional deletes: delete it if it is still ours
+            try:
+                found = store.get(key)
+                if found is not None and found[1] == etag:
+                    store.delete(key)
+            except StoreError:
+                pass  # the store is down: the expiry frees it
+
+
+def _holder_of(found) -> dict:
+    if found is None:
+        return {}
+    try:
+        holder = json.loads(found[0])
+    except ValueError:
+        holder = None
+    return holder if isinstance(holder, dict) else {"unreadable": "not a holder record"}

@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from .decisions.attest import check_release_attestations, section_parameters
 from .errors import UsageError
 from .execution.interrupts import SIGNALS, ReleaseAborted
 from .execution.pool import KERNELS_AHEAD, KernelPool
-from .locks import release_lock
+from .locks import release_lock, store_release_lock
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, WATCH, Section
 from .results import (
@@ -56,6 +57,7 @@ EXIT_BLOCKED = 3
 EXIT_ROLLED_BACK = 4
 EXIT_ROLLBACK_FAILED = 5
 EXIT_LOCKED = 6
+EXIT_NOT_STORED = 7  # the archive store failed during the upload: the local copy stays (archive push)
 EXIT_ABORTED = 130
 
 OUTCOME_EXIT = {
@@ -98,6 +100,7 @@ class ReleaseOptions:
     attestations: dict[str, list[dict]] = field(default_factory=dict)
     watch_of: str | None = None  # `runbook watch`: the id of the sealed release to watch again
     watch_minutes: float = 0.0  # its window; 0: [watch] minutes of the configuration
+    archive: str | None = None  # --archive: the archive's store (else $HOTDASH_ARCHIVE, [archive] url)
 
 
 @dataclass
@@ -150,6 +153,9 @@ class ReleaseRecord:
     checkpoint: dict | None = None  # the app's signed chain head after this release was sealed
     head_pin: str = ""  # APP:SHA256 of that head, for `runbook verify --expect-head`
     watched_dir: Path | None = None  # a later watch: the sealed release folder it follows
+    store: object = None  # archive.store.Store when the archive is an object store (storesync.py)
+    store_head: tuple | None = None  # (etag, checkpoint) of the app's head in the store before the release
+    store_failure: tuple[str, str] | None = None  # ("head" | "upload", message): not (all) in the store
 
     @property
     def plan(self) -> tuple[Section, ...]:
@@ -161,7 +167,10 @@ class ReleaseRecord:
         if self.signals and self.outcome in ("released", "watched", "blocked", "rolled back"):
             # Stopped by a signal, with production verified good (it finished what it was doing).
             return EXIT_ABORTED
-        return OUTCOME_EXIT[self.outcome]
+        code = OUTCOME_EXIT[self.outcome]
+        if self.store_failure and code not in (EXIT_ERROR, EXIT_ROLLBACK_FAILED):  # those need a person first
+            return EXIT_LOCKED if self.store_failure[0] == "head" else EXIT_NOT_STORED
+        return code
 
     def signal_line(self) -> str:
         """One line about the signal that stopped the release and the state it left."""
@@ -304,7 +313,13 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     if resumed:
         record.resumed_from = options.resume
         record.resume_folder, record.resume_manifest = resumed
+    from .archive.storesync import archive_store, pull_release
+
+    record.store = archive_store(config.archive, options.outputs, options.archive)
     if options.watch_of:
+        if record.store:  # the store's copy is the record: this runner's folder may not hold it
+            validate_release_id(options.watch_of)
+            pull_release(record.store, options.outputs, config.environment("production").app, options.watch_of)
         record.watched_dir = _watched_release_dir(options, config, target)
     record.lock_dir = release_lock_dir(target, options.outputs / config.environment("production").app)
     return record
@@ -407,13 +422,7 @@ def run_release(
         record = prepare_release(options)
         SIGNALS.check()  # a signal while preparing (imports, checks): stop before anything is locked
         app = record.config.environment("production").app
-        with release_lock(
-            record.lock_dir,
-            app,
-            release_id=record.release_id,
-            operator=record.operator,
-            release_dir=str(record.release_dir),
-        ) as left:
+        with _release_locks(record, app, progress) as left:
             # From here the release folder exists and is always sealed: a signal is recorded and
             # acted on where it is safe (a section before production changes, or the end).
             with SIGNALS.during("preparation", interruptible=False):
@@ -427,15 +436,42 @@ def run_release(
                 if record.lock_note and sealed:
                     record.lock_note["sealed_abandoned"] = sealed
                 _run_and_seal(record, progress, kernel_pool, export_worker)
+                if record.store:
+                    from .archive.storesync import after_release
+
+                    after_release(record, progress)
                 progress(_summary(record))
                 from .archive.index import rebuild_after_release
 
-                rebuild_after_release(record.options.outputs, progress)
+                # The store's index only from a copy that holds nothing the store does not.
+                store = None if record.store_failure else record.store
+                rebuild_after_release(record.options.outputs, progress, store=store)
         SIGNALS.settle()  # acted on: one more signal while the command ends is only recorded
         return record
     finally:
         if installed:
             SIGNALS.restore()
+
+
+@contextmanager
+def _release_locks(record: ReleaseRecord, app: str, progress: Progress):
+    """The app's release lock: in the store when the archive is one (runners share no folder),
+    with the target's own lock if it has one (the local platform); else the folder lock. With a
+    store, the app's head and catalog are read from it once the lock is held."""
+    details = {"release_id": record.release_id, "operator": record.operator, "release_dir": str(record.release_dir)}
+    if not record.store:
+        with release_lock(record.lock_dir, app, **details) as left:
+            yield left
+        return
+    from .archive.storesync import before_release, lock_key
+
+    minutes = record.config.archive.lock_minutes
+    with ExitStack() as locks:
+        left = locks.enter_context(store_release_lock(record.store, lock_key(app), app, minutes=minutes, **details))
+        if getattr(record.target, "release_lock_dir", None):
+            locks.enter_context(release_lock(record.lock_dir, app, **details))
+        before_release(record, progress)
+        yield left
 
 
 def _holder_text(holder: dict) -> str:
@@ -840,6 +876,8 @@ def _summary(record: ReleaseRecord) -> str:
             f"{'' if budget is None else f'/ {budget:g} min':9}  {s.section.title}"
         )
     lines.append(f"  report: {record.release_dir / 'report.html'}")
+    if record.store_failure:
+        lines.append(f"  archive store: {record.store_failure[1]}")
     if record.checkpoint:
         lines.append(
             f"  chain head: {record.head_pin} ({record.checkpoint['releases']} release(s), "

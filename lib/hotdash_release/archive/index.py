@@ -94,10 +94,19 @@ def rebuild_index(root: Path, *, use_cache: bool = True, now: datetime | None = 
     )
 
 
-def rebuild_after_release(root: Path, progress: Callable[[str], None] = print) -> IndexBuild | None:
-    """The runner's hook: a failed index rebuild is reported, never a failed release."""
+def rebuild_after_release(root: Path, progress: Callable[[str], None] = print, *, store=None) -> IndexBuild | None:
+    """The runner's hook: a failed index rebuild is reported, never a failed release.
+    store: the archive's store (archive/store.py), whose catalog the index shows and which gets it."""
     try:
-        build = rebuild_index(root)
+        if store is not None:
+            from .storesync import publish_index
+
+            build = publish_index(store, root, rebuild_index)
+            if build is None:
+                progress(f"  archive index: {store.key_url(INDEX_FILE)} is current (nothing new in the store)")
+                return None
+        else:
+            build = rebuild_index(root)
     except Exception as exc:  # the release is sealed already; the index can be rebuilt later
         progress(f"archive index not rebuilt ({type(exc).__name__}: {exc}); run: runbook index")
         return None

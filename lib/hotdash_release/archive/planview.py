@@ -33,14 +33,17 @@ def default_plan_path(outputs: Path, now: datetime | None = None) -> Path:
     return Path(outputs) / f"plan-{stamp}.html"
 
 
-def write_plan(config: ReleaseConfig, target_name: str, out: Path, *, defects: dict[str, str] | None = None) -> Path:
+def write_plan(
+    config: ReleaseConfig, target_name: str, out: Path, *, defects: dict[str, str] | None = None, archive: str = ""
+) -> Path:
+    """archive: where the release would be archived, as read now (the store and its chain head)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_plan(config, target_name, defects=defects or {}), encoding="utf-8")
+    out.write_text(render_plan(config, target_name, defects=defects or {}, archive=archive), encoding="utf-8")
     return out
 
 
-def render_plan(config: ReleaseConfig, target_name: str, *, defects: dict[str, str]) -> str:
+def render_plan(config: ReleaseConfig, target_name: str, *, defects: dict[str, str], archive: str = "") -> str:
     from ..paths import RUNBOOKS_DIR
     from .provenance import git_commit
 
@@ -58,6 +61,7 @@ def render_plan(config: ReleaseConfig, target_name: str, *, defects: dict[str, s
                     (commit.get("commit") or "not in git") + (" (uncommitted changes)" if commit.get("dirty") else ""),
                 ),
                 ("Target", target_name),
+                ("Archive", archive or "the --outputs folder"),
                 ("Rehearsal defects", _defects(defects)),
                 ("Rendered", utc_now()),
             ]

@@ -43,6 +43,7 @@ PRELOAD = (
     "certifi",
     "hotdash_release.targets.local",
     "hotdash_release.targets.fly",
+    "hotdash_release.archive.store",  # the redactor asks it for the archive store's credentials
     "importlib.readers",
     # The database checks' client (checks/database.py): about 175 ms to import. No connection is
     # made here, so a fork inherits no socket.

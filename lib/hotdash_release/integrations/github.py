@@ -259,6 +259,26 @@ def _chain_head(release_dir: Path) -> list[str]:
         "",
         f"Chain head: `{_cell(pin)}` ({count} release(s), signed by `{_cell(key)}`). Check the archive "
         f"against it later: `runbook verify --expect-head {_cell(pin)}`",
+        *_store_line(release_dir),
+    ]
+
+
+def _store_line(release_dir: Path) -> list[str]:
+    """With an archive store: whether this release is in it (the head advanced) or still owed."""
+    from ..archive.storesync import STATE_FILE
+
+    try:
+        state = json.loads((release_dir.parent.parent / STATE_FILE).read_text(encoding="utf-8"))
+        url = str(state["url"])
+        stored = release_dir.name in state["apps"].get(release_dir.parent.name, {}).get("releases", [])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    if stored:
+        return ["", f"Archive store: `{_cell(url)}`: uploaded, and the chain head above is the store's head."]
+    return [
+        "",
+        f"Archive store: `{_cell(url)}`: **NOT uploaded**; the artifact holds the release. "
+        f"Complete it: `runbook archive push {_cell(release_dir.name)}`",
     ]
 
 

@@ -260,6 +260,10 @@ def redactor_for(config, source: SecretSource):
                     "secrets.public if it is not a secret"
                 )
             known[f"{name}@{env.name}"] = value
+    from ..archive.store import secret_credential_values
+
+    # The archive store's credentials (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN): never in a record either.
+    known.update(secret_credential_values())
     return Redactor(known, min_length=config.secret_min_length)
 
 
