@@ -122,6 +122,16 @@ def make_rehearsal(root: Path, **config_options) -> Rehearsal:
     return Rehearsal(root, config, state_dir, root / "outputs")
 
 
+def with_database(platform: LocalPlatform, app: str, values: dict[str, str]) -> dict[str, str]:
+    """A test's secret values for an app, with DATABASE_URL a real database of the app's own on
+    the platform's PostgreSQL (the app connects when it starts; the preflight checks it). The
+    password stays the one the test chose (a canary, an awkward one), so scans still look for it."""
+    from urllib.parse import urlsplit
+
+    chosen = urlsplit(values["DATABASE_URL"]).password if "DATABASE_URL" in values else None
+    return {**values, "DATABASE_URL": platform.provision_database(app, password=chosen)}
+
+
 def assert_canonical_notebooks(folder: Path) -> None:
     """Every archived notebook is written as nbformat writes it: validated, indented, sorted
     (the runner saves compact JSON while cells run, and must leave the canonical file)."""

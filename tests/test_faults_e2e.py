@@ -12,7 +12,7 @@ import time
 
 import psutil
 import pytest
-from conftest import assert_canonical_notebooks, make_rehearsal, run_cli
+from conftest import assert_canonical_notebooks, make_rehearsal, run_cli, with_database
 
 from hotdash_release.archive.integrity import verify_release
 from hotdash_release.locks import lock_paths, release_lock
@@ -88,7 +88,7 @@ def test_resume_continues_from_the_failed_section_reusing_recorded_results(world
         values = rehearsal_secret_values(app)
         if app == "hotdash-production":
             values.pop("SCOPES")
-        platform.set_secrets(app, values)
+        platform.set_secrets(app, with_database(platform, app, values))
     blocked = world.release()
     assert blocked.returncode == 3
     first = world.release_dirs()[0]

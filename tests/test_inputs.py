@@ -4,7 +4,7 @@ one case per input (issue 19 item 5, and item 3's checks of free text and short 
 from __future__ import annotations
 
 import pytest
-from conftest import make_rehearsal, run_cli
+from conftest import make_rehearsal, run_cli, with_database
 
 APPS = ("hotdash-staging", "hotdash-production")
 SECRET = "s3cr3t-database-password"
@@ -43,7 +43,7 @@ def world(tmp_path_factory):
 def planted(world):
     platform = world.platform()
     for app in APPS:
-        platform.set_secrets(app, good_values(app))
+        platform.set_secrets(app, with_database(platform, app, good_values(app)))
     return world
 
 
@@ -115,6 +115,8 @@ def test_bad_release_input_stops_with_one_line_and_nothing_written(planted, tmp_
     platform = world.platform()
     for app, values in secrets.items():
         platform.set_secrets(app, values)
+    # The database is real: its URL as stored, with the password the test chose (with_database).
+    args = [arg.replace(DB_STAGING, platform.secret_values("hotdash-staging")["DATABASE_URL"]) for arg in args]
     operator = [] if "--operator" in args or env.get("HOTDASH_OPERATOR") else ["--operator", "test-operator"]
     done = run_cli("release", "--config", str(world.config), "--outputs", str(outputs), *operator, *args, extra_env=env)
     assert done.returncode == 2, done.stdout + done.stderr

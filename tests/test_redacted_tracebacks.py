@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import nbclient
+from conftest import with_database
 from nbformat.v4 import new_code_cell, new_notebook
 
 from hotdash_release.secrets.required import rehearsal_secret_values
@@ -14,7 +15,7 @@ from hotdash_release.secrets.required import rehearsal_secret_values
 def test_a_cell_error_holding_a_secret_is_shown_redacted(rehearsal, tmp_path):
     platform = rehearsal.platform()
     for app in ("hotdash-staging", "hotdash-production"):
-        platform.set_secrets(app, rehearsal_secret_values(app))
+        platform.set_secrets(app, with_database(platform, app, rehearsal_secret_values(app)))
     secret = platform.secret_values("hotdash-production")["SHOPIFY_API_SECRET"]
     notebook = new_notebook(
         cells=[

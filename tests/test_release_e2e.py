@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from conftest import assert_canonical_notebooks, make_rehearsal
+from conftest import assert_canonical_notebooks, make_rehearsal, with_database
 
 from hotdash_release.archive.seal import read_manifest, sha256_file
 from hotdash_release.paths import RUNBOOKS_DIR
@@ -64,7 +64,7 @@ def world(tmp_path_factory):
     world = make_rehearsal(tmp_path_factory.mktemp("release"), wait_timeout_s=4)
     platform = world.platform()
     for app in ("hotdash-staging", "hotdash-production"):
-        platform.set_secrets(app, canary_values(app))
+        platform.set_secrets(app, with_database(platform, app, canary_values(app)))
     yield world
     platform.stop()
 
@@ -163,7 +163,7 @@ def test_missing_secret_blocks_before_any_deploy(rehearsal):
         values = rehearsal_secret_values(app)
         if app == "hotdash-production":
             del values["SUPABASE_ANON_KEY"]
-        platform.set_secrets(app, values)
+        platform.set_secrets(app, with_database(platform, app, values))
     done = rehearsal.release()
     assert done.returncode == 3, done.stdout + done.stderr
     assert "SUPABASE_ANON_KEY" in done.stdout
@@ -200,12 +200,17 @@ def test_no_secret_value_reaches_any_archived_file(world, good_release):
     from hotdash_release.config import load_config
 
     config = load_config(world.config)
+    platform = world.platform()
+    stored = {app: platform.secret_values(app) for app in ("hotdash-staging", "hotdash-production")}
     values = [
-        v
-        for app in ("hotdash-staging", "hotdash-production")
-        for name, v in canary_values(app).items()
-        if name in config.sensitive_secrets
+        v for app, app_values in stored.items() for name, v in app_values.items() if name in config.sensitive_secrets
     ]
+    # The databases: each app's URL as stored, its password alone, and the server's superuser's.
+    assert all(
+        f"CANARY-DB-{tag}-pw" in stored[f"hotdash-{tag.lower()}"]["DATABASE_URL"] for tag in ("STAGING", "PRODUCTION")
+    )
+    values += ["CANARY-DB-STAGING-pw", "CANARY-DB-PRODUCTION-pw"]
+    values.append(json.loads((world.state_dir / "secrets" / "postgres.json").read_text())["password"])
     forms = {form for v in values for form in (v, quote(v, safe=""), quote_plus(v))}
     files = [p for p in world.outputs.rglob("*") if p.is_file()]
     assert len(files) > 40

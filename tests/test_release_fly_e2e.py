@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CLI_TIMEOUT_S, RUNBOOK_COMMAND, write_config
+from conftest import CLI_TIMEOUT_S, RUNBOOK_COMMAND, with_database, write_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fakes.fakefly import FakeFly, install_flyctl
@@ -37,6 +37,7 @@ from hotdash_release.plan import PLAN
 from hotdash_release.results import read_section_result
 from hotdash_release.secrets.required import rehearsal_secret_values
 from hotdash_release.targets.fly import FlyTarget
+from hotdash_release.targets.local import LocalPlatform
 
 STAGING, PRODUCTION = "hotdash-staging", "hotdash-production"
 ENVIRONMENT_OF = {STAGING: "staging", PRODUCTION: "production"}
@@ -60,6 +61,12 @@ class FlyWorld:
     env: dict[str, str]
     values: dict[str, dict[str, str]]  # app -> secret values, as stored on the stand-in
     supabase: FakeSupabaseAuth  # the projects' Auth health endpoint
+    database: LocalPlatform  # its PostgreSQL stands in for the projects' databases (no TLS: sslmode disable)
+
+    def stop(self) -> None:
+        self.fake.stop()
+        self.supabase.stop()
+        self.database.stop()
 
     def release(self, *args: str) -> subprocess.CompletedProcess:
         # A whole environment, not conftest.run_cli's additions to ours: a real FLY_API_TOKEN
@@ -109,14 +116,19 @@ def make_fly_world(root: Path, *, token: str | None = TOKEN, **config_options) -
         root / "config",
         state_dir=root / "rehearsal",
         edits={
-            f'base_url = "https://{app}.fly.dev"': f'base_url = "http://127.0.0.1:{port}"'
-            for app, port in ports.items()
+            **{
+                f'base_url = "https://{app}.fly.dev"': f'base_url = "http://127.0.0.1:{port}"'
+                for app, port in ports.items()
+            },
+            # The test's PostgreSQL has no TLS; Fly's default (require) is tested in test_database.py.
+            'database_sslmode = "require"': 'database_sslmode = "disable"',
         },
         **config_options,
     )
     text = re.sub(r"(\[targets\.fly\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{WAIT_TIMEOUT_S}", config.read_text())
     config.write_text(text)
-    values = {app: rehearsal_secret_values(app) for app in ENVIRONMENT_OF}
+    database = LocalPlatform(root / "databases")
+    values = {app: with_database(database, app, rehearsal_secret_values(app)) for app in ENVIRONMENT_OF}
     supabase = FakeSupabaseAuth()
     for app, app_values in values.items():
         app_values["SUPABASE_URL"] = supabase.project_url(ENVIRONMENT_OF[app], app_values["SUPABASE_ANON_KEY"])
@@ -124,7 +136,7 @@ def make_fly_world(root: Path, *, token: str | None = TOKEN, **config_options) -
     env = fake.environment(install_flyctl(root / "bin"), token=token) | {"PYTHONUNBUFFERED": "1"}
     env |= smoke_test_variables(values)
     env["HOTDASH_SIGNING_KEY"] = SIGNING_PEM
-    return FlyWorld(root, fake, config, root / "outputs", env, values, supabase)
+    return FlyWorld(root, fake, config, root / "outputs", env, values, supabase, database)
 
 
 def smoke_test_variables(values: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -148,8 +160,7 @@ def section_keys(folder: Path) -> list[tuple[str, str]]:
 def world(tmp_path_factory):
     world = make_fly_world(tmp_path_factory.mktemp("fly-release"))
     yield world
-    world.fake.stop()
-    world.supabase.stop()
+    world.stop()
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +183,13 @@ def test_good_release_on_fly_is_all_green_and_archived(world, good_release):
     checklist = read_section_result(folder, "preflight")["records"]["checklist"]["rows"]
     target_row = next(r for r in checklist if r["item"] == "Deployment target ready (fly)")
     assert target_row["ok"] and "fly auth whoami: release-bot@hotdash.test" in target_row["detail"]
+    # The database check ran from the runner, with the variables the workflow passes and the
+    # target's sslmode (this world's PostgreSQL has no TLS; Fly's default is require).
+    databases = read_section_result(folder, "preflight")["records"]["databases"]["rows"]
+    assert [(r["secret"], r["ok"], r["sslmode"]) for r in databases] == [
+        ("STAGING_DATABASE_URL", True, "disable (no TLS)"),
+        ("PRODUCTION_DATABASE_URL", True, "disable (no TLS)"),
+    ]
     assert all(r["ok"] for r in checklist)
     # Rehearsal values share SCOPES between the apps: a warning, not a stop.
     warnings = read_section_result(folder, "verify_secrets")["warnings"]
@@ -334,13 +352,15 @@ def test_production_on_the_staging_database_is_blocked_before_any_deploy(tmp_pat
         target = world.target()
         assert target.releases(STAGING) == [] and target.releases(PRODUCTION) == []
     finally:
-        world.fake.stop()
-        world.supabase.stop()
+        world.stop()
 
 
 def test_a_missing_token_blocks_at_preflight_and_names_the_variables(tmp_path):
     world = make_fly_world(tmp_path, token=None)
-    done = world.release()
+    try:
+        done = world.release()
+    finally:
+        world.database.stop()
     assert done.returncode == 3, done.stdout + done.stderr
     folder = world.release_dirs()[-1]
     assert section_keys(folder) == [("preflight", "failed")]
@@ -375,8 +395,7 @@ def test_a_failing_target_check_shows_flyctls_own_message_redacted(tmp_path):
         assert "No access token available (token [redacted SHOPIFY_API_SECRET@production] rejected)" in report
         assert (folder / "manifest.json").is_file()
     finally:
-        world.fake.stop()
-        world.supabase.stop()
+        world.stop()
 
 
 def test_a_public_secret_equal_to_the_apps_url_is_exported_and_the_release_is_sealed(tmp_path):
@@ -395,8 +414,7 @@ def test_a_public_secret_equal_to_the_apps_url_is_exported_and_the_release_is_se
         assert (folder / "manifest.json").is_file()
         assert config.environment("production").base_url in archived_text(folder)  # shown, not redacted
     finally:
-        world.fake.stop()
-        world.supabase.stop()
+        world.stop()
 
 
 def test_the_release_is_signed_with_the_ci_key_which_never_reaches_the_archive(world, good_release, tmp_path):
@@ -442,5 +460,4 @@ def test_a_missing_or_bad_signing_key_refuses_the_release_before_anything_runs(t
         assert message in done.stderr and (value is None or value not in done.stderr)
         assert world.release_dirs() == [] and world.fake.calls() == []
     finally:
-        world.fake.stop()
-        world.supabase.stop()
+        world.stop()

@@ -10,7 +10,7 @@ import json
 from urllib.parse import quote, quote_plus
 
 import pytest
-from conftest import make_rehearsal
+from conftest import make_rehearsal, with_database
 
 from hotdash_release.paths import RUNBOOKS_DIR
 
@@ -73,7 +73,8 @@ def forms(value: str) -> dict[str, str]:
 def plant(world, values: dict[str, dict[str, str]]) -> None:
     platform = world.platform()
     for app in APPS:
-        platform.set_secrets(app, {**{k: v.format(app=app) for k, v in PUBLIC.items()}, **values[app]})
+        planted = {**{k: v.format(app=app) for k, v in PUBLIC.items()}, **values[app]}
+        platform.set_secrets(app, with_database(platform, app, planted) if "DATABASE_URL" in planted else planted)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,8 @@ def test_awkward_secret_values_reach_no_archived_file_in_any_form(awkward_world)
     (folder,) = world.release_dirs()
     assert (folder / "manifest.json").is_file(), "the release was left unsealed"
     values = [value for app in APPS for value in AWKWARD[app].values()]
+    # The databases are real: each URL as stored (the awkward password inside it, URL-encoded).
+    values += [world.platform().secret_values(app)["DATABASE_URL"] for app in APPS]
     assert len(values) >= 15
     files = [p for p in world.outputs.rglob("*") if p.is_file()]
     assert len(files) > 30

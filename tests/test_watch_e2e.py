@@ -173,7 +173,11 @@ def test_a_signal_during_a_later_watch_keeps_a_sealed_record_of_it(released):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert wait_for(lambda: any((released.outputs / "hotdash-production").glob("*/01-watch.ipynb")), timeout_s=60)
+    # This watch's own folder: earlier tests' later watches left theirs.
+    assert wait_for(
+        lambda: any(p.parent not in before for p in (released.outputs / "hotdash-production").glob("*/01-watch.ipynb")),
+        timeout_s=60,
+    )
     time.sleep(1.5)  # a few measurements into a five-minute window
     runner.send_signal(signal.SIGTERM)
     out, err = runner.communicate(timeout=60)
@@ -234,8 +238,7 @@ def test_on_fly_a_build_that_degrades_is_caught_by_the_watch_and_rolled_back(tmp
         assert ["checks", "list"] in commands and ["logs", "--app"] in commands
         assert world.target().status(FLY_PRODUCTION).image_ref == good_image
     finally:
-        world.fake.stop()
-        world.supabase.stop()
+        world.stop()
 
 
 def test_on_breach_alert_tells_and_keeps_the_release(tmp_path):

@@ -121,7 +121,7 @@ def test_the_release_step_passes_every_value_the_checks_need_on_fly(release_job)
 
     config = load_config(RUNBOOKS_DIR / "hotdash.toml")
     needed = secret_names_needed(config, "fly")
-    assert {"SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SUPABASE_URL", "SUPABASE_ANON_KEY"} <= set(needed)
+    assert {"SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SUPABASE_URL", "SUPABASE_ANON_KEY", "DATABASE_URL"} <= set(needed)
     env = step_running(release_job, "runbook release")["env"]
     for environment in config.environments:
         for name in needed:
@@ -143,7 +143,7 @@ def test_the_values_the_checks_need_follow_the_configuration(tmp_path):
     config = load_config(path)
     assert smoke_secret_names(config) == ("SCOPES", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET")
     assert secret_names_needed(config, "local") == smoke_secret_names(config)
-    assert secret_names_needed(config, "fly")[-2:] == ("SUPABASE_URL", "SUPABASE_ANON_KEY")
+    assert secret_names_needed(config, "fly")[-3:] == ("SUPABASE_URL", "SUPABASE_ANON_KEY", "DATABASE_URL")
 
 
 def test_flyctl_and_python_are_set_up_before_the_release(release_job):

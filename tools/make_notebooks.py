@@ -114,7 +114,8 @@ what only a later step can prove says which step proves it.""",
         "steps": [
             (
                 "## Checklist\nConfiguration, the fly config of each environment (app name, health check path), "
-                "the archive folder, and the deployment target.",
+                "the archive folder, the deployment target, and each app's database (its `DATABASE_URL`, "
+                "resolved in the library: connect, `select 1`, server version, latency, schema version).",
                 "run.checklist()",
             ),
             (

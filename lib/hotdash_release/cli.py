@@ -687,6 +687,8 @@ def _platform(args) -> int:
         for app in apps:
             status = platform.status(app)
             print(f"{app:24} {status.state:13} v{status.version or '-':<4} {status.url or ''} {status.image_ref or ''}")
+        database = platform.database
+        print(f"{'postgres':24} {'started' if database.running() else 'stopped':13} {database.address() or ''}")
     elif args.action == "stop":
         stopped = platform.stop()
         print("stopped: " + (", ".join(stopped) or "nothing was running"))

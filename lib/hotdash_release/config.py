@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from .checks.database import SSLMODES as DATABASE_SSLMODES
 from .checks.http import SmokeCheck
 from .checks.watch import WatchSettings, watch_settings
 from .errors import ConfigError, UsageError
@@ -72,7 +73,7 @@ DEFAULT_SECRET_MIN_LENGTH = 8
 #: Keys of each [targets.<name>] table; state_dir is the local platform's, flyctl Fly's.
 _TARGET_KEYS = {
     "local": ("strategy", "wait_timeout_s", "state_dir"),
-    "fly": ("strategy", "wait_timeout_s", "flyctl", "deploy_timeout_s"),
+    "fly": ("strategy", "wait_timeout_s", "flyctl", "deploy_timeout_s", "database_sslmode"),
 }
 #: The plan's manual smoke test steps: what a person attests in a browser.
 DEFAULT_MANUAL_CHECKS = (
@@ -163,6 +164,7 @@ class TargetSettings:
     state_dir: Path | None = None
     flyctl: str = ""  # Fly: the flyctl executable (a path or a name); empty: fly, then flyctl on PATH
     deploy_timeout_s: float = 900.0  # Fly: the whole `fly deploy` (build, push, rollout) is killed after this
+    database_sslmode: str = "require"  # Fly: libpq sslmode of the runner's database checks (checks/database.py)
 
 
 @dataclass(frozen=True)
@@ -582,6 +584,7 @@ def _targets(table: _Table, base: Path) -> dict[str, TargetSettings]:
             state_dir=(base / state_dir).resolve() if state_dir else None,
             flyctl=(t.text("flyctl", None) or "") if name == "fly" else "",
             deploy_timeout_s=deploy_timeout_s,
+            database_sslmode=t.choice("database_sslmode", DATABASE_SSLMODES, "require") if name == "fly" else "",
         )
     if not targets:
         table.fail("targets", f"define at least one of {', '.join(TARGETS)}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .archive.seal import watched_release
 from .checks import http as checks
+from .checks.database import DatabaseResult, check_database
 from .checks.supabase import SupabaseResult, check_supabase
 from .checks.watch import MachineWatch, NewLogLines, WatchResult, check_watch_minutes, watch_production
 from .config import ReleaseConfig, load_config
@@ -231,9 +232,11 @@ class SectionRun:
             production_ready &= item.ok or env.name != "production"
         items.append(self._archive_item())
         items.append(self._target_item())
+        databases = [self._check_database(env) for env in self.config.environments.values()]
+        items += [CheckItem(f"Database connected (Supabase): {db.app}", db.ok, db.detail) for db in databases]
+        self._record("databases", {"title": "Databases", "rows": [db.as_row() for db in databases]})
         later = [
             ("Core functionality working (Shopify OAuth, dashboard, routes)", "staging smoke test"),
-            ("Database connected (Supabase)", "verify secrets: DATABASE_URL, SUPABASE_URL set"),
             ("Health checks operational (/health endpoint)", "health check after each deploy"),
         ]
         items += [CheckItem(name, True, f"checked by: {where}", "later section") for name, where in later]
@@ -287,6 +290,30 @@ class SectionRun:
             return CheckItem(f"Deployment target ready ({self.target_name})", False, self.redactor.redact(str(exc)))
         return CheckItem(f"Deployment target ready ({self.target_name})", True, "; ".join(rows))
 
+    def _check_database(self, env, *, connect_timeout_s: int = 5) -> DatabaseResult:
+        """The app's DATABASE_URL, resolved here (never a parameter): connect, select 1, identify.
+        On Fly from the runner with <ENV>_DATABASE_URL, TLS required (targets.fly.database_sslmode)."""
+        local = self.target_name == "local"
+        secret = "DATABASE_URL" if local else f"{env.name.upper()}_DATABASE_URL"
+        try:
+            url = require_values(self._secret_source, env.app, ("DATABASE_URL",))["DATABASE_URL"]
+        except SecretError:
+            return DatabaseResult(env.app, secret, False, f"{secret}: no value available for {env.app}")
+        sslmode = None if local else self.config.target_settings(self.target_name).database_sslmode
+        return check_database(
+            url,
+            app=env.app,
+            secret=secret,
+            sslmode=sslmode,
+            connect_timeout_s=connect_timeout_s,
+            redactor=self.redactor,
+        )
+
+    def _schema_version(self, env) -> int | None:
+        """The schema version the app's migrations recorded; None when it cannot be read."""
+        result = self._check_database(env, connect_timeout_s=2)
+        return result.schema_version if result.ok else None
+
     def readiness(self) -> ResultTable:
         readiness = read_readiness(self.config.readiness_file)
         self._measures.update(readiness.measures())
@@ -321,10 +348,32 @@ class SectionRun:
         shared = find_shared_values(rows, self.config.secrets_must_differ)
         rows = mark_shared_values(rows, shared)
         self._failures += [value.describe() for value in shared if value.blocking]
+        if "DATABASE_URL" in self.config.secrets_must_differ and not self.environment:
+            self._compare_database_identities(shared)
         self._warnings += [value.describe() for value in shared if not value.blocking]
         table = ResultTable.of("Required secrets", rows)
         self._measures["required_secrets_present"] = table.ok and bool(rows)
         return self._record("secrets", table)
+
+    def _compare_database_identities(self, shared) -> None:
+        """must_differ by what the URLs reach, not by their text: two URLs that differ (another
+        host name, user or option) but open one database are one database."""
+        from .secrets.required import same_databases
+
+        if any(value.name == "DATABASE_URL" for value in shared):
+            return  # equal values: already named
+        databases = [self._check_database(env) for env in self.config.environments.values()]
+        self._record(
+            "database_identities",
+            {
+                "title": "Database identities",
+                "rows": [
+                    {k: db.as_row()[k] for k in ("app", "secret", "ok", "database", "system_identifier", "detail")}
+                    for db in databases
+                ],
+            },
+        )
+        self._failures += same_databases(databases)
 
     # -- steps 2 and 4: deploy -------------------------------------------------------------
     def deploy(self, defect: str = "") -> DeploymentResult:
@@ -342,11 +391,13 @@ class SectionRun:
         if env.name == "production":
             self._refuse_unless_production_may_change()
         previous = ""
+        schema_before = None
         try:
             status = self.target.status(env.app)
             previous = status.image_ref or ""
             if env.name == "production" and "serving_before" not in self._records:
                 self._record("serving_before", {**serving(status), "recorded_at": utc_now()})
+            schema_before = self._schema_version(env)
             release = self.target.deploy(
                 env.app,
                 config_file=str(self.config.base_dir / env.fly_config),
@@ -374,6 +425,8 @@ class SectionRun:
                 self.redactor.redact(str(exc)),
             )
         self._measures[f"{env.name}_deploy_complete"] = result.ok
+        # Migrations run when the new build starts: the schema before and after, for the report.
+        self._record("schema", {"app": env.app, "before": schema_before, "after": self._schema_version(env)})
         return self._record("deployment", result)
 
     def _refuse_unless_production_may_change(self) -> None:
@@ -656,6 +709,7 @@ class SectionRun:
         rollout leaves the machines on it), nothing is redeployed: the later steps verify it.
         Without a record of what was serving there is nothing known to restore: refuse."""
         env = self._require_environment()
+        schema_before = self._schema_version(env)
         current = self.target.status(env.app).image_ref or ""
         before = self._served_before()
         image = (before or {}).get("image_ref") or ""
@@ -693,7 +747,29 @@ class SectionRun:
             )
         else:
             result = self._redeploy(env.app, current, version, image)
+        self._note_schema_after_rollback(env, schema_before, restored=result.ok, image=image)
         return self._record("rollback", result)
+
+    def _note_schema_after_rollback(self, env, schema_before: int | None, *, restored: bool, image: str) -> None:
+        """A rollback redeploys an image; the database keeps every migration the failed build ran."""
+        after = self._schema_version(env)
+        self._record("schema", {"app": env.app, "before": schema_before, "after": after})
+        if not image:
+            return  # nothing was served before: no earlier image to read the schema
+        deployed = read_section_result(self.release_dir, "deploy_production") or {}
+        served_with = ((deployed.get("records") or {}).get("schema") or {}).get("before")
+        if served_with is None or after is None or after <= served_with:
+            return
+        note = (
+            f"the database schema is at v{after}, it was v{served_with} before this release's production deploy: "
+            "migrations are not undone by a rollback"
+        )
+        if restored:
+            self._warnings.append(note)
+        else:
+            self._failures.append(
+                note + "; the restored image cannot use the migrated database, production needs a person"
+            )
 
     def _served_before(self) -> dict | None:
         """This release's record of what production served before its production deploy; for a

@@ -22,6 +22,7 @@ from ..plan import ALL_SECTIONS
 from ..results import read_all_results
 from .catalog import ReleaseSummary, SectionTiming, load_catalog, seconds_between
 from .charts import line_chart
+from .databases import database_section
 from .htmlpage import Html, badge, facts, link, page, seconds, table, text
 from .metrics import TOTAL, baselines, comparison, measured_duration, step_duration
 from .signing import NAMESPACE, allowed_signers_line
@@ -98,6 +99,7 @@ def render_report(record, results: dict[str, dict], history: History | None = No
         changes_section(record, results, this, history.last_good),
         smoke_section(results),
         deployments_section(results),
+        database_section(results),
         rollback_section(results.get("rollback")),
         attestations_section(results),
         notification_section(results.get("notify")),

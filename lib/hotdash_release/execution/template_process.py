@@ -30,7 +30,7 @@ from pathlib import Path
 #: Imported once here instead of in every kernel: the kernel itself (its debugger too, which
 #: it imports while starting), the runbooks' library, and what the library imports on first
 #: use in a section (httpx's transport stack on the first request, the targets, importlib.resources
-#: readers when a build reads the app source). Not pandas: no section needs it (tables.py).
+#: readers when a build reads the app source, psycopg). Not pandas: no section needs it (tables.py).
 #: tests/test_kernels.py lists what a section still imports.
 PRELOAD = (
     "ipykernel.kernelapp",
@@ -45,6 +45,9 @@ PRELOAD = (
     "hotdash_release.targets.fly",
     "hotdash_release.archive.store",  # the redactor asks it for the archive store's credentials
     "importlib.readers",
+    # The database checks' client (checks/database.py): about 175 ms to import. No connection is
+    # made here, so a fork inherits no socket.
+    "psycopg",
 )
 
 _PR_SET_PDEATHSIG = 1

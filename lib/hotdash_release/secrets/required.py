@@ -110,6 +110,26 @@ def mark_shared_values(rows: Sequence[SecretPresence], shared: Sequence[SharedVa
     return marked
 
 
+def same_databases(results: Sequence) -> list[str]:
+    """must_differ for DATABASE_URL by identity (checks.database.DatabaseResult.identity: the
+    cluster's system identifier and the database name): one line per database that two apps'
+    URLs reach, and per URL whose database cannot be identified (then it is not shown to differ)."""
+    apps_by_identity: dict[tuple[str, str], list[str]] = {}
+    lines = []
+    for result in results:
+        if result.identity is None:
+            lines.append(f"DATABASE_URL on {result.app}: cannot tell which database it reaches ({result.detail})")
+        else:
+            apps_by_identity.setdefault(result.identity, []).append(result.app)
+    lines += [
+        f"DATABASE_URL on {' and '.join(apps)} reaches one database ({name} on the server with system identifier "
+        f"{system}), though the URLs differ; it must differ between environments"
+        for (system, name), apps in apps_by_identity.items()
+        if len(apps) > 1
+    ]
+    return lines
+
+
 class SecretSource(Protocol):
     """Where a check gets a value it needs (e.g. the API key a smoke test expects)."""
 
@@ -176,7 +196,8 @@ def smoke_secret_names(config) -> tuple[str, ...]:
 
 def secret_names_needed(config, target_name: str) -> tuple[str, ...]:
     """Every secret value the checks read from the release's environment on this target."""
-    supabase = SUPABASE_SECRETS if target_name != "local" else ()
+    # The preflight's database check connects with DATABASE_URL from the runner on Fly too.
+    supabase = (*SUPABASE_SECRETS, "DATABASE_URL") if target_name != "local" else ()
     return tuple(dict.fromkeys(smoke_secret_names(config) + supabase))
 
 
@@ -203,14 +224,16 @@ def rehearsal_secret_values(app: str) -> dict[str, str]:
 
 
 def seed_rehearsal_secrets(platform, apps: Sequence[str]) -> list[str]:
-    """Give apps that have no secrets at all a rehearsal set; return the apps seeded.
+    """Start the platform's database, then give apps that have no secrets at all a rehearsal
+    set whose DATABASE_URL is a database of their own on it; return the apps seeded.
 
     An app that has some secrets is left alone, so a rehearsal of a missing secret stays missing.
     """
+    platform.start_database()
     seeded = []
     for app in apps:
         if not platform.secrets(app):
-            platform.set_secrets(app, rehearsal_secret_values(app))
+            platform.set_secrets(app, rehearsal_secret_values(app) | {"DATABASE_URL": platform.provision_database(app)})
             seeded.append(app)
     return seeded
 

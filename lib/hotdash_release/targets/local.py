@@ -14,6 +14,8 @@ LocalPlatform) sees the releases and can stop the processes an earlier one start
     apps/<app>/state.json                port, releases, the current process
     apps/<app>/logs/v<N>.log             stdout and stderr of release N
     secrets/<app>.json                   secret values (file 0600, directory 0700)
+    postgres/                            the rehearsal's PostgreSQL (database.py): one server,
+                                         one database per app, started once and reused
     locks/                               flock files that serialise deploys per app, and each
                                          app's release lock (locks.py: one release at a time)
 
@@ -49,6 +51,7 @@ from ..checks.tls import tls_context
 from ..errors import DeployError, RollbackError, UsageError
 from ..execution.procs import proc_stat
 from .base import AppStatus, OutputSink, Release, SecretInfo
+from .database import RehearsalDatabase
 from .standin_app import DEFECTS as STANDIN_DEFECTS
 
 #: The stand-in HotDash app deployed unless another source is given (it may not exist yet).
@@ -99,6 +102,21 @@ class LocalPlatform:
         self.app_source = Path(app_source) if app_source is not None else STANDIN_APP
         self.python = python
         self.health_path = health_path
+
+    @property
+    def database(self) -> RehearsalDatabase:
+        """The platform's PostgreSQL server (Supabase's stand-in), shared by its apps."""
+        return RehearsalDatabase(self.state_dir)
+
+    def start_database(self) -> None:
+        """Start the platform's PostgreSQL unless it runs (made on first use); cheap when it runs."""
+        self.database.ensure_running()
+
+    def provision_database(self, app: str, *, password: str | None = None) -> str:
+        """A database of the app's own on the platform's server; returns its DATABASE_URL, which
+        belongs in the app's secrets (set_secrets), nowhere else."""
+        _check_app(app)
+        return self.database.provision(app, password=password)
 
     @property
     def release_lock_dir(self) -> Path:
@@ -304,6 +322,9 @@ class LocalPlatform:
 
     def _start_process(self, app: str, state: dict, release: Release, image_dir: Path) -> subprocess.Popen:
         secrets = self.secret_values(app)
+        if self.database.initialized:
+            # The app connects when it starts: a `platform stop` since must not make it fail.
+            self.database.ensure_running()
         env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
         env |= secrets
         env |= {
@@ -381,9 +402,11 @@ class LocalPlatform:
         return stat is not None and stat[1] == process["start_time"] and stat[0] not in "ZX"
 
     def stop(self, app: str | None = None) -> list[str]:
-        """Stop the app's process (every app's when None) until the next deploy.
+        """Stop the app's process (every app's, then the database's, when None) until the next
+        deploy or release.
 
-        Returns the apps whose process was running and has been stopped.
+        Returns the apps whose process was running and has been stopped (and "postgres" when
+        the platform's database server was).
         """
         known = self.apps()
         if app is not None:
@@ -398,6 +421,8 @@ class LocalPlatform:
                     stopped.append(name)
                 state["should_run"] = False
                 self._save_state(name, state)
+        if app is None and self.database.stop():
+            stopped.append("postgres")
         return stopped
 
     # -- what is there -------------------------------------------------------------

@@ -10,7 +10,16 @@ the "Shopify embedded app" table in the shared external-contracts reference.
 A build can carry a deliberate defect so a rehearsal proves that the gates catch a
 broken release. The defect comes from the build's ``build.json``.
 
-It must stay a single file that imports only the standard library.
+The database: at start the app connects with DATABASE_URL, as HotDash does, and applies its
+migrations (versions recorded in ``hotdash_schema_migrations``); /health reports the server
+version, the database name and the schema version, never the URL. A database newer than this
+build understands (a later build migrated it, and a rollback does not undo migrations) makes
+/health answer 503: the build cannot read it. A database that cannot be reached at start is
+reported in /health (``connected: false``) while the app keeps answering; the release's own
+database checks are what stop a release on it.
+
+It must stay a single file that imports only the standard library, and psycopg (the
+platform's Python has it) for the database.
 
 Environment
     PORT                 required, the TCP port to listen on
@@ -24,6 +33,8 @@ Environment
 
 Defects: "" (good build), "health_failing", "slow", "crash_at_start", "wrong_api_key",
 "hostile_content" (script and event-handler markup in bodies, a header and log lines);
+"migration_incompatible" (migrates the schema to v2, renaming a column the previous build
+reads, and its own dashboard query fails: the smoke test catches it, the rollback cannot undo it);
 and two that pass the smoke test and go wrong later, for the post-deployment watch:
 "degrades_after" (/health fails from HOTDASH_DEGRADE_AFTER_SECONDS after the start) and
 "error_logs" (from then on, an error line in the log every half second).
@@ -52,7 +63,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, parse_qsl, urlencode
@@ -80,6 +91,7 @@ DEFECTS = (
     "hostile_content",
     "degrades_after",
     "error_logs",
+    "migration_incompatible",
 )
 #: The defects that wait before they show: the smoke test passes, the watch must catch them.
 LATE_DEFECTS = ("degrades_after", "error_logs")
@@ -113,6 +125,23 @@ ADMIN_HOST_RE = re.compile(r"admin\.shopify\.com/store/[a-z0-9][a-z0-9-]*|[a-z0-
 
 _LOG_LOCK = threading.Lock()
 
+#: The schema, as migrations by version. A good build knows 1; the migration_incompatible build
+#: also applies 2, which renames the column every build's dashboard query reads.
+MIGRATIONS = {
+    1: (
+        "create table hotdash_orders (id bigserial primary key, shop text not null,"
+        " total_cents bigint not null default 0, created_at timestamptz not null default now())",
+    ),
+    2: ("alter table hotdash_orders rename column total_cents to amount_cents",),
+}
+SCHEMA_TABLE = "hotdash_schema_migrations"
+DATABASE_CONNECT_TIMEOUT_S = 3
+
+
+def schema_version_for(defect: str) -> int:
+    """The newest schema this build knows: it migrates up to it and reads nothing newer."""
+    return 2 if defect == "migration_incompatible" else 1
+
 
 class StartupError(Exception):
     """The app cannot start; the message is safe to print (names, never values)."""
@@ -134,6 +163,8 @@ class Config:
     version: str = "unknown"
     slow_seconds: float = 0.0
     degrade_after_s: float = DEFAULT_DEGRADE_AFTER_SECONDS
+    database_url: str = field(default="", repr=False)
+    database: object = field(default=None, repr=False, compare=False)  # a Database once run() connects
     started: float = field(default_factory=time.monotonic)
 
     def degraded(self) -> bool:
@@ -186,6 +217,7 @@ def load_config(environ) -> Config:
         version=build["version"],
         slow_seconds=slow,
         degrade_after_s=degrade_after,
+        database_url=environ["DATABASE_URL"],
     )
 
 
@@ -303,6 +335,118 @@ def frame_ancestors(shop: str) -> str:
     return "frame-ancestors " + " ".join((f"https://{shop}",) + FRAME_ANCESTORS) + ";"
 
 
+# --- the database ------------------------------------------------------------------------
+
+
+#: PostgreSQL's error codes the app tells apart (SQLSTATE), in words.
+SQLSTATE_WORDS = {
+    "28P01": "authentication failed",
+    "28000": "authentication failed",
+    "3D000": "the database does not exist",
+    "42501": "permission denied",
+    "42703": "a column the query reads does not exist",
+    "42P01": "a table the query reads does not exist",
+}
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """What went wrong, in words that name no host, user or password (the URL is a secret)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in SQLSTATE_WORDS:
+        return SQLSTATE_WORDS[sqlstate]
+    text = str(exc).lower()
+    for needle, words in (
+        ("password authentication failed", "authentication failed"),
+        ("connection refused", "connection refused"),
+        ("timeout", "timed out"),
+        ("could not translate host name", "host name not found"),
+        ("invalid dsn", "DATABASE_URL is not a connection URL"),
+        ("missing", "DATABASE_URL is not a connection URL"),
+    ):
+        if needle in text:
+            return words
+    return type(exc).__name__ + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+
+
+class Database:
+    """The app's one connection; thread-safe (psycopg serialises its use), autocommit."""
+
+    def __init__(self, url: str, known_version: int) -> None:
+        self.url = url
+        self.known_version = known_version
+        self.conn = None
+        self.error = ""
+        self.server_version = ""
+        self.name = ""
+
+    def connect_and_migrate(self) -> None:
+        """Connect, then bring the schema up to the build's version (never down)."""
+        try:
+            import psycopg
+
+            self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=DATABASE_CONNECT_TIMEOUT_S)
+            self.server_version = self.conn.info.parameter_status("server_version") or ""
+            self.name = self.conn.info.dbname
+            self._migrate()
+        except Exception as exc:  # any failure: reported, never a crash or a leaked URL
+            self.error = describe_database_error(exc)
+            log_line(f"database unavailable: {self.error}")
+            return
+        log_line(
+            f"database: PostgreSQL {self.server_version}, database {self.name}, "
+            f"schema v{self.schema_version()} (this build reads up to v{self.known_version})"
+        )
+
+    def _migrate(self) -> None:
+        with self.conn.transaction():
+            # One migrator at a time, whatever else connects.
+            self.conn.execute("select pg_advisory_xact_lock(727274)")
+            self.conn.execute(
+                f"create table if not exists {SCHEMA_TABLE} (version integer primary key,"
+                " applied_at timestamptz not null default now(), build text not null)"
+            )
+            current = self.schema_version()
+            for version in range(current + 1, self.known_version + 1):
+                for statement in MIGRATIONS[version]:
+                    self.conn.execute(statement)
+                self.conn.execute(f"insert into {SCHEMA_TABLE} (version, build) values (%s, %s)", (version, "standin"))
+                log_line(f"database: applied migration v{version}")
+
+    def schema_version(self) -> int:
+        row = self.conn.execute(f"select coalesce(max(version), 0) from {SCHEMA_TABLE}").fetchone()
+        return int(row[0])
+
+    def report(self) -> dict:
+        """What /health says: names and versions only. ``ok`` False when the build cannot read it."""
+        if self.conn is None:
+            return {"connected": False, "ok": True, "error": self.error}
+        try:
+            version = self.schema_version()
+        except Exception as exc:
+            return {"connected": False, "ok": True, "error": describe_database_error(exc)}
+        report = {
+            "connected": True,
+            "ok": version <= self.known_version,
+            "server_version": self.server_version,
+            "database": self.name,
+            "schema_version": version,
+            "build_schema_version": self.known_version,
+        }
+        if not report["ok"]:
+            report["error"] = (
+                f"schema v{version} is newer than this build reads (v{self.known_version}): "
+                "a later build migrated it, and migrations are not undone by a rollback"
+            )
+        return report
+
+    def dashboard_totals(self) -> tuple[int, int] | None:
+        """What the dashboard shows: orders and revenue. Raises when the schema lacks the column."""
+        if self.conn is None:
+            return None
+        row = self.conn.execute("select count(*), coalesce(sum(total_cents), 0) from hotdash_orders").fetchone()
+        return int(row[0]), int(row[1])
+
+
 # --- responses -------------------------------------------------------------------------
 
 
@@ -385,6 +529,17 @@ STALE_HEALTH_AGE = timedelta(hours=1)
 
 
 def health(config: Config, request: Request) -> Response:
+    database = config.database.report() if config.database is not None else None
+    if database is not None and not database["ok"]:
+        return json_response(503, {"status": "error", "timestamp": utc_timestamp(), "database": database})
+    response = health_answer(config)
+    if database is not None and response.status == 200 and config.defect != "health_malformed":
+        payload = json.loads(response.body)
+        response = json_response(200, {**payload, "database": database})
+    return response
+
+
+def health_answer(config: Config) -> Response:
     if config.defect == "degrades_after" and config.degraded():
         return json_response(503, {"status": "degraded", "timestamp": utc_timestamp()})
     if config.defect == "health_failing":
@@ -429,6 +584,12 @@ def login(config: Config, request: Request) -> Response:
 def app(config: Config, request: Request) -> Response:
     shop, host = request.param("shop"), request.param("host")
     if shop is None and host is None:
+        try:
+            if config.database is not None:
+                config.database.dashboard_totals()
+        except Exception as exc:
+            log_line(f"ERROR dashboard query failed: {describe_database_error(exc)}: {exc.__class__.__name__}")
+            return text_response(500, "Internal Server Error\n")
         return html_response(app_bridge_page(config.api_key))
     admin_host = decode_host(host)
     if not is_valid_shop(shop) or admin_host is None:
@@ -633,6 +794,10 @@ def run(environ) -> int:
     if config.defect == "crash_at_start":
         print("fatal: boot failed (rehearsal defect crash_at_start)", file=sys.stderr, flush=True)
         return 3
+    database = Database(config.database_url, schema_version_for(config.defect))
+    database.connect_and_migrate()
+    # The late defects count from when the app serves, not from before its migrations.
+    config = replace(config, database=database, started=time.monotonic())
     try:
         server = StandinServer(config)
     except OSError as exc:
