@@ -55,12 +55,14 @@ def cell_text(value: Any) -> str:
 
 #: JupyterLab right-aligns table cells and lays tables out fixed and centred, so that long values
 #: (image refs, digests, URLs) are cut at the output's edge: text reads left-aligned, keeps its
-#: line breaks (a message), and a table wider than the output scrolls instead. A style element, as pandas puts before its tables; the archive drops it and
-#: styles its tables itself (archive.css).
+#: line breaks (a message) and wraps within the output, a word of a narrow column kept whole.
+#: A style element, as pandas puts before its tables; the archive drops it and styles its
+#: tables itself (archive.css).
 TABLE_STYLE = (
-    "<style>.jp-RenderedHTMLCommon table.dataframe {table-layout: auto; margin-left: 0}"
+    "<style>.jp-RenderedHTMLCommon table.dataframe {table-layout: auto; margin-left: 0; max-width: 100%}"
     " .jp-RenderedHTMLCommon table.dataframe td, .jp-RenderedHTMLCommon table.dataframe th"
-    " {text-align: left; vertical-align: top; white-space: pre-wrap; overflow-wrap: break-word}</style>"
+    " {text-align: left; vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere; min-width: 5em}"
+    " .jp-RenderedHTMLCommon table.dataframe th {overflow-wrap: normal; white-space: nowrap}</style>"
 )
 
 

@@ -30,6 +30,7 @@ Render = Callable[[], str]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 #: JupyterLab styles tables inside this class only; a widget's HTML is outside its outputs'.
 _LAB_HTML = '<div class="jp-RenderedHTMLCommon">{}</div>'
+_LINK_STYLE = "color: var(--jp-content-link-color); text-decoration: underline"
 
 
 class Panel:
@@ -132,7 +133,8 @@ class ManualChecksPanel(Panel):
         heading = html.escape(title)
         if url:  # the app under test, to open in a new tab
             escaped = html.escape(url)
-            heading = heading.replace(escaped, f'<a href="{escaped}" target="_blank" rel="noopener">{escaped}</a>')
+            link = f'<a href="{escaped}" target="_blank" rel="noopener" style="{_LINK_STYLE}">{escaped}</a>'
+            heading = heading.replace(escaped, link)
         controls = [w.HTML(f"<b>{heading}</b>"), grid]
         super().__init__(controls, render=render, view="manual_checks", section=section)
 
