@@ -99,7 +99,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
+def make_fly_world(root: Path, *, token: str | None = TOKEN, **config_options) -> FlyWorld:
+    """config_options: conftest.write_config's (e.g. the watch window)."""
     fake = FakeFly(root / "fly")
     ports = {app: free_port() for app in ENVIRONMENT_OF}
     for app, port in ports.items():
@@ -111,6 +112,7 @@ def make_fly_world(root: Path, *, token: str | None = TOKEN) -> FlyWorld:
             f'base_url = "https://{app}.fly.dev"': f'base_url = "http://127.0.0.1:{port}"'
             for app, port in ports.items()
         },
+        **config_options,
     )
     text = re.sub(r"(\[targets\.fly\][^\[]*?wait_timeout_s = )\d+", rf"\g<1>{WAIT_TIMEOUT_S}", config.read_text())
     config.write_text(text)

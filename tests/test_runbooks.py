@@ -22,8 +22,8 @@ PINNED_PARAMETERS = {
     "smoke_test": {"environment": "str", **COMMON, "attestations": "list"},
     "go_no_go": {**COMMON, "attestations": "list"},
     "notify": COMMON,
-    "watch": {"environment": "str", **COMMON},
-    "rollback": {"environment": "str", **COMMON},
+    "watch": {"environment": "str", "watching": "str", "watch_minutes": "float", **COMMON},
+    "rollback": {"environment": "str", "watching": "str", **COMMON},
 }
 
 

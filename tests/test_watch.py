@@ -12,7 +12,7 @@ import httpx
 import pytest
 from loopback import Reply
 
-from hotdash_release.checks.watch import WatchSettings, percentile, watch_production
+from hotdash_release.checks.watch import MachineWatch, WatchSettings, percentile, watch_production
 from hotdash_release.secrets.redact import Redactor
 
 FAST = dict(minutes=0.6 / 60, interval_s=0.1)  # six measurements, a tenth of a second apart
@@ -75,11 +75,47 @@ def test_error_lines_in_the_logs_are_counted_sampled_and_redacted(production):
     assert "SECRETVALUE1" not in repr(result.as_row()) and "ERROR boom" in result.error_samples[0]
 
 
+def _machine(state="started", updated_at="2026-11-28T10:00:00Z", image="registry.fly.io/app:deployment-1"):
+    """A machine as `fly status --json` reports it (the fields the watch reads)."""
+    return {"id": "148e", "name": "app-machine", "state": state, "updated_at": updated_at, "image_ref": image}
+
+
 def test_machines_not_running_fail_a_measurement(production):
-    down = iter([0, 1, 0, 0, 0, 0])
-    result = watch(production, WatchSettings(**FAST), machines_down=lambda: next(down))
-    assert [m.ok for m in result.measurements] == [True, False, True, True, True, True]
+    states = iter(["started", "started", "stopped", "stopped", "stopped", "stopped", "stopped"])
+    machines = MachineWatch(lambda: [_machine(next(states))])
+    result = watch(production, WatchSettings(**FAST, failure_limit=9, min_availability_pct=0), machines=machines)
+    assert [m.ok for m in result.measurements] == [True, False, False, False, False, False]
     assert result.machines_down == 1 and "1 machines not running" in result.measurements[1].detail
+
+
+def test_a_machine_that_restarts_is_counted_once_per_restart(production):
+    # A restart seen as a state (stopped, then started again) and one only seen as updated_at
+    # moving on, as a poll every 15 s sees a quick restart on Fly. A new image is a deploy, not a restart.
+    readings = iter(
+        [
+            _machine(),  # the baseline, before the first measurement
+            _machine(),
+            _machine("stopped", "T2"),
+            _machine("started", "T3"),  # came back: restart 1
+            _machine("started", "T4"),  # bounced between two polls: restart 2
+            _machine("started", "T5", image="registry.fly.io/app:deployment-2"),  # redeployed: not a restart
+            _machine("started", "T5", image="registry.fly.io/app:deployment-2"),
+        ]
+    )
+    machines = MachineWatch(lambda: [next(readings)])
+    result = watch(production, WatchSettings(**FAST, failure_limit=9), machines=machines)
+    assert [m.restarts for m in result.measurements] == [0, 0, 1, 1, 0, 0]
+    assert result.restarts == 2 and "1 machines restarted" in result.measurements[3].detail
+    assert "2 restarts" in result.summary()
+
+
+def test_critical_health_checks_fail_a_measurement(production):
+    checks = iter([["passing"], ["passing", "warning"], ["critical", "passing"], ["passing"], [], [], []])
+    machines = MachineWatch(lambda: [_machine()], lambda: next(checks))
+    result = watch(production, WatchSettings(**FAST, failure_limit=9), machines=machines)
+    assert [m.critical_checks for m in result.measurements] == [0, 0, 1, 0, 0, 0]
+    assert result.critical_checks == 1 and "1 health checks critical" in result.measurements[2].detail
+    assert [m.ok for m in result.measurements] == [True, True, False, True, True, True]
 
 
 def test_slow_answers_breach_the_p95_condition(production):

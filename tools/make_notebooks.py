@@ -45,13 +45,14 @@ def params_cell(extra):
     return cell
 
 
-def open_cell(kind, with_env, attestable):
+def open_cell(kind, with_env, attestable, open_args=()):
     env = "environment=environment, " if with_env else ""
     attestations = ", attestations=attestations" if attestable else ""
+    more = "".join(f",\n                   {arg}" for arg in open_args)
     return new_code_cell(
         "from hotdash_release import open_section\n\n"
         f'run = open_section("{kind}", {env}target=target, config_path=config_path,\n'
-        f"                   release_dir=release_dir, operator=operator{attestations})\n"
+        f"                   release_dir=release_dir, operator=operator{attestations}{more})\n"
         "run"
     )
 
@@ -64,7 +65,7 @@ def notebook(name, title_md, env_param, kind, body):
     extra += body.get("extra_params", [])
     extra += body.get("late_params", [])
     cells.append(params_cell(extra))
-    cells.append(open_cell(kind, bool(env_param), bool(body.get("late_params"))))
+    cells.append(open_cell(kind, bool(env_param), bool(body.get("late_params")), body.get("open_args", ())))
     for md, code in body["steps"]:
         cells.append(new_markdown_cell(md))
         cells.append(new_code_cell(code))
@@ -86,6 +87,11 @@ ATTEST_DECISION = (
     "attestations: list = []",
     'the go/no-go call a person attested: [{"check": "Go" or "No-go", '
     '"by": who, "at": ISO 8601 time, "note": the reason}]; empty: none (a JupyterLab widget asks)',
+)
+
+WATCHING = (
+    'watching: str = ""',
+    "the sealed release folder a later watch follows (set by `runbook watch`); empty: this release's own",
 )
 
 GATE = (
@@ -289,10 +295,22 @@ running. `failure_limit` failed measurements in a row are a breach and end the w
 window must meet the conditions (availability, p95 latency, error lines). On a breach, `on_breach =
 "rollback"` fails the gate below and the release runner runs the rollback runbook; `"alert"` records
 and tells the CEO. Issues opened on the feedback channel (GitHub Issues, `[github] repo` and a
-`GITHUB_TOKEN`) since the release are listed. A signal ends the window early and keeps what it saw.""",
+`GITHUB_TOKEN`) since the release are listed. A signal ends the window early and keeps what it saw.
+
+`runbook watch <release id> --minutes N` runs this notebook again later (a second round of CEO
+testing) as a record of its own, sealed and chained, naming the release it watched (`watching`); a
+breach then rolls back to what production served before that release.""",
     "production",
     "watch",
     {
+        "extra_params": [
+            WATCHING,
+            (
+                "watch_minutes: float = 0.0",
+                "the window in minutes (set by `runbook watch --minutes`); 0: [watch] minutes",
+            ),
+        ],
+        "open_args": ["watching=watching, watch_minutes=watch_minutes"],
         "steps": [
             (
                 "## Watch\nA measurement every interval: health, latency, error lines, machines.",
@@ -307,7 +325,7 @@ and tells the CEO. Issues opened on the feedback channel (GitHub Issues, `[githu
                 "run.close_watch()",
             ),
             GATE,
-        ]
+        ],
     },
 )
 
@@ -341,6 +359,8 @@ The release runner runs this notebook on its own when the production deploy or s
     "production",
     "rollback",
     {
+        "extra_params": [WATCHING],
+        "open_args": ["watching=watching"],
         "steps": [
             (
                 "## Releases and what a rollback restores\n`flyctl releases --app <app>`, and the image production "
@@ -360,7 +380,7 @@ The release runner runs this notebook on its own when the production deploy or s
             ),
             ("## Releases after the rollback", "run.releases()"),
             GATE,
-        ]
+        ],
     },
 )
 print(f"wrote {len(list(OUT.glob('*.ipynb')))} runbooks to {OUT}")

@@ -40,7 +40,8 @@ in a fresh kernel, and a failed gate stops the release:
   6 deploy_production  Step 4: deploy production, check /health          (deploy.ipynb)
   7 production_smoke   Step 5: production smoke test                     (smoke_test.ipynb)
   8 notify             Step 6: notify the CEO                            (notify.ipynb)
-    rollback           only if 6 or 7 fail: restore what was serving     (rollback.ipynb)
+  9 watch              watch production while the CEO tests              (watch.ipynb)
+    rollback           only if 6, 7 or 9 fail: restore what was serving  (rollback.ipynb)
 
 The archive goes to OUTPUTS/<production app>/<release id>/: executed notebooks, their
 HTML, report.html (go/no-go, timing planned vs actual, smoke evidence) and manifest.json.
@@ -50,7 +51,8 @@ exit codes:
   2  usage error: bad flag or configuration; nothing was deployed
   3  blocked: a gate stopped the release before production changed, or the production
      deploy refused: this release's records lack secrets, staging, smoke test or a GO
-  4  production failed its checks and was restored to what it served before, verified
+  4  production failed its checks (or the watch found it degraded) and was restored to what
+     it served before, verified
   5  rollback failed (or a secret changed since the last good release): production needs a person
   6  another release of this app is running (the message names who and since when)
   1  internal error (a secret found in the archive, an unexpected failure)
@@ -146,6 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a stopped release from the section that failed, reusing the results of "
         "the sections that passed; refused if the configuration or runbooks changed",
     )
+
+    watch = commands.add_parser(
+        "watch",
+        help="watch production again for a sealed release (e.g. a second round of CEO testing)",
+        description="Run the watch runbook against production for a release sealed earlier, as a record of "
+        "its own (sealed, signed and chained in the app's archive) that names the release it watched. "
+        "Production must still serve that release's image. On a breach (on_breach = rollback) the rollback "
+        "runbook restores what production served before that release.",
+        epilog="exit codes: 0 conditions met; 2 usage error (unknown or unsealed release, production serves "
+        "another image, bad --minutes); 4 rolled back; 5 rollback failed; 6 another release holds the lock; "
+        "130 stopped by a signal (the record keeps what was measured); 1 the watch could not run",
+    )
+    watch.add_argument("release_id", metavar="RELEASE_ID", help="the sealed release to watch (outputs/<app>/<id>)")
+    watch.add_argument(
+        "--minutes", type=float, default=0.0, help="the window (default: [watch] minutes of the configuration)"
+    )
+    watch.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
+    watch.add_argument("--target", choices=("local", "fly"), help="deployment target (default: the configuration's)")
+    watch.add_argument("--operator", default="", help="who watches (default: $HOTDASH_OPERATOR or the OS user)")
+    watch.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    watch.add_argument("--kernel", default="python3", help="Jupyter kernel for the runbooks (default: python3)")
 
     verify = commands.add_parser(
         "verify",
@@ -309,18 +332,22 @@ def main(
     """kernel_pool, export_worker: already started by the `runbook` command (launch.py) for a release."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "release":
-            options = ReleaseOptions(
-                config_path=args.config,
-                target=args.target,
-                defects=parse_defects(args.defects),
-                operator=args.operator,
-                outputs=args.outputs.resolve(),
-                kernel_name=args.kernel,
-                reason=args.reason,
-                skip_staging_check=args.skip_staging_check,
-                resume=args.resume,
-                **_attest_options(args),
+        if args.command in ("release", "watch"):
+            options = (
+                _watch_options(args)
+                if args.command == "watch"
+                else ReleaseOptions(
+                    config_path=args.config,
+                    target=args.target,
+                    defects=parse_defects(args.defects),
+                    operator=args.operator,
+                    outputs=args.outputs.resolve(),
+                    kernel_name=args.kernel,
+                    reason=args.reason,
+                    skip_staging_check=args.skip_staging_check,
+                    resume=args.resume,
+                    **_attest_options(args),
+                )
             )
             # Importing IPython and the library takes the kernel template about a second: let
             # it happen, and the first kernel start, while the release is prepared and checked.
@@ -360,6 +387,19 @@ def main(
     except ReleaseError as exc:
         print(f"runbook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _watch_options(args) -> ReleaseOptions:
+    return ReleaseOptions(
+        config_path=args.config,
+        target=args.target,
+        operator=args.operator,
+        outputs=args.outputs.resolve(),
+        kernel_name=args.kernel,
+        watch_of=args.release_id,
+        watch_minutes=args.minutes,
+        reason=f"watch of release {args.release_id}",
+    )
 
 
 def _attest_options(args) -> dict:

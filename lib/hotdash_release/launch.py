@@ -20,7 +20,7 @@ def main() -> int:
     pool = worker = None
     try:
         argv = sys.argv[1:]
-        if argv[:1] == ["release"] and not {"-h", "--help"} & set(argv):
+        if argv[:1] in (["release"], ["watch"]) and not {"-h", "--help"} & set(argv):
             from .archive.signing import take_key_from_environment
 
             take_key_from_environment()  # before the kernel template starts: no kernel inherits the key

@@ -39,6 +39,8 @@ PLAN: tuple[Section, ...] = (
     # The plan's post-deployment actions: not in its timeline (the watch's window is its own budget).
     Section("watch", "watch.ipynb", "Post-deployment: watch production during CEO testing", "production"),
 )
+#: The watch, also run alone later by `runbook watch <release id>`.
+WATCH = PLAN[-1]
 #: Runs only when production deploy or smoke test fails.
 ROLLBACK = Section("rollback", "rollback.ipynb", "Rollback plan", "production")
 #: A failure in these sections leaves production changed: the rollback runbook runs.

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .archive.seal import watched_release
 from .checks import http as checks
 from .checks.supabase import SupabaseResult, check_supabase
-from .checks.watch import NewLogLines, WatchResult, watch_production
+from .checks.watch import MachineWatch, NewLogLines, WatchResult, check_watch_minutes, watch_production
 from .config import ReleaseConfig, load_config
 from .decisions import attest
 from .decisions.gonogo import Decision, collect_measures, decide, person_required, with_person_decision
@@ -28,7 +29,13 @@ from .decisions.readiness import read_readiness
 from .decisions.release_gate import production_gate
 from .errors import DeployRefused, GateFailed, ReleaseError, SecretError, TargetError, UsageError
 from .integrations.feedback import FeedbackResult, issues_opened_since
-from .integrations.notify import NotificationResult, compose_message, compose_watch_closing, send_notification
+from .integrations.notify import (
+    NotificationResult,
+    compose_message,
+    compose_watch_closing,
+    compose_watch_opening,
+    send_notification,
+)
 from .interactive import recorded
 from .interactive.session import default_release_dir, is_session, refuse_if_sealed
 from .interactive.widgets import DecisionPanel, ManualChecksPanel, RecordView, evidence_by_check
@@ -108,16 +115,28 @@ def open_section(
     release_dir: str = "",
     operator: str = "",
     attestations: Sequence = (),
+    watching: str = "",
+    watch_minutes: float = 0.0,
 ) -> SectionRun:
     """Start a section: load and validate the configuration, connect to the target.
 
     release_dir "": the JupyterLab session folder the kernel runs in, else outputs/interactive/<date>.
+    watching: a later watch's sealed release folder (`runbook watch`); watch_minutes > 0: its window.
     """
     config = load_config(_config_file(config_path))
     section = section_for(kind, environment or None)
     target_name = target or config.default_target
     folder = Path(release_dir) if release_dir else default_release_dir()
-    return SectionRun(config, section, target_name, folder, operator or default_operator(), attestations=attestations)
+    return SectionRun(
+        config,
+        section,
+        target_name,
+        folder,
+        operator or default_operator(),
+        attestations=attestations,
+        watching=watched_release(watching) if watching else None,
+        watch_minutes=watch_minutes,
+    )
 
 
 def _config_file(config_path: str) -> Path | None:
@@ -141,8 +160,12 @@ class SectionRun:
         operator: str,
         *,
         attestations: Sequence = (),
+        watching: Path | None = None,
+        watch_minutes: float = 0.0,
     ) -> None:
         self.config = config
+        self.watching = watching  # a later watch: the sealed release it follows
+        self.watch_minutes = check_watch_minutes(watch_minutes)
         self.section = section
         self.environment = config.environment(section.environment) if section.environment else None
         self.target_name = target_name
@@ -555,17 +578,24 @@ class SectionRun:
         """Production measured at an interval for the window: /health and its latency, new error
         lines in its logs, machines not running. A signal to the runner ends it early."""
         env = self._require_environment()
-        settings = self.config.watch_settings(self.target_name)
+        settings = self._watch_settings()
+        if self.watching is not None:
+            # Which release this later watch follows, and whether production still serves it.
+            self._record("watched_release", self._watched_release(env.app))
+            self._advisory.add("opening_notification")
+            opening = compose_watch_opening(
+                self.config.notification, release_id=self.watching.name, watched_until=_clock_in(settings.window_s)
+            )
+            self._record("opening_notification", self._send(opening))
         print(
             f"watching {env.app} for {settings.window_s:g} s (until about {_clock_in(settings.window_s)}), "
             f"a measurement every {settings.interval_s:g} s",
             flush=True,
         )
         new_lines = NewLogLines(lambda: self.target.logs(env.app, limit=500))
-
-        def machines_down() -> int:
-            machines = self.target.status(env.app).machines
-            return sum(1 for m in machines if m.get("state") not in (None, "started"))
+        machines = MachineWatch(
+            lambda: self.target.status(env.app).machines, lambda: [c.status for c in self.target.checks(env.app)]
+        )
 
         def show(m) -> None:
             state = "ok" if m.ok else m.detail
@@ -577,7 +607,7 @@ class SectionRun:
                 self.app_url() + self.config.health.path,
                 settings,
                 read_new_logs=new_lines,
-                machines_down=machines_down,
+                machines=machines,
                 max_age_s=self.config.health.max_age_s,
                 redactor=self.redactor,
                 progress=show,
@@ -596,7 +626,7 @@ class SectionRun:
 
         self._advisory.add("feedback")
         repo, token = self.config.github.repo, os.environ.get("GITHUB_TOKEN", "")
-        since = _release_started(self.release_dir, self.started_at)
+        since = _release_started(self.watching or self.release_dir, self.started_at)
         if not repo or not token:
             why = "no [github] repo configured" if not repo else "no GITHUB_TOKEN in the environment"
             result = FeedbackResult(False, repo or "", since, (), f"not checked: {why}")
@@ -625,13 +655,16 @@ class SectionRun:
         watched = self._records.get("watch") or {}
         outcome = watched.get("summary") or "the watch did not run"
         if watched.get("ok") is False:
-            settings = self.config.watch_settings(self.target_name)
+            settings = self._watch_settings()
             outcome += " - production is being rolled back" if settings.on_breach == "rollback" else " - please hold"
-        message = compose_watch_closing(self.config.notification, release_id=self.release_id, outcome=outcome)
-        result = send_notification(
+        watched = self.watching.name if self.watching is not None else self.release_id
+        message = compose_watch_closing(self.config.notification, release_id=watched, outcome=outcome)
+        return self._record("closing_notification", self._send(message))
+
+    def _send(self, message: str) -> NotificationResult:
+        return send_notification(
             self.config.notification, self.redactor.redact(message), inbox_dir=self.release_dir.parent.parent
         )
-        return self._record("closing_notification", result)
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback_candidate(self) -> Table:
@@ -695,9 +728,37 @@ class SectionRun:
         return self._record("rollback", result)
 
     def _served_before(self) -> dict | None:
-        """This release's record of what production served before its production deploy."""
-        recorded = read_section_result(self.release_dir, "deploy_production") or {}
-        return (recorded.get("records") or {}).get("serving_before")
+        """This release's record of what production served before its production deploy; for a
+        later watch (`watching`), the watched release's record: what was there before it."""
+        recorded = read_section_result(self.release_dir, "deploy_production")
+        if recorded is None and self.watching is not None:
+            recorded = read_section_result(self.watching, "deploy_production")
+        return ((recorded or {}).get("records") or {}).get("serving_before")
+
+    def _watch_settings(self):
+        settings = self.config.watch_settings(self.target_name)
+        if not self.watch_minutes:
+            return settings
+        settings = replace(settings, minutes=self.watch_minutes)
+        if settings.interval_s > settings.window_s:
+            raise UsageError(
+                f"watch_minutes: {self.watch_minutes:g} min is shorter than one interval ({settings.interval_s:g} s)"
+            )
+        return settings
+
+    def _watched_release(self, app: str) -> dict:
+        """The release a later watch follows: the image its production deploy verified, and what serves now."""
+        deployed = (read_section_result(self.watching, "deploy_production") or {}).get("records") or {}
+        image = (deployed.get("deployment") or {}).get("image_ref")
+        serving = self.target.status(app).image_ref
+        row = {"release_id": self.watching.name, "image_ref": image, "serving_now": serving}
+        if image != serving:
+            # Not a breach to roll back from: what serves is another release's, not this one's.
+            self._record("watched_release", row)
+            raise UsageError(
+                f"watching: production no longer serves release {self.watching.name} ({image}); it serves {serving}"
+            )
+        return row
 
     def _redeploy(self, app: str, current: str, version: int | None, image: str) -> RollbackResult:
         known = [r for r in self.target.releases(app) if r.image_ref == image]

@@ -31,7 +31,7 @@ from .execution.interrupts import SIGNALS, ReleaseAborted
 from .execution.pool import KERNELS_AHEAD, KernelPool
 from .locks import release_lock
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
-from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
+from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, WATCH, Section
 from .results import (
     RESULTS_DIR,
     check_operator,
@@ -65,6 +65,7 @@ OUTCOME_EXIT = {
     "rollback failed": EXIT_ROLLBACK_FAILED,
     "aborted": EXIT_ABORTED,
     "error": EXIT_ERROR,
+    "watched": EXIT_RELEASED,  # a later watch (`runbook watch`) that met its conditions
 }
 
 #: Defects the local rehearsal platform can build in (see targets/standin_app.py).
@@ -95,6 +96,8 @@ class ReleaseOptions:
     fork_kernels: bool = True  # kernels forked from a template that imported the library (bench/ compares)
     # --attest: section key -> the `attestations` parameter dicts of that section (attest.py)
     attestations: dict[str, list[dict]] = field(default_factory=dict)
+    watch_of: str | None = None  # `runbook watch`: the id of the sealed release to watch again
+    watch_minutes: float = 0.0  # its window; 0: [watch] minutes of the configuration
 
 
 @dataclass
@@ -146,10 +149,16 @@ class ReleaseRecord:
     signer: object = None  # archive.signing.Signer: the key that signs the sealed release
     checkpoint: dict | None = None  # the app's signed chain head after this release was sealed
     head_pin: str = ""  # APP:SHA256 of that head, for `runbook verify --expect-head`
+    watched_dir: Path | None = None  # a later watch: the sealed release folder it follows
+
+    @property
+    def plan(self) -> tuple[Section, ...]:
+        """The sections this record runs: the whole plan, or the watch alone for `runbook watch`."""
+        return (WATCH,) if self.watched_dir else PLAN
 
     @property
     def exit_code(self) -> int:
-        if self.signals and self.outcome in ("released", "blocked", "rolled back"):
+        if self.signals and self.outcome in ("released", "watched", "blocked", "rolled back"):
             # Stopped by a signal, with production verified good (it finished what it was doing).
             return EXIT_ABORTED
         return OUTCOME_EXIT[self.outcome]
@@ -229,6 +238,10 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     """Everything that can be wrong with the input is found here, before any deploy."""
     if options.skip_staging_check and not options.reason.strip():
         raise UsageError("--skip-staging-check: needs --reason saying why staging is not checked")
+    if options.watch_of and (options.resume or options.defects or options.skip_staging_check or options.attestations):
+        raise UsageError(
+            "watch: watches a sealed release as it is: no --resume, --break, --skip-staging-check or --attest"
+        )
     resumed = _resume_source(options) if options.resume else None
     if resumed:
         _carry_resumed_options(options, resumed[1])
@@ -291,8 +304,35 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     if resumed:
         record.resumed_from = options.resume
         record.resume_folder, record.resume_manifest = resumed
+    if options.watch_of:
+        record.watched_dir = _watched_release_dir(options, config, target)
     record.lock_dir = release_lock_dir(target, options.outputs / config.environment("production").app)
     return record
+
+
+def _watched_release_dir(options: ReleaseOptions, config: ReleaseConfig, target) -> Path:
+    """`runbook watch`: the sealed, released release, still what production serves; and the window."""
+    from .archive.seal import watched_release
+    from .checks.watch import check_watch_minutes
+
+    validate_release_id(options.watch_of)
+    app = config.environment("production").app
+    folder = watched_release(options.outputs / app / options.watch_of)
+    from .archive.integrity import verify_release
+
+    damaged = verify_release(folder)
+    if damaged:  # a record that does not verify is no ground to watch, or to roll back from
+        raise UsageError(f"watch: release {options.watch_of} does not verify ({damaged[0].what}); see `runbook verify`")
+    check_watch_minutes(options.watch_minutes)
+    deployed = (read_section_result(folder, "deploy_production") or {}).get("records") or {}
+    image = (deployed.get("deployment") or {}).get("image_ref")
+    serving = target.status(app).image_ref
+    if not image or image != serving:
+        raise UsageError(
+            f"watch: production no longer serves release {options.watch_of} ({image or 'no image recorded'}); "
+            f"it serves {serving or 'nothing'}"
+        )
+    return folder
 
 
 def release_lock_dir(target, app_dir: Path) -> Path:
@@ -579,7 +619,7 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
 
     from .execution import engine  # noqa: F401
 
-    for index, section in enumerate(PLAN[start:], start=start + 1):
+    for index, section in enumerate(record.plan[start:], start=start + 1):
         # From the production deploy until production is verified or rolled back, a signal is
         # recorded and the phase finishes; before it, a signal stops the release where it is.
         critical = section.key in PRODUCTION_CHANGING
@@ -602,6 +642,12 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
             record.outcome, record.reason = "blocked", f"production not changed: {_first(result)}"
             return
         if section.key == "watch":
+            if result.outcome != "failed" and record.watched_dir:
+                record.outcome, record.reason = (
+                    "error",
+                    f"the watch of release {record.options.watch_of} did not complete ({_first(result)})",
+                )
+                return
             if result.outcome != "failed":  # the watch could not run: production was verified by its smoke test
                 record.outcome, record.reason = (
                     "released",
@@ -623,6 +669,9 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
             return
         record.outcome, record.reason = "blocked", f"stopped before production changed: {where}"
         return
+    if record.watched_dir:
+        record.outcome, record.reason = "watched", f"watch of release {record.options.watch_of}: conditions met"
+        return
     record.outcome, record.reason = "released", "all sections passed"
     if record.options.skip_staging_check:
         record.reason += f" (staging check skipped by {record.operator}: {record.options.reason})"
@@ -632,7 +681,7 @@ def _roll_back(record: ReleaseRecord, where: str, why: str, progress: Progress, 
     """Run the rollback runbook to the end whatever signal comes, and say how it ended."""
     progress(f"{why}: running the rollback runbook")
     with SIGNALS.during(ROLLBACK.title, interruptible=False):
-        rollback = run_section(record, ROLLBACK, len(PLAN) + 1, progress, redactor)
+        rollback = run_section(record, ROLLBACK, len(record.plan) + 1, progress, redactor)
     if rollback.outcome == "passed":
         record.outcome, record.reason = "rolled back", f"{where}; rolled back to what was serving"
     else:
@@ -687,10 +736,18 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
     }
     if section.notebook == "deploy.ipynb" and section.environment in record.options.defects:
         parameters["rehearsal_defect"] = record.options.defects[section.environment]
+    if record.watched_dir and section in (WATCH, ROLLBACK):
+        parameters["watching"] = str(record.watched_dir)
+        if section is WATCH:
+            parameters["watch_minutes"] = float(record.options.watch_minutes)
     output = record.release_dir / f"{index:02d}-{section.key}.ipynb"
     _note_section(record, section, index)
     budget = config.timeline_minutes.get(section.budget_key or section.key)
-    label = f"[{index}/{len(PLAN)}] {section.title}" if section in PLAN else f"[{section.key}] {section.title}"
+    label = (
+        f"[{index}/{len(record.plan)}] {section.title}"
+        if section in record.plan
+        else f"[{section.key}] {section.title}"
+    )
     progress(f"{label} ...")
     started_at, started = utc_now(), time.perf_counter()
     error, internal = "", False

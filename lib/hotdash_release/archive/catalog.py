@@ -34,7 +34,17 @@ CACHE_FILE = ".index-cache.json"
 CACHE_VERSION = 2
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}\Z")
 #: Outcomes a sealed manifest can carry, plus the two the catalog gives folders it cannot read.
-OUTCOMES = ("released", "blocked", "rolled back", "rollback failed", "aborted", "error", "unsealed", "unreadable")
+OUTCOMES = (
+    "released",
+    "watched",
+    "blocked",
+    "rolled back",
+    "rollback failed",
+    "aborted",
+    "error",
+    "unsealed",
+    "unreadable",
+)
 REASON_MAX_CHARS = 300
 
 

@@ -89,6 +89,7 @@ def render_report(record, results: dict[str, dict], history: History | None = No
         f"<nav>{link('../../index.html', 'all releases (archive index)')}</nav>",
         f"<h1>HotDash release {text(record.release_id)} {badge(record.outcome)}</h1>",
         f"<p class=lead><b>{text(record.reason)}</b></p>",
+        watched_release_line(record),
         lead_callouts(results, this, history),
         go_no_go_section(results),
         facts_section(record),
@@ -105,6 +106,18 @@ def render_report(record, results: dict[str, dict], history: History | None = No
         checking_section(record),
     ]
     return page(title, body)
+
+
+def watched_release_line(record) -> str:
+    """A later watch (`runbook watch`) names the sealed release it watched, and links to its report.
+    That release's own report is sealed and cannot link back: the archive index lists both."""
+    watched = getattr(getattr(record, "options", None), "watch_of", None)
+    if not watched:
+        return ""
+    return (
+        f"<p>A later watch of release {link(f'../{watched}/report.html', watched)}, sealed before this "
+        "record; this record runs the watch runbook alone (and the rollback runbook on a breach).</p>"
+    )
 
 
 def summary_of(record) -> ReleaseSummary:
@@ -588,6 +601,8 @@ def watch_section(result: dict | None) -> str:
         ),
         ("Error lines", str(watch.get("error_lines"))),
         ("Machines down (most at once)", str(watch.get("machines_down"))),
+        ("Critical health checks (most at once)", str(watch.get("critical_checks", "not recorded"))),
+        ("Machine restarts", str(watch.get("restarts", "not recorded"))),
         ("On a breach", str(settings.get("on_breach", ""))),
     ]
     rows = [(b.get("at"), b.get("elapsed_s"), b.get("what")) for b in watch.get("breaches") or []]

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..errors import UsageError
 from ..results import read_all_results, write_json_atomic
 from ..secrets.redact import Redactor, find_secret_values
 from .integrity import MANIFEST, chain_link, sealed_releases, sha256_file
@@ -266,6 +267,8 @@ def write_manifest(record, signer: Signer | None = None) -> Path:
         "signals": list(getattr(record, "signals", [])),
         "abandoned": getattr(record, "abandoned", None),
         "resumed_from": record.resumed_from,
+        # A later watch (`runbook watch`): the release it watched, sealed before this record.
+        "watched_release": getattr(getattr(record, "options", None), "watch_of", None),
         # How the sections' kernels were started: forked from the kernel template, or spawned.
         "kernels": getattr(getattr(record, "kernels", None), "mode", None),
         # A session a person ran in JupyterLab and sealed (interactive/session.py), or a headless run.
@@ -298,3 +301,18 @@ def write_manifest(record, signer: Signer | None = None) -> Path:
 
 def read_manifest(folder: Path) -> dict:
     return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def watched_release(folder: str | Path) -> Path:
+    """The sealed release a later watch follows: a release folder with a manifest that says it was
+    released (a watch of a rolled-back or stopped release would watch something else)."""
+    path = Path(folder)
+    try:
+        manifest = read_manifest(path)
+    except (OSError, ValueError):
+        raise UsageError(f"watching: {path} is not a sealed release (no readable manifest.json)") from None
+    if manifest.get("outcome") != "released":
+        raise UsageError(
+            f"watching: release {path.name} ended {manifest.get('outcome')!r}; only a released release can be watched"
+        )
+    return path

@@ -4,8 +4,9 @@ The plan's release does not end at the notification ("monitor production logs, w
 checks ... if blocking, roll back immediately"). As progressive-delivery tools run an analysis,
 the watch takes a measurement every `interval_s` for a window: one /health request (status and
 latency), the new log lines and how many match the error pattern, and, where the target knows,
-its machines that are not running. A measurement fails when health fails, error lines appeared
-or a machine was down; `failure_limit` consecutive failures are a breach and end the watch at once.
+its machines: how many are not running, how many health checks the platform reports critical, and
+how many machines restarted since the last measurement. A measurement fails when health fails,
+error lines appeared, a machine was down, a check was critical or a machine restarted; `failure_limit` consecutive failures are a breach and end the watch at once.
 At the end the window is judged against the success conditions (availability, p95 latency,
 error lines). Results are values: what is done about a breach (roll back, or alert) is the
 runbook's gate and the runner's call.
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..secrets.redact import Redactor
 from ..tables import ShowsAsRecord, html_table, record_rows
 from .http import check_health
@@ -71,9 +72,64 @@ class Measurement:
     error_lines: int
     machines_down: int
     detail: str
+    critical_checks: int = 0
+    restarts: int = 0
 
     def as_row(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class MachinesSeen:
+    """The machines at one measurement: not running, critical checks, restarts since the last one."""
+
+    down: int = 0
+    critical_checks: int = 0
+    restarts: int = 0
+
+
+class MachineWatch:
+    """Reads the target's machines at each measurement and tells what changed.
+
+    A restart is a machine that came back to `started` from another state, or whose `updated_at`
+    moved on while it stayed started on the same image (Fly updates it when a machine restarts;
+    a poll every 15 s would miss the stopped state in between). The first reading sets the
+    baseline: what happened before the watch is not the watch's."""
+
+    def __init__(
+        self,
+        read_machines: Callable[[], Sequence[dict]],
+        read_checks: Callable[[], Sequence[str]] = lambda: (),
+    ) -> None:
+        self._read_machines = read_machines
+        self._read_checks = read_checks  # the status of each health check: passing | warning | critical
+        self._seen: dict[str, tuple] = {self._key(m): self._facts(m) for m in read_machines()}
+
+    @staticmethod
+    def _key(machine: dict) -> str:
+        return str(machine.get("id") or machine.get("name") or "")
+
+    @staticmethod
+    def _facts(machine: dict) -> tuple:
+        return machine.get("state"), machine.get("updated_at"), machine.get("image_ref")
+
+    def __call__(self) -> MachinesSeen:
+        machines = list(self._read_machines())
+        restarts = 0
+        for machine in machines:
+            state, updated_at, image = now = self._facts(machine)
+            before = self._seen.get(self._key(machine))
+            if before is not None and state == "started":
+                was_state, was_updated, was_image = before
+                came_back = was_state != "started"
+                bounced = was_state == "started" and image == was_image and updated_at and updated_at != was_updated
+                restarts += bool(came_back or bounced)
+            self._seen[self._key(machine)] = now
+        return MachinesSeen(
+            down=sum(1 for m in machines if m.get("state") not in (None, "started")),
+            critical_checks=sum(1 for status in self._read_checks() if status == "critical"),
+            restarts=restarts,
+        )
 
 
 @dataclass(frozen=True)
@@ -105,6 +161,8 @@ class WatchResult(ShowsAsRecord):
     error_samples: tuple[str, ...]  # a few matching log lines, redacted
     ended_early: str = ""  # why the window ended before its end ("" when it ran to the end)
     settings: dict = field(default_factory=dict)
+    restarts: int = 0  # machine restarts seen over the window
+    critical_checks: int = 0  # the most health checks seen critical at once
 
     @property
     def ok(self) -> bool:
@@ -114,7 +172,8 @@ class WatchResult(ShowsAsRecord):
         latency = "no latency" if self.p95_ms is None else f"p95 {self.p95_ms:g} ms"
         availability = "n/a" if self.availability_pct is None else f"{self.availability_pct:g}%"
         head = f"{len(self.measurements)} measurements over {self.watched_s:.0f} s: availability {availability}, "
-        head += f"{latency}, {self.error_lines} error lines, {self.machines_down} machines down at most"
+        head += f"{latency}, {self.error_lines} error lines, {self.machines_down} machines down at most, "
+        head += f"{self.critical_checks} critical checks at most, {self.restarts} restarts"
         if self.ended_early:
             head += f"; ended early: {self.ended_early}"
         return head + ("; " + "; ".join(b.what for b in self.breaches) if self.breaches else "; conditions met")
@@ -131,6 +190,21 @@ class WatchResult(ShowsAsRecord):
         row = {k: v for k, v in self.as_row().items() if k not in ("measurements", "breaches", "settings")}
         row["breaches"] = [f"{b.at}: {b.what}" for b in self.breaches] or "none"
         return html_table(record_rows(row))
+
+
+#: The longest later watch `runbook watch --minutes` takes: a day.
+MAX_WATCH_MINUTES = 24 * 60
+
+
+def check_watch_minutes(value) -> float:
+    """watch_minutes: 0 (the configured window) or a finite number of minutes up to a day."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"watch_minutes: must be a number of minutes, got {value!r}")
+    if not 0 <= value <= MAX_WATCH_MINUTES:
+        raise UsageError(
+            f"watch_minutes: must be between 0 (the configured window) and {MAX_WATCH_MINUTES}, got {value!r}"
+        )
+    return float(value)
 
 
 def watch_settings(table: dict, *, key: str = "watch") -> WatchSettings:
@@ -207,7 +281,7 @@ def watch_production(
     settings: WatchSettings,
     *,
     read_new_logs: Callable[[], Sequence[str]] = lambda: (),
-    machines_down: Callable[[], int] = lambda: 0,
+    machines: Callable[[], MachinesSeen] = MachinesSeen,
     max_age_s: float = 120.0,
     redactor: Redactor | None = None,
     stop: threading.Event | None = None,
@@ -218,7 +292,7 @@ def watch_production(
     """Measure production every interval for the window, or until a breach or `stop`.
 
     read_new_logs: the log lines written since the last call (the target's seam);
-    machines_down: how many of the app's machines are not running now, where the target knows."""
+    machines: what the app's machines say now (a MachineWatch), where the target knows."""
     from ..results import utc_now
 
     now = now or utc_now
@@ -244,13 +318,15 @@ def watch_production(
             )
             matching = [line for line in read_new_logs() if pattern.search(line)]
             samples.extend(redactor.redact(line)[:300] for line in matching[: max(0, 5 - len(samples))])
-            down = machines_down()
+            seen = machines()
             problems = [
                 p
                 for p in (
                     "" if health.ok else f"health: {health.detail}",
                     f"{len(matching)} error lines" if matching else "",
-                    f"{down} machines not running" if down > 0 else "",
+                    f"{seen.down} machines not running" if seen.down > 0 else "",
+                    f"{seen.critical_checks} health checks critical" if seen.critical_checks > 0 else "",
+                    f"{seen.restarts} machines restarted" if seen.restarts > 0 else "",
                 )
                 if p
             ]
@@ -262,8 +338,10 @@ def watch_production(
                 status_code=health.status_code,
                 latency_ms=health.latency_ms,
                 error_lines=len(matching),
-                machines_down=down,
+                machines_down=seen.down,
                 detail="; ".join(problems),
+                critical_checks=seen.critical_checks,
+                restarts=seen.restarts,
             )
             measurements.append(measurement)
             progress(measurement)
@@ -307,6 +385,8 @@ def watch_production(
         error_samples=tuple(samples),
         ended_early=ended_early,
         settings=asdict(settings),
+        restarts=sum(m.restarts for m in measurements),
+        critical_checks=max((m.critical_checks for m in measurements), default=0),
     )
 
 

@@ -62,6 +62,11 @@ def compose_message(
     return "\n".join(lines)
 
 
+def compose_watch_opening(notification: Notification, *, release_id: str, watched_until: str) -> str:
+    """A later watch (`runbook watch`) tells the CEO it is on, as the release's notification does."""
+    return f"{notification.recipient}: production is watched again for release {release_id} until about {watched_until}"
+
+
 def compose_watch_closing(notification: Notification, *, release_id: str, outcome: str) -> str:
     """The second, short message: the watch is over, and what it found."""
     return f"{notification.recipient}: the watch of release {release_id} is over: {outcome}"

@@ -70,6 +70,24 @@ class AppStatus:
         return {k: v for k, v in asdict(self).items() if k != "machines"}
 
 
+@dataclass(frozen=True)
+class MachineCheck:
+    """One health check of one machine, as the platform reports it (`fly checks list --json`)."""
+
+    machine: str
+    name: str
+    status: str  # passing | warning | critical
+    output: str
+    updated_at: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passing"
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
 @runtime_checkable
 class Target(Protocol):
     """What the runbooks need from a deployment platform."""
@@ -112,6 +130,9 @@ class Target(Protocol):
 
     def logs(self, app: str, *, version: int | None = None, limit: int = 200) -> list[str]:
         """The last ``limit`` log lines of the app (of one release when ``version`` is given)."""
+
+    def checks(self, app: str) -> list[MachineCheck]:
+        """The platform's own health checks of the app's machines (none where it has none)."""
 
     def rollback(
         self,

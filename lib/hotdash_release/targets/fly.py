@@ -34,13 +34,13 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import DeployError, RollbackError, TargetError, UsageError
-from .base import SECRET_STATUSES, AppStatus, OutputSink, Release, SecretInfo
+from .base import SECRET_STATUSES, AppStatus, MachineCheck, OutputSink, Release, SecretInfo
 
 #: Executable names tried on PATH, in this order, when no path is configured.
 FLYCTL_NAMES = ("fly", "flyctl")
@@ -67,24 +67,6 @@ _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # -- records the Target interface does not have ------------------------------------------
-
-
-@dataclass(frozen=True)
-class MachineCheck:
-    """One health check of one machine, as `fly checks list --json` reports it."""
-
-    machine: str
-    name: str
-    status: str  # passing | warning | critical
-    output: str
-    updated_at: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "passing"
-
-    def as_row(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -721,6 +703,7 @@ def _machine(raw: Any) -> dict:
         "region": str(fields.get("region") or ""),
         "image_ref": image_reference(fields.get("image_ref")),
         "release_version": int(release_version) if str(release_version or "").isdigit() else None,
+        "updated_at": str(fields.get("updated_at") or ""),  # moves on when the machine restarts
     }
 
 
