@@ -8,13 +8,14 @@ STAMP  := $(VENV)/.installed-base
 LAB_VENV  ?= .venv-lab
 LAB_STAMP := $(LAB_VENV)/.installed-interactive
 
-.PHONY: help setup compile rehearsal test test-bounds lab stop bench clean
+.PHONY: help setup compile rehearsal test test-bounds lab seal stop bench clean
 
 help:
 	@echo "make rehearsal   set up, then run a full release rehearsal on the local platform (archive in outputs/)"
 	@echo "make test        set up, then run the test suite (what CI runs)"
 	@echo "make lab         set up with JupyterLab, then step through the runbooks in a session folder of their"
 	@echo "                 own (outputs/interactive/); ARGS=--no-browser prints the URL only"
+	@echo "make seal SESSION=outputs/interactive/<session id>   archive a lab session like a release"
 	@echo "make stop        stop the rehearsal apps left running by 'make rehearsal'"
 
 setup: $(STAMP)
@@ -37,12 +38,13 @@ rehearsal: compile
 # file): many tests wait on processes and deadlines, so three beat two on two cores.
 PYTEST_PARALLEL ?= -n 3 --dist loadfile
 
-# Lint and format check first (a second each), then the suite.
-# The lab venv too: tests start JupyterLab from it (tests/test_lab_kernels.py).
+# Lint and format check first (a second each), then the suite. The lab venv too: tests start
+# JupyterLab from it (test_lab_kernels.py) and drive its real UI (test_lab_ui.py); the suite's own
+# processes never import it. Those tests must run here, not skip.
 test: compile $(LAB_STAMP)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	HOTDASH_LAB_VENV=$(LAB_VENV) HOTDASH_REQUIRE_LAB_UI=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The kernel stack's lowest supported versions (tests/bounds/lowest.txt) in a venv of their own:
 # the version guards, the kernel tests and whole releases. `make test` covers the highest (the
@@ -69,6 +71,10 @@ $(LAB_STAMP): pyproject.toml
 # A session folder with a copy of each runbook, so runbooks/ stays clean; `runbook seal` archives it.
 lab: $(LAB_STAMP)
 	$(LAB_VENV)/bin/runbook lab $(ARGS)
+
+seal: $(LAB_STAMP)
+	@test -n "$(SESSION)" || { echo "make seal: name the session: make seal SESSION=outputs/interactive/<session id>"; exit 2; }
+	$(LAB_VENV)/bin/runbook seal $(SESSION)
 
 stop: setup
 	$(BIN)/runbook platform stop

@@ -22,8 +22,9 @@ from hotdash_release.decisions.attest import (
     parse_attest_flags,
     section_parameters,
 )
-from hotdash_release.decisions.gonogo import Measurement, decide, with_person_decision
+from hotdash_release.decisions.gonogo import Measurement, decide, person_required, with_person_decision
 from hotdash_release.errors import ConfigError, UsageError
+from hotdash_release.interactive.recorded import decision_panel_html, manual_checks_html
 from hotdash_release.interactive.session import SESSION_MARKER, default_release_dir, session_outcome
 from hotdash_release.interactive.widgets import DecisionPanel, ManualChecksPanel
 from hotdash_release.plan import ALL_SECTIONS
@@ -146,7 +147,40 @@ def test_a_persons_go_cannot_lift_a_blocking_criterion():
     assert not blocked.go and "but blocking criteria are not met" in blocked.explanation
 
 
+def test_the_go_counts_the_blocking_criteria_of_the_configuration():
+    """Observed: the notebook said "all 8 blocking criteria met", the report "all 9", the
+    configuration had 7: acceptable criteria that happened to be met were counted as blocking."""
+    criteria = [
+        Criterion("Smoke passed", "smoke", "expect", True, "blocking"),
+        Criterion("Docs done", "docs", "expect", True, "acceptable"),
+        Criterion("Decision attested", "go_no_go_decision_attested", "expect", True, "acceptable"),
+    ]
+    measures = {
+        "smoke": Measurement(True, "staging_smoke"),
+        "docs": Measurement(True, "preflight"),
+        "go_no_go_decision_attested": Measurement(False, "go_no_go"),
+    }
+    decision = decide(criteria, measures)
+    assert decision.go and decision.explanation.startswith("GO: all 1 blocking criteria met;")
+    # In a lab session a person is present: their call is required, and counted once made.
+    required = person_required(criteria)
+    assert [c.when_not_met for c in required] == ["blocking", "acceptable", "blocking"]
+    assert not decide(required, measures).go
+    measures["go_no_go_decision_attested"] = Measurement(True, "go_no_go")
+    assert decide(required, measures).explanation == "GO: all 2 blocking criteria met"
+
+
 # -- widgets --------------------------------------------------------------------------------------------
+
+
+def drawn_from(ledger: Ledger, evidence: dict[str, str]):
+    """What SectionRun hands a panel: the view drawn from the results as recorded."""
+    return lambda: manual_checks_html(
+        {
+            "records": {"manual_checks": {"title": "Manual checks", "evidence": list(evidence.items())}},
+            "attestations": ledger.rows(),
+        }
+    )
 
 
 def test_ticking_a_check_records_it_and_the_table_follows():
@@ -160,14 +194,19 @@ def test_ticking_a_check_records_it_and_the_table_follows():
         calls.append(("withdraw", check))
         ledger.withdraw(check)
 
+    evidence = dict.fromkeys(CHECKS, "Landing page (passed)")
     panel = ManualChecksPanel(
-        "Manual checks",
-        dict.fromkeys(CHECKS, "Landing page (passed)"),
+        "Manual checks on http://127.0.0.1:8080",
+        evidence,
         ledger,
+        url="http://127.0.0.1:8080",
+        render=drawn_from(ledger, evidence),
+        section="staging_smoke",
         on_attest=on_attest,
         on_withdraw=on_withdraw,
     )
-    assert "none attested yet" in panel.summary_html()
+    assert "none attested yet" in panel.summary_html() and "none attested yet" in panel.recorded.value
+    assert '<a href="http://127.0.0.1:8080"' in panel.widget.children[0].value, "the app's URL is a link"
     panel.note("Check dashboard loads").value = "charts render"  # a note alone attests nothing
     panel.checkbox("Check dashboard loads").value = True
     panel.note("Check dashboard loads").value = "charts and orders render"
@@ -180,12 +219,46 @@ def test_ticking_a_check_records_it_and_the_table_follows():
     panel.checkbox("Test navigation").value = True
     html = panel.summary_html()
     assert "4 of 5 not attested yet" in html and "widget" in html and "&lt;" not in html
+    assert "4 of 5 not attested yet" in panel.recorded.value, "the live view in the panel follows"
+
+
+def test_a_refused_tick_is_said_undone_and_the_panel_locked():
+    """A sealed session refuses every write: the panel says so and shows what stays recorded."""
+    ledger = Ledger(CHECKS)
+
+    def refuse(*_):
+        raise UsageError("session lab-x was sealed as release 20261125T000000Z-abcdef: it is read-only")
+
+    evidence = dict.fromkeys(CHECKS, "")
+    panel = ManualChecksPanel(
+        "Manual checks",
+        evidence,
+        ledger,
+        render=drawn_from(ledger, evidence),
+        section="staging_smoke",
+        on_attest=refuse,
+        on_withdraw=refuse,
+    )
+    panel.checkbox("Test navigation").value = True
+    assert "Not recorded" in panel.notice.value and "read-only" in panel.notice.value
+    assert panel.checkbox("Test navigation").value is False, "the tick is undone: nothing was recorded"
+    assert all(panel.checkbox(c).disabled and panel.note(c).disabled for c in CHECKS)
+    assert "none attested yet" in panel.recorded.value
 
 
 def test_parameter_attestations_show_ticked_and_locked():
     ledger = Ledger(CHECKS)
     ledger.add(Attestation("Test navigation", "ci", AT, "<b>ok</b>", "parameter"))
-    panel = ManualChecksPanel("Manual checks", dict.fromkeys(CHECKS, ""), ledger, on_attest=None, on_withdraw=None)
+    evidence = dict.fromkeys(CHECKS, "")
+    panel = ManualChecksPanel(
+        "Manual checks",
+        evidence,
+        ledger,
+        render=drawn_from(ledger, evidence),
+        section="staging_smoke",
+        on_attest=None,
+        on_withdraw=None,
+    )
     box = panel.checkbox("Test navigation")
     assert box.value and box.disabled
     assert "&lt;b&gt;ok&lt;/b&gt;" in panel.summary_html(), "notes are shown as text"
@@ -196,7 +269,8 @@ def test_the_decision_needs_a_choice_and_a_reason_before_it_can_be_recorded():
     panel = DecisionPanel(
         ledger,
         on_decide=lambda choice, reason: recorded.append((choice, reason)),
-        outcome=lambda: "GO: all 8 blocking criteria met",
+        render=lambda: decision_panel_html({"attestations": ledger.rows()}),
+        section="go_no_go",
     )
     assert panel.button.disabled
     panel.choice.value = GO

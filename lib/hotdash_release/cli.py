@@ -446,7 +446,15 @@ def _attest_options(args) -> dict:
 
 
 def _lab(args) -> int:
-    from .interactive.session import create_session, plan_lab, require_jupyterlab, start_lab
+    from .config import load_config
+    from .interactive.session import (
+        create_session,
+        lab_stopped_message,
+        plan_lab,
+        require_jupyterlab,
+        runbook_command,
+        start_lab,
+    )
     from .results import default_operator
 
     if not args.no_start:
@@ -458,11 +466,12 @@ def _lab(args) -> int:
     print(f"operator: {operator} (attestations are recorded in this name)")
     print("command: " + " ".join(launch.command()))
     print(f"URL: {launch.url}")
-    print(f"when done: runbook seal {folder}")
+    print(f"when done: {runbook_command()} seal {folder}")
     if args.no_start:
         return 0
-    start_lab(launch, operator=operator)
-    return 0  # not reached: JupyterLab replaced this process
+    code = start_lab(launch, operator=operator)
+    print(lab_stopped_message(folder, load_config(args.config).default_target))
+    return code
 
 
 def _seal(args) -> int:

@@ -12,7 +12,8 @@ given as the runbook's `attestations` parameter in a headless run.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from .checks.supabase import SupabaseResult, check_supabase
 from .checks.watch import MachineWatch, NewLogLines, WatchResult, check_watch_minutes, watch_production
 from .config import ReleaseConfig, load_config
 from .decisions import attest
-from .decisions.gonogo import Decision, collect_measures, decide, with_person_decision
+from .decisions.gonogo import Decision, collect_measures, decide, person_required, with_person_decision
 from .decisions.readiness import read_readiness
 from .decisions.release_gate import production_gate
 from .errors import DeployRefused, GateFailed, ReleaseError, SecretError, TargetError, UsageError
@@ -36,8 +37,9 @@ from .integrations.notify import (
     compose_watch_opening,
     send_notification,
 )
-from .interactive.session import default_release_dir
-from .interactive.widgets import DecisionPanel, ManualChecksPanel, evidence_by_check
+from .interactive import recorded
+from .interactive.session import default_release_dir, is_session, refuse_if_sealed
+from .interactive.widgets import DecisionPanel, ManualChecksPanel, RecordView, evidence_by_check
 from .paths import RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
 from .results import (
@@ -55,7 +57,7 @@ from .secrets.required import (
     smoke_secret_names,
     verify_required_secrets,
 )
-from .tables import ResultTable, ShowsAsRecord, Table, html_table, pandas, record_rows
+from .tables import Message, ResultTable, ShowsAsRecord, Table, html_table, pandas, record_rows
 from .targets import make_target, secret_source_for
 from .targets.base import Release, Target, machines_on_image, serving
 
@@ -180,6 +182,9 @@ class SectionRun:
         self._advisory: set[str] = set()  # records that inform, never fail the gate (feedback, alert-only watch)
         self._decision: Decision | None = None
         self._refusal = ""  # why this section refused to change production, if it did
+        self._views: list[RecordView | ManualChecksPanel | DecisionPanel] = []  # redrawn after each change
+        self._saved: tuple[str, list[str]] = ("running", [])  # the outcome and failures last recorded
+        self._traceback: list[str] = []  # of the error the gate cell raised, kept out of its output
         # What production served before this release first deployed it: a section run again
         # (a lab session) keeps the first record, so that a rollback restores what was there.
         earlier = (read_section_result(release_dir, section.key) or {}).get("records") or {}
@@ -189,8 +194,13 @@ class SectionRun:
             self._records["earlier_deployments"] = [d for d in made if d.get("version") is not None]
         self._secret_source = secret_source_for(config, target_name, self.target)
         self.redactor = redactor_for(config, self._secret_source)
-        redact_tracebacks(self.redactor)
+        redact_tracebacks(self.redactor, keep=self._keep_traceback)
         self._ledger = attest.Ledger(attest.required_for(section.key, config.manual_checks))
+        # A person's attestations stand until that person withdraws them: a re-run of the
+        # section (Run All, a restarted kernel) shows them again instead of erasing them.
+        for row in (read_section_result(release_dir, section.key) or {}).get("attestations") or []:
+            if row.get("source") == "widget":
+                self._ledger.add(attest.Attestation(**{k: row[k] for k in ("check", "by", "at", "note", "source")}))
         for given in attest.from_parameters(attestations, section_key=section.key, manual_checks=config.manual_checks):
             self._ledger.add(replace(given, note=self.redactor.redact(given.note)))
         self._measures.update(attest.measures_for(section.key, section.environment, self._ledger))
@@ -538,44 +548,66 @@ class SectionRun:
         evidence = evidence_by_check(
             self.config.manual_checks, (self._records.get("smoke") or {}).get("rows", []), descriptions
         )
-        return ManualChecksPanel(
-            f"Manual checks on {self.app_url()}",
-            evidence,
-            self._ledger,
-            on_attest=self._attest,
-            on_withdraw=self._withdraw,
+        url = self.app_url()
+        self._record("manual_checks", {"title": f"Manual checks on {url}", "evidence": list(evidence.items())})
+        return self._view(
+            ManualChecksPanel(
+                f"Manual checks on {url}",
+                evidence,
+                self._ledger,
+                url=url,
+                render=self._drawn("manual_checks"),
+                section=self.section.key,
+                on_attest=self._attest,
+                on_withdraw=self._withdraw,
+            )
         )
 
     # -- go/no-go ------------------------------------------------------------------------------
-    def go_no_go(self) -> Decision:
-        """Judge the plan's criteria from what the earlier sections measured and people attested."""
-        return self._judge()
+    def go_no_go(self) -> RecordView:
+        """Judge the plan's criteria from what the earlier sections measured and people attested;
+        shown as recorded, and again after every decision (`.decision` is the Decision itself)."""
+        self._judge()
+        return self._view(
+            RecordView("Go/No-Go decision", render=self._drawn("decision"), view="decision", section=self.section.key)
+        )
+
+    @property
+    def decision(self) -> Decision | None:
+        """The go/no-go decision as judged last (None before go_no_go())."""
+        return self._decision
 
     def attest_decision(self) -> DecisionPanel:
         """The call itself, made by a person: Go or No-go with a reason. A No-go stops the
         release whatever the criteria say; a Go cannot lift a blocking criterion."""
         if self.section.key != "go_no_go":
             raise UsageError(f"attest_decision: only the go/no-go section decides, not {self.section.key!r}")
-        return DecisionPanel(
-            self._ledger,
-            on_decide=self._attest,
-            outcome=lambda: self._decision.explanation if self._decision else "criteria not judged yet",
+        return self._view(
+            DecisionPanel(
+                self._ledger, on_decide=self._attest, render=self._drawn("decision_panel"), section=self.section.key
+            )
         )
 
     def _judge(self) -> Decision:
         own = {self.section.key: {"measures": self._measures}}
         measures = collect_measures({**read_all_results(self.release_dir), **own})
-        decision = with_person_decision(decide(self.config.criteria, measures), self._ledger.decision)
+        criteria = self.config.criteria
+        if is_session(self.release_dir):  # a person is at the keyboard: no GO before they decide
+            criteria = person_required(criteria)
+        decision = with_person_decision(decide(criteria, measures), self._ledger.decision)
         self._decision = decision
         criteria_ok = all(c.ok for c in decision.criteria)
         self._record("criteria", ResultTable.of("Go/No-Go criteria", decision.criteria, ok=criteria_ok))
         return self._record("decision", decision)
 
-    def criteria_table(self) -> ResultTable:
-        """Each criterion: measured value, threshold, met / not met (acceptable) / blocking."""
+    def criteria_table(self) -> RecordView:
+        """Each criterion: measured value, threshold, met / not met (acceptable) / blocking; shown
+        as recorded, and again after every decision."""
         if self._decision is None:
             raise UsageError("criteria_table: run go_no_go() first")
-        return ResultTable.of("Go/No-Go criteria", self._decision.criteria, ok=self._decision.go)
+        return self._view(
+            RecordView("Go/No-Go criteria", render=self._drawn("criteria"), view="criteria", section=self.section.key)
+        )
 
     # -- step 6: notify ------------------------------------------------------------------------
     def notify(self) -> NotificationResult:
@@ -881,7 +913,7 @@ class SectionRun:
         return self._record("secrets_since_last_good", table)
 
     # -- the gate --------------------------------------------------------------------------------
-    def gate(self) -> str:
+    def gate(self) -> Message:
         """Decide: passed, or raise GateFailed (the release stops here) with the findings."""
         if self._refusal:
             self._save("refused", [self._refusal])
@@ -901,7 +933,7 @@ class SectionRun:
                 section=self.section.key,
                 findings=failures,
             )
-        return f"{self.section.title}: passed"
+        return Message(f"{self.section.title}: passed")
 
     # -- attestations (widget callbacks) ------------------------------------------------------------
     def _attest(self, check: str, note: str) -> None:
@@ -910,12 +942,30 @@ class SectionRun:
             check, self.operator, utc_now(), self.redactor.redact(note.strip())[: attest.NOTE_MAX_CHARS], "widget"
         )
         attest.require_reason(attestation)
+        refuse_if_sealed(self.release_dir)
         self._ledger.add(attestation)
         self._attestations_changed()
 
     def _withdraw(self, check: str) -> None:
+        refuse_if_sealed(self.release_dir)
         self._ledger.withdraw(check)
         self._attestations_changed()
+
+    def _keep_traceback(self, lines: list[str]) -> None:
+        """The traceback of an error a cell of this section showed as one line: kept in its record."""
+        self._traceback = lines
+        try:
+            self._save(*self._saved)
+        except ReleaseError:  # a sealed session: its record stays as archived
+            pass
+
+    def _view(self, view):
+        self._views.append(view)
+        return view
+
+    def _drawn(self, view: str):
+        """A view of this section's results as written to disk (what the archive will show)."""
+        return lambda: recorded.VIEWS[view](read_section_result(self.release_dir, self.section.key) or {})
 
     def _attestations_changed(self) -> None:
         """Measures follow the attestations; a decision taken is taken again; the gate must run again."""
@@ -923,6 +973,8 @@ class SectionRun:
         if self._decision is not None:
             self._judge()
         self._save("running")
+        for view in self._views:
+            view.refresh()
 
     # -- plumbing --------------------------------------------------------------------------------
     def _record(self, name: str, value):
@@ -931,6 +983,8 @@ class SectionRun:
         return value
 
     def _save(self, outcome: str, failures: list[str] | None = None) -> None:
+        refuse_if_sealed(self.release_dir)  # the one writer of results: a sealed session stays as archived
+        self._saved = (outcome, list(failures or []))
         write_json_atomic(
             results_path(self.release_dir, self.section.key),
             {
@@ -950,7 +1004,8 @@ class SectionRun:
                 "warnings": self._warnings,
                 "measures": self._measures,
                 "records": self._records,
-            },
+            }
+            | ({"traceback": self._traceback} if self._traceback else {}),
         )
 
     def _print_output(self, line: str) -> None:
@@ -978,12 +1033,14 @@ def _release_started(release_dir: Path, fallback: str) -> str:
     return min(starts, default=fallback)
 
 
-def redact_tracebacks(redactor) -> None:
+def redact_tracebacks(redactor, *, keep: Callable[[list[str]], None] | None = None) -> None:
     """Errors a cell raises are shown in the notebook, and so archived: redact them too.
 
     IPython hands such errors to the handler, which must show them itself: it redacts the
     exception's message in place (the kernel's error reply reads it afterwards) and every
-    traceback line, then shows them as IPython would.
+    traceback line, then shows them as IPython would. An error of this package's family
+    (a gate that stopped the release, a refusal, a bad parameter) says everything on its one
+    line: it is shown alone, and its traceback goes to `keep` (the section's record).
     """
     try:
         from IPython import get_ipython
@@ -997,10 +1054,17 @@ def redact_tracebacks(redactor) -> None:
         evalue.args = (redactor.redact(str(evalue)),)
         lines = shell.InteractiveTB.structured_traceback(etype, evalue, tb, tb_offset=tb_offset)
         lines = [redactor.redact(line) for line in lines]
+        if isinstance(evalue, ReleaseError):
+            if keep is not None:
+                keep([_ANSI.sub("", line) for line in lines])
+            lines = [f"\x1b[1;31m{etype.__name__}\x1b[0m: {evalue}"]
         shell._showtraceback(etype, evalue, lines)
         return lines
 
     shell.set_custom_exc((Exception,), show_redacted)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _jsonable(value: Any) -> Any:
@@ -1015,7 +1079,11 @@ def _jsonable(value: Any) -> Any:
 
 def _why(record: dict) -> str:
     if "rows" in record:
-        bad = [r for r in record["rows"] if r.get("ok") is False or r.get("blocking") is True]
+        bad = [
+            r
+            for r in record["rows"]
+            if r.get("ok") is False or r.get("blocking") is True or r.get("verdict") == "blocking"
+        ]
         names = [_named(r) for r in bad]
         return f"{len(bad)} failed: " + ", ".join(names) if bad else record.get("title", "failed")
     if record.get("breaches"):  # the watch: what breached, in its words

@@ -12,12 +12,16 @@ nor does the kernel template import it: 0.4 s).
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
 
 
 def pandas():
@@ -49,15 +53,38 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+#: JupyterLab right-aligns table cells and lays tables out fixed and centred, so that long values
+#: (image refs, digests, URLs) are cut at the output's edge: text reads left-aligned, keeps its
+#: line breaks (a message) and wraps within the output, a word of a narrow column kept whole.
+#: A style element, as pandas puts before its tables; the archive drops it and styles its
+#: tables itself (archive.css).
+TABLE_STYLE = (
+    "<style>.jp-RenderedHTMLCommon table.dataframe {table-layout: auto; margin-left: 0; max-width: 100%}"
+    " .jp-RenderedHTMLCommon table.dataframe td, .jp-RenderedHTMLCommon table.dataframe th"
+    " {text-align: left; vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere; min-width: 5em}"
+    " .jp-RenderedHTMLCommon table.dataframe th {overflow-wrap: normal; white-space: nowrap}</style>"
+)
+
+
 def html_table(rows: Sequence[Mapping]) -> str:
-    """Rows as an HTML table, every header and cell escaped."""
+    """Rows as an HTML table, every header and cell escaped; a cell that is a web address is a link."""
     columns = columns_of(rows)
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell_text(row.get(column)))}</td>" for column in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{link_html(cell_text(row.get(column)))}</td>" for column in columns) + "</tr>"
         for row in rows
     )
-    return f'<table border="1" class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (
+        f'{TABLE_STYLE}<table border="1" class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def link_html(text: str) -> str:
+    """Escaped text, a link when the whole of it is an http(s) address (the app under test's URL)."""
+    escaped = html.escape(text)
+    if _URL.fullmatch(text):
+        return f'<a href="{escaped}" target="_blank" rel="noopener noreferrer">{escaped}</a>'
+    return escaped
 
 
 def text_table(rows: Sequence[Mapping]) -> str:
@@ -133,6 +160,16 @@ class ResultTable:
 def record_frame(record: Any) -> pd.DataFrame:
     """One record as a two-column pandas table (field, value)."""
     return pandas().DataFrame(record_rows(record))
+
+
+class Message(str):
+    """A sentence a cell shows as itself, not as a quoted Python string."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>{html.escape(self)}</b></p>"
 
 
 class ShowsAsRecord:

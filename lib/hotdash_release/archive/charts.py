@@ -32,10 +32,13 @@ def line_chart(
     if count == 0 or not values:
         return Html('<p class="muted">No history yet.</p>')
     top = nice_ceiling(max(values))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    levels = [f"{top * step / 4:.3g} {unit}" for step in range(5)]
+    # Room for the longest y-axis label ("0.188 s"), at about 7 px a character, so none is clipped.
+    left = max(LEFT, 7 * max(map(len, levels)) + 8)
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(i: int) -> float:
-        return LEFT + (plot_w * i / (count - 1) if count > 1 else plot_w / 2)
+        return left + (plot_w * i / (count - 1) if count > 1 else plot_w / 2)
 
     def y(v: float) -> float:
         return TOP + plot_h * (1 - v / top)
@@ -44,11 +47,11 @@ def line_chart(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
-    for step in range(5):
+    for step, label in enumerate(levels):
         level = top * step / 4
         parts.append(
-            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(level):.1f}" y2="{y(level):.1f}"/>'
-            f'<text x="{LEFT - 4}" y="{y(level) + 4:.1f}" text-anchor="end">{level:g} {unit}</text>'
+            f'<line class="grid" x1="{left}" x2="{WIDTH - RIGHT}" y1="{y(level):.1f}" y2="{y(level):.1f}"/>'
+            f'<text x="{left - 4}" y="{y(level) + 4:.1f}" text-anchor="end">{escape(label)}</text>'
         )
     for i in sorted({0, count - 1}):
         parts.append(

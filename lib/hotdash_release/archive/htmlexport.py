@@ -239,7 +239,14 @@ def page_facts(notebook, notebook_path: Path) -> dict:
         parts.append(f"for {record['duration']:.1f} s")
     if record.get("exception"):
         parts.append("stopped by an exception (see the failing cell)")
-    parts.append(f"papermill {record.get('version', '?')}, notebook {Path(record.get('input_path', '?')).name}")
+    if record:
+        parts.append(f"papermill {record.get('version', '?')}, notebook {Path(record.get('input_path', '?')).name}")
+    else:  # a `runbook lab` session: a person ran it in JupyterLab, papermill only wrote its parameters
+        made = notebook.metadata.get("hotdash", {})
+        parts.append(
+            f"run in JupyterLab, parameters by papermill {made.get('papermill', '?')}, "
+            f"notebook {made.get('runbook', '?')}"
+        )
     return {"title": title, "subtitle": ", ".join(parts), "notebook_href": notebook_path.name, "css": archive_css()}
 
 

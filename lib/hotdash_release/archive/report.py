@@ -253,7 +253,7 @@ def facts_section(record) -> str:
         ("Started", record.started_at),
         ("Finished", record.finished_at),
         ("Rehearsal defects", ", ".join(f"{k}: {v}" for k, v in record.options.defects.items()) or "none"),
-        ("Configuration", str(record.config.path)),
+        ("Configuration", _config_shown(record.config.path)),
         ("Runbooks commit", _commit_text()),
     ]
     kernels = getattr(getattr(record, "kernels", None), "mode", None)
@@ -263,6 +263,17 @@ def facts_section(record) -> str:
         rows.append(("Resumed from", link(f"../{record.resumed_from}/report.html", record.resumed_from)))
     rows.append(("Integrity", "sha256 of every file, and of the previous release's manifest, in manifest.json"))
     return "<h2>Release</h2>" + facts(rows)
+
+
+def _config_shown(path: Path) -> str:
+    """The configuration as an auditor finds it: relative to the repository (nothing about the
+    runner's machine); a file outside the repository keeps its absolute path."""
+    from ..paths import PROJECT_ROOT
+
+    try:
+        return Path(path).resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _commit_text() -> str:

@@ -34,6 +34,7 @@ import httpx
 
 from ..errors import ConfigError
 from ..secrets.redact import Redactor
+from ..tables import ShowsAsRecord
 from .tls import tls_context
 
 #: A current desktop Chrome: Shopify's app library answers bot User-Agents with 410.
@@ -102,7 +103,7 @@ def _shown(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class HealthResult:
+class HealthResult(ShowsAsRecord):
     """The outcome of polling a health endpoint until it answered well or time ran out."""
 
     url: str

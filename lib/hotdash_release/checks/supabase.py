@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from ..secrets.redact import Redactor
+from ..tables import ShowsAsRecord
 from .http import describe_transport_error
 
 HEALTH_PATH = "/auth/v1/health"
@@ -27,7 +28,7 @@ EXPECTED_NAME = "GoTrue"
 
 
 @dataclass(frozen=True)
-class SupabaseResult:
+class SupabaseResult(ShowsAsRecord):
     """One probe of Supabase Auth's health endpoint."""
 
     ok: bool

@@ -29,6 +29,7 @@ import httpx
 
 from ..errors import ConfigError, UsageError
 from ..secrets.redact import Redactor
+from ..tables import ShowsAsRecord, html_table, record_rows
 from .http import check_health
 
 #: What the watch can do about a breach.
@@ -142,7 +143,7 @@ class Breach:
 
 
 @dataclass(frozen=True)
-class WatchResult:
+class WatchResult(ShowsAsRecord):
     """The window as measured, and whether it met the conditions."""
 
     started_at: str
@@ -183,6 +184,12 @@ class WatchResult:
         row["breaches"] = [b.as_row() for b in self.breaches]
         row["summary"] = self.summary()
         return row
+
+    def _repr_html_(self) -> str:
+        """The summary and figures; each measurement was printed as it was taken, and is in the record."""
+        row = {k: v for k, v in self.as_row().items() if k not in ("measurements", "breaches", "settings")}
+        row["breaches"] = [f"{b.at}: {b.what}" for b in self.breaches] or "none"
+        return html_table(record_rows(row))
 
 
 #: The longest later watch `runbook watch --minutes` takes: a day.

@@ -9,7 +9,7 @@ stops the release whatever the criteria say, and their Go cannot lift a blocking
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..config import Criterion
@@ -88,10 +88,22 @@ def decide(criteria: Sequence[Criterion], measures: Mapping[str, Measurement]) -
     if blocking:
         explanation = "NO-GO: blocking criteria not met: " + "; ".join(blocking)
     else:
-        explanation = f"GO: all {len(rows) - len(accepted)} blocking criteria met"
+        # Counted from the criteria as configured (one source): the met ones that would have blocked.
+        met = sum(1 for c, r in zip(criteria, rows, strict=True) if c.when_not_met == "blocking" and r.verdict == "met")
+        explanation = f"GO: all {met} blocking criteria met"
         if accepted:
             explanation += "; not met but acceptable: " + "; ".join(accepted)
     return Decision(not blocking, tuple(rows), explanation)
+
+
+#: The measure of a person's go/no-go call (attest.measures_for).
+DECISION_MEASURE = "go_no_go_decision_attested"
+
+
+def person_required(criteria: Sequence[Criterion]) -> tuple[Criterion, ...]:
+    """The criteria where a person is present to decide (a `runbook lab` session): the call is
+    blocking there whatever the configuration says for headless runs."""
+    return tuple(replace(c, when_not_met="blocking") if c.measure == DECISION_MEASURE else c for c in criteria)
 
 
 def with_person_decision(decision: Decision, attestation: Attestation | None) -> Decision:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from ..secrets.redact import Redactor
+from ..tables import ShowsAsRecord
 
 #: One page is enough for a watch window; more would say the release has bigger problems.
 PER_PAGE = 100
@@ -36,7 +37,7 @@ class FeedbackIssue:
 
 
 @dataclass(frozen=True)
-class FeedbackResult:
+class FeedbackResult(ShowsAsRecord):
     ok: bool
     repo: str
     since: str

@@ -18,10 +18,11 @@ import httpx
 from ..checks.tls import tls_context
 from ..config import Notification
 from ..results import utc_now
+from ..tables import ShowsAsRecord
 
 
 @dataclass(frozen=True)
-class NotificationResult:
+class NotificationResult(ShowsAsRecord):
     channel: str
     recipient: str
     ok: bool

@@ -48,6 +48,9 @@ SESSION_MARKER = ".hotdash-session.json"
 #: The session's Jupyter data folder (its kernel spec), first on JupyterLab's JUPYTER_PATH; hidden in the file browser.
 LAB_DATA_DIR = ".hotdash-lab"
 CHECKPOINTS = ".ipynb_checkpoints"  # JupyterLab's (FileCheckpoints): <name>-checkpoint.ipynb
+#: JupyterLab's workspace (open tabs, layout) of this session only: a new session never reopens
+#: the tabs of the last one (8 kernels starting at once).
+WORKSPACES_DIR = ".jupyterlab-workspaces"
 INTERACTIVE_DIR = "interactive"
 #: Unlike a release id (20261125T190512Z-a1b2c3), so the archive index never takes a session for a release.
 SESSION_ID = re.compile(r"^lab-\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -71,6 +74,27 @@ def default_release_dir(cwd: Path | None = None) -> Path:
 
 def is_session(folder: Path) -> bool:
     return (folder / SESSION_MARKER).is_file()
+
+
+def sealed_as(folder: Path) -> str | None:
+    """The release a session folder was sealed as; None while it is open (or not a session)."""
+    path = Path(folder) / SESSION_MARKER
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("sealed_as") or None
+    except (OSError, ValueError):
+        return None
+
+
+def refuse_if_sealed(folder: Path) -> None:
+    """A sealed session is read-only: its archive was made from these results."""
+    release = sealed_as(folder)
+    if release:
+        raise UsageError(
+            f"session {Path(folder).name} was sealed as release {release}: it is read-only, nothing is "
+            "recorded; start a new session (make lab) to change anything"
+        )
 
 
 def section_file(section: Section) -> str:
@@ -144,10 +168,16 @@ def section_notebook(section: Section, parameters: dict) -> nbformat.NotebookNod
     """The section's runbook with its parameters in a cell below the parameters cell, tagged
     injected-parameters as papermill tags it; the defaults stay visible above."""
     import nbformat
+    import papermill
     from papermill.translators import translate_parameters
 
     notebook = nbformat.read(RUNBOOKS_DIR / section.notebook, as_version=4)
-    notebook.metadata["hotdash"] = {"section": section.key, "runbook": section.notebook, "parameters": parameters}
+    notebook.metadata["hotdash"] = {
+        "section": section.key,
+        "runbook": section.notebook,
+        "parameters": parameters,
+        "papermill": papermill.__version__,  # whose translator wrote the parameters cell
+    }
     if not parameters:
         return notebook
     source = translate_parameters(
@@ -193,6 +223,7 @@ class LabLaunch:
             f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
+            f"--LabApp.workspaces_dir={self.folder / WORKSPACES_DIR}",
             "--ServerApp.open_browser=" + ("True" if self.open_browser else "False"),
             # Starts the kernel template with the server, for the session's forked kernels.
             "--ServerApp.jpserver_extensions=hotdash_release.execution.labkernels=True",
@@ -226,17 +257,51 @@ def require_jupyterlab() -> None:
         )
 
 
-def start_lab(launch: LabLaunch, *, operator: str) -> None:
-    """Replace this process with JupyterLab; its kernels inherit HOTDASH_OPERATOR (who attests)."""
+def start_lab(launch: LabLaunch, *, operator: str) -> int:
+    """Run JupyterLab until it stops; its kernels inherit HOTDASH_OPERATOR (who attests).
+
+    A child, not an exec: when it stops, this command says what is left running. Ctrl+C reaches
+    JupyterLab from the terminal (it asks, then shuts down); a SIGTERM to this command is passed on.
+    """
+    import signal
+    import subprocess
+
     require_jupyterlab()
-    command = launch.command()
-    os.execve(command[0], command, lab_environment(launch, operator))
+    lab = subprocess.Popen(launch.command(), env=lab_environment(launch, operator))
+    previous = signal.signal(signal.SIGTERM, lambda *_: lab.terminate())
+    try:
+        return lab.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def lab_environment(launch: LabLaunch, operator: str) -> dict[str, str]:
     """JupyterLab's environment: who attests, and the session's kernel spec first on JUPYTER_PATH."""
     data = [str(launch.folder / LAB_DATA_DIR), *filter(None, [os.environ.get("JUPYTER_PATH")])]
     return {**os.environ, "HOTDASH_OPERATOR": operator, "JUPYTER_PATH": os.pathsep.join(data)}
+
+
+def runbook_command() -> str:
+    """`runbook` as the person's shell can run it: the command beside this interpreter
+    (.venv-lab/bin/runbook after `make lab`), relative to the working folder when under it;
+    plain `runbook` only when that is the one on PATH."""
+    script = Path(sys.executable).parent / "runbook"
+    if not script.is_file() or shutil.which("runbook") == str(script):
+        return "runbook"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
+
+def lab_stopped_message(folder: Path, target: str) -> str:
+    """What JupyterLab leaves behind when it stops: the session to seal, and the rehearsal apps."""
+    runbook = runbook_command()
+    lines = [f"JupyterLab stopped. Seal the session: {runbook} seal {folder}"]
+    if target == "local":
+        lines.append(
+            "The rehearsal apps it deployed keep running on 127.0.0.1 (staging and production); "
+            f"stop them with: {runbook} platform stop"
+        )
+    return "\n".join(lines)
 
 
 # -- sealing a session ------------------------------------------------------------------------------
@@ -487,6 +552,21 @@ def _copy_session_files(findings: SessionFindings, release_dir: Path) -> None:
     """The saved notebooks and the results of the sections that ran; never the marker or checkpoints."""
     (release_dir / RESULTS_DIR).mkdir(parents=True)
     for record in findings.sections:
-        shutil.copy2(findings.folder / record.notebook, release_dir / record.notebook)
+        archive_notebook(findings.folder / record.notebook, release_dir / record.notebook, findings.results)
         name = f"{RESULTS_DIR}/{record.section.key}.json"
         shutil.copy2(findings.folder / name, release_dir / name)
+
+
+def archive_notebook(saved: Path, archived: Path, results: dict[str, dict]) -> None:
+    """A session's notebook as the archive keeps it: as JupyterLab saved it, but with every view of
+    a record drawn from the results being archived (a page saved before the last change, or after a
+    reload, shows what was recorded then), and without empty cells (Shift+Enter on the last cell)."""
+    import nbformat
+
+    from .recorded import redraw_outputs
+
+    notebook = nbformat.read(saved, as_version=4)
+    notebook.cells = [cell for cell in notebook.cells if cell.source.strip() or cell.get("outputs")]
+    redraw_outputs(notebook, results)
+    nbformat.write(notebook, archived)
+    shutil.copystat(saved, archived)

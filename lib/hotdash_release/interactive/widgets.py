@@ -1,16 +1,18 @@
 """The plan's human calls as JupyterLab widgets: a checkbox and a note for each manual
-check, and Go / No-go with a required reason for the decision.
+check, and Go / No-go with a required reason for the decision; and live views of what the
+section recorded (the decision, its criteria).
 
 A panel only collects. Recording is the section's job: SectionRun hands each panel the
 callbacks that write an attestation, with who and when, to results/ (attest.py), so a
-tick in JupyterLab and a headless `attestations` parameter end up in the same record.
+tick in JupyterLab and a headless `attestations` parameter end up in the same record; a
+callback that refuses (a sealed session is read-only) is said in the panel and undone.
 
-Each panel is displayed as two outputs: the widgets, and below them an HTML table of what
-is recorded (who, when, the note), updated in place through a display handle after every
-change. In JupyterLab the table confirms each tick; a headless run, the archived notebook
-page (which drops widget views, see htmlexport.py) and any viewer without a widget manager
-show the table. So a saved notebook never shows less than the record says. Only the
-table is redrawn: the widgets keep their place and focus.
+What a panel shows as recorded is drawn from the results on disk (recorded.py) after every
+change, in two places of one output: a widget inside the panel, which JupyterLab shows, and
+which stays live after a page reload (the widget's state comes from the kernel again); and
+the output's text/html, which viewers without widgets and the archived page show (the
+archive drops widget views, see htmlexport.py), updated through a display handle while the
+page that displayed it is open, and drawn again from results/ when a session is sealed.
 """
 
 from __future__ import annotations
@@ -20,41 +22,85 @@ from collections.abc import Callable, Sequence
 
 import ipywidgets as w
 
-from ..decisions.attest import DECISIONS, Attestation, Ledger
-from ..tables import html_table
+from ..decisions.attest import DECISIONS, Ledger
+from ..errors import UsageError
+from .recorded import output_metadata
 
-Summary = Callable[[], str]
+Render = Callable[[], str]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: JupyterLab styles tables inside this class only; a widget's HTML is outside its outputs'.
+_LAB_HTML = '<div class="jp-RenderedHTMLCommon">{}</div>'
+_LINK_STYLE = "color: var(--jp-content-link-color); text-decoration: underline"
 
 
 class Panel:
-    """Widgets, and below them a live HTML table of what is recorded."""
+    """Controls, and below them a live view of what the results record."""
 
     title = ""
 
-    def __init__(self, widget: w.Widget) -> None:
-        self.widget = widget
+    def __init__(self, controls: Sequence[w.Widget], *, render: Render, view: str, section: str) -> None:
+        self._render = render
+        self._metadata = output_metadata(view, section)
+        self.notice = w.HTML("")  # why a change was not recorded
+        self.recorded = w.HTML(_LAB_HTML.format(render()))
+        self.widget = w.VBox([*controls, self.notice, self.recorded])
         self._handles: list = []
+        self._quiet = False  # set while a refused change is undone, so that undoing records nothing
 
     def summary_html(self) -> str:
-        raise NotImplementedError
+        return self._render()
+
+    def _bundle(self, summary: str) -> dict:
+        view = self.widget._repr_mimebundle_()[WIDGET_VIEW]
+        return {WIDGET_VIEW: view, "text/html": summary, "text/plain": f"{self.title} (open in JupyterLab)"}
 
     def _ipython_display_(self) -> None:
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        view = self.widget._repr_mimebundle_()[WIDGET_VIEW]
-        display({WIDGET_VIEW: view, "text/plain": f"{self.title} (widgets: open the notebook in JupyterLab)"}, raw=True)
-        self._handles.append(display(HTML(self.summary_html()), display_id=True))
+        handle = display(self._bundle(self.summary_html()), raw=True, metadata=self._metadata, display_id=True)
+        self._handles.append(handle)
 
     def refresh(self) -> None:
-        """Show the current record under every display of this panel."""
-        from IPython.display import HTML
-
+        """Show what the results record now, in the widget and under every display of this panel."""
+        summary = self.summary_html()
+        self.recorded.value = _LAB_HTML.format(summary)
         for handle in self._handles:
-            handle.update(HTML(self.summary_html()))
+            handle.update(self._bundle(summary), raw=True, metadata=self._metadata)
 
     def _repr_html_(self) -> str:
         return self.summary_html()
+
+    def _write(self, record: Callable[[], None], undo: Callable[[], None]) -> None:
+        """Record a change; when the section refuses it, say why, undo it in the widgets and lock them."""
+        if self._quiet:
+            return
+        try:
+            record()
+        except UsageError as exc:
+            self.notice.value = f"<p><b>Not recorded</b>: {html.escape(str(exc))}</p>"
+            self._quiet = True
+            try:
+                undo()
+                self._lock()
+            finally:
+                self._quiet = False
+        self.refresh()
+
+    def _lock(self) -> None:
+        pending = list(self.widget.children)
+        while pending:
+            control = pending.pop()
+            pending += getattr(control, "children", ())
+            if hasattr(control, "disabled"):
+                control.disabled = True
+
+
+class RecordView(Panel):
+    """A record of the section (the decision, its criteria) that follows every change."""
+
+    def __init__(self, title: str, *, render: Render, view: str, section: str) -> None:
+        self.title = title
+        super().__init__([], render=render, view=view, section=section)
 
 
 class ManualChecksPanel(Panel):
@@ -71,6 +117,9 @@ class ManualChecksPanel(Panel):
         evidence: dict[str, str],
         ledger: Ledger,
         *,
+        url: str = "",
+        render: Render,
+        section: str,
         on_attest: Callable[[str, str], None],
         on_withdraw: Callable[[str], None],
     ) -> None:
@@ -80,8 +129,14 @@ class ManualChecksPanel(Panel):
         self._notes: dict[str, w.Text] = {}
         self._models = _SharedModels()
         cells = [cell for check in evidence for cell in self._row(check)]
-        grid = w.GridBox(cells, layout=w.Layout(grid_template_columns="260px 320px auto"))
-        super().__init__(w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), grid]))
+        grid = w.GridBox(cells, layout=w.Layout(grid_template_columns="minmax(220px, 260px) 320px minmax(0, 1fr)"))
+        heading = html.escape(title)
+        if url:  # the app under test, to open in a new tab
+            escaped = html.escape(url)
+            link = f'<a href="{escaped}" target="_blank" rel="noopener" style="{_LINK_STYLE}">{escaped}</a>'
+            heading = heading.replace(escaped, link)
+        controls = [w.HTML(f"<b>{heading}</b>"), grid]
+        super().__init__(controls, render=render, view="manual_checks", section=section)
 
     def checkbox(self, check: str) -> w.Checkbox:
         return self._checkboxes[check]
@@ -102,37 +157,24 @@ class ManualChecksPanel(Panel):
             continuous_update=False,
             disabled=locked,
         )
-        box.observe(lambda change: self._ticked(check, change["new"]), "value")
-        note.observe(lambda change: self._noted(check), "value")
+        box.observe(lambda change: self._ticked(check, change), "value")
+        note.observe(lambda change: self._noted(check, change), "value")
         self._checkboxes[check], self._notes[check] = box, note
-        return box, note, make(w.Label, f"headless evidence: {self.evidence[check]}")
+        # HTML, not a Label: a label cuts long evidence off at the panel's edge; this wraps.
+        return box, note, make(w.HTML, f"headless evidence: {html.escape(self.evidence[check])}")
 
-    def _ticked(self, check: str, ticked: bool) -> None:
-        if ticked:
-            self._on_attest(check, self._notes[check].value)
+    def _ticked(self, check: str, change: dict) -> None:
+        box = self._checkboxes[check]
+        if change["new"]:
+            record = lambda: self._on_attest(check, self._notes[check].value)  # noqa: E731
         else:
-            self._on_withdraw(check)
-        self.refresh()
+            record = lambda: self._on_withdraw(check)  # noqa: E731
+        self._write(record, lambda: setattr(box, "value", change["old"]))
 
-    def _noted(self, check: str) -> None:
+    def _noted(self, check: str, change: dict) -> None:
         if self._checkboxes[check].value:
-            self._on_attest(check, self._notes[check].value)
-            self.refresh()
-
-    def summary_html(self) -> str:
-        rows = [
-            {"manual check": check, "headless evidence": evidence, **_attested_columns(self.ledger.get(check))}
-            for check, evidence in self.evidence.items()
-        ]
-        missing = self.ledger.missing()
-        verdict = (
-            "all attested"
-            if not missing
-            else "none attested yet"
-            if len(missing) == len(self.evidence)
-            else f"{len(missing)} of {len(self.evidence)} not attested yet"
-        )
-        return f"<p><b>Recorded</b> ({html.escape(self.title)}): {verdict}</p>" + html_table(rows)
+            note = self._notes[check]
+            self._write(lambda: self._on_attest(check, note.value), lambda: setattr(note, "value", change["old"]))
 
 
 class _SharedModels:
@@ -157,8 +199,8 @@ class DecisionPanel(Panel):
 
     title = "Go/No-Go decision attested by a person"
 
-    def __init__(self, ledger: Ledger, *, on_decide: Callable[[str, str], None], outcome: Summary) -> None:
-        self.ledger, self._on_decide, self._outcome = ledger, on_decide, outcome
+    def __init__(self, ledger: Ledger, *, on_decide: Callable[[str, str], None], render: Render, section: str) -> None:
+        self.ledger, self._on_decide = ledger, on_decide
         given = ledger.decision
         locked = given is not None and given.source == "parameter"
         self.choice = w.ToggleButtons(
@@ -175,29 +217,14 @@ class DecisionPanel(Panel):
         self.choice.observe(self._enable, "value")
         self.reason.observe(self._enable, "value")
         self.button.on_click(self._record)
-        super().__init__(w.VBox([w.HTML(f"<b>{self.title}</b>"), self.choice, self.reason, self.button]))
+        controls = [w.HTML(f"<b>{self.title}</b>"), self.choice, self.reason, self.button]
+        super().__init__(controls, render=render, view="decision_panel", section=section)
 
     def _enable(self, _change=None) -> None:
         self.button.disabled = self.choice.disabled or not (self.choice.value and self.reason.value.strip())
 
     def _record(self, _button=None) -> None:
-        self._on_decide(self.choice.value, self.reason.value)
-        self.refresh()
-
-    def summary_html(self) -> str:
-        given = self.ledger.decision
-        rows = [{"decision": given.check if given else "none recorded", **_attested_columns(given)}]
-        return (
-            f"<p><b>Recorded</b> ({html.escape(self.title)})</p>"
-            + html_table(rows)
-            + f"<p>{html.escape(self._outcome())}</p>"
-        )
-
-
-def _attested_columns(attestation: Attestation | None) -> dict:
-    if attestation is None:
-        return {"attested by": "", "at": "", "note": "", "source": "not attested"}
-    return {"attested by": attestation.by, "at": attestation.at, "note": attestation.note, "source": attestation.source}
+        self._write(lambda: self._on_decide(self.choice.value, self.reason.value), lambda: None)
 
 
 def evidence_by_check(
