@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -449,6 +450,7 @@ def _lab(args) -> int:
     from .config import load_config
     from .interactive.session import (
         create_session,
+        lab_environment,
         lab_stopped_message,
         plan_lab,
         require_jupyterlab,
@@ -464,7 +466,9 @@ def _lab(args) -> int:
     launch = plan_lab(folder, port=args.port, open_browser=not args.no_browser)
     print(f"session: {folder}")
     print(f"operator: {operator} (attestations are recorded in this name)")
-    print("command: " + " ".join(launch.command()))
+    # As JupyterLab is started: the session's kernel spec is found through JUPYTER_PATH.
+    jupyter_path = lab_environment(launch, operator)["JUPYTER_PATH"]
+    print("command: " + " ".join([f"JUPYTER_PATH={shlex.quote(jupyter_path)}", *map(shlex.quote, launch.command())]))
     print(f"URL: {launch.url}")
     print(f"when done: {runbook_command()} seal {folder}")
     if args.no_start:
