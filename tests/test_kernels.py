@@ -591,3 +591,35 @@ def test_forked_and_spawned_kernels_see_the_same_stdin_arguments_and_environment
     assert seen[True] == seen[False]
     assert "HOTDASH_PROBE" in seen[True][1] and "JPY_PARENT_PID" in seen[True][1]
     assert seen[True][0].split()[:5] == ["True", "True", "ipykernel_launcher.py", "True", "True"]
+
+
+def test_a_context_left_to_the_garbage_collector_never_waits_on_a_gone_kernel():
+    """A signal can stop a section mid-request: its manager's and clients' sockets may hold a
+    message for a kernel that is gone. A zmq context collected later terminates in __del__, and
+    with zmq's default linger (forever) that blocked the runner for good, in its seal (seen in CI).
+    Every context of ours lingers 0: terminating one with an undeliverable message returns."""
+    import threading
+
+    import zmq
+
+    from hotdash_release.execution.provisioner import PooledKernelManager
+
+    manager = PooledKernelManager(kernel_name="python3")
+    manager.load_connection_info({"ip": "127.0.0.1", "transport": "tcp", "shell_port": free_tcp_port()})
+    contexts = [manager.context, manager.client().context]
+    for context in contexts:
+        socket = context.socket(zmq.DEALER, socket_class=zmq.Socket)  # a blocking socket, the context's defaults
+        socket.connect(f"tcp://127.0.0.1:{free_tcp_port()}")  # nobody listens: the message stays queued
+        socket.send(b"shutdown_request", zmq.NOBLOCK)
+        socket.close()  # closed with its message still queued, as a dropped client's would be
+        ended = threading.Event()
+        threading.Thread(target=lambda c=context, e=ended: (c.term(), e.set()), daemon=True).start()
+        assert ended.wait(10), "terminating the context waited for a message no kernel will take"
+
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

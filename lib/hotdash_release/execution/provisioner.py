@@ -78,6 +78,13 @@ class PooledKernelManager(AsyncKernelManager):
     connected_client: PromptReadyClient | None = None
     _handed_out: tuple = ()
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # No socket of ours waits to deliver to a kernel that is gone: with zmq's default linger
+        # (forever), a context collected later (its __del__ terminates it) blocked the runner for
+        # good after a signal stopped a section mid-request (seen once in CI, in a release's seal).
+        self.context.setsockopt(zmq.LINGER, 0)
+
     def connect_ahead(self) -> None:
         # A session (zmq identity) of its own: clients of one manager share the manager's, and a
         # kernel's shell ROUTER ignores a second peer with an identity it already has, so a
@@ -88,6 +95,7 @@ class PooledKernelManager(AsyncKernelManager):
         # The kernel may not listen yet (it binds its sockets as it starts); zmq tries again
         # after its reconnect interval, 100 ms by default: too long to wait for a section.
         client.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_INTERVAL_MS)
+        client.context.setsockopt(zmq.LINGER, 0)
         client.start_channels()
         self.connected_client = client
 
@@ -97,6 +105,7 @@ class PooledKernelManager(AsyncKernelManager):
             if client is not None:
                 client.stop_channels()
             client = super().client(**kwargs)
+            client.context.setsockopt(zmq.LINGER, 0)
         self._handed_out = (*self._handed_out, client)
         return client
 
