@@ -65,6 +65,18 @@ def read_holder(path: Path) -> dict | None:
     return holder
 
 
+def _holder_record(operator: str, release_id: str, **details) -> dict:
+    """Who holds a release lock (a folder's or the store's), as describe_holder reads it."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "operator": operator,
+        "release_id": release_id,
+        "since": utc_now(),
+        **details,
+    }
+
+
 def describe_holder(holder: dict | None) -> str:
     if not holder or "unreadable" in holder:
         return "a release whose holder details are not written (or unreadable)"
@@ -95,15 +107,7 @@ def release_lock(lock_dir: Path, app: str, *, release_id: str, operator: str, **
         ) from None
     try:
         left = read_holder(holder_path)
-        me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "operator": operator,
-            "release_id": release_id,
-            "since": utc_now(),
-            **details,
-        }
-        write_json_atomic(holder_path, me)
+        write_json_atomic(holder_path, _holder_record(operator, release_id, **details))
         yield left
     finally:
         holder_path.unlink(missing_ok=True)
@@ -122,17 +126,14 @@ def store_release_lock(
     from .errors import StoreConflict, StoreError
 
     now = datetime.now(UTC)
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "operator": operator,
-        "release_id": release_id,
-        "since": utc_now(),
-        "expires_at": (now + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    me = _holder_record(
+        operator,
+        release_id,
+        expires_at=(now + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         # In CI the runner's run, so that the message points at the job holding the lock.
-        "run": os.environ.get("GITHUB_RUN_ID"),
+        run=os.environ.get("GITHUB_RUN_ID"),
         **details,
-    }
+    )
     data = json.dumps(me, indent=1).encode()
     left = None
     try:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .archive.seal import watched_release
+from .archive.seal import deployed_image, watched_release
 from .checks import http as checks
 from .checks.database import DatabaseResult, check_database
 from .checks.supabase import SupabaseResult, check_supabase
@@ -824,8 +824,7 @@ class SectionRun:
 
     def _watched_release(self, app: str) -> dict:
         """The release a later watch follows: the image its production deploy verified, and what serves now."""
-        deployed = (read_section_result(self.watching, "deploy_production") or {}).get("records") or {}
-        image = (deployed.get("deployment") or {}).get("image_ref")
+        image = deployed_image(self.watching)
         serving = self.target.status(app).image_ref
         row = {"release_id": self.watching.name, "image_ref": image, "serving_now": serving}
         if image != serving:

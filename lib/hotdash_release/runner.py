@@ -327,7 +327,7 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
 
 def _watched_release_dir(options: ReleaseOptions, config: ReleaseConfig, target) -> Path:
     """`runbook watch`: the sealed, released release, still what production serves; and the window."""
-    from .archive.seal import watched_release
+    from .archive.seal import deployed_image, watched_release
     from .checks.watch import check_watch_minutes
 
     validate_release_id(options.watch_of)
@@ -339,8 +339,7 @@ def _watched_release_dir(options: ReleaseOptions, config: ReleaseConfig, target)
     if damaged:  # a record that does not verify is no ground to watch, or to roll back from
         raise UsageError(f"watch: release {options.watch_of} does not verify ({damaged[0].what}); see `runbook verify`")
     check_watch_minutes(options.watch_minutes)
-    deployed = (read_section_result(folder, "deploy_production") or {}).get("records") or {}
-    image = (deployed.get("deployment") or {}).get("image_ref")
+    image = deployed_image(folder)
     serving = target.status(app).image_ref
     if not image or image != serving:
         raise UsageError(

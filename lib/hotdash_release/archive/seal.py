@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError
-from ..results import read_all_results, write_json_atomic
+from ..results import read_all_results, read_section_result, write_json_atomic
 from ..secrets.redact import Redactor, find_secret_values
 from .integrity import MANIFEST, chain_link, sealed_releases, sha256_file
 from .provenance import release_provenance
@@ -316,3 +316,9 @@ def watched_release(folder: str | Path) -> Path:
             f"watching: release {path.name} ended {manifest.get('outcome')!r}; only a released release can be watched"
         )
     return path
+
+
+def deployed_image(folder: Path) -> str | None:
+    """The image a release's production deploy verified (what a later watch expects to serve)."""
+    records = (read_section_result(folder, "deploy_production") or {}).get("records") or {}
+    return (records.get("deployment") or {}).get("image_ref")
