@@ -11,6 +11,7 @@ kernels, the usual way, and says so in its log. Every wait is bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,6 +20,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ import pytest
 from conftest import make_rehearsal, wait_for
 from jupyter_client import BlockingKernelClient
 
-from hotdash_release.execution.labkernels import KERNEL_NAME
+from hotdash_release.execution.labkernels import KERNEL_NAME, PORT_NAMES, until_listening
 from hotdash_release.execution.procs import running
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,6 +267,52 @@ def test_restart_is_a_new_fork_and_the_old_kernel_is_gone(walk):
     assert restarted["pid"] != first["pid"]
     assert restarted["ppid"] == first["ppid"], "forked from the same template"
     assert not running(first["pid"])
+
+
+def test_the_server_sees_a_new_kernel_answer_at_once(lab):
+    """The server watches each kernel's status on a socket it connects as the kernel is launched.
+    A kernel not yet listening refused it, zmq tried again only 100 ms later, and the kernel's first
+    answer went unseen: the server kept the kernel "starting", and the browser waited for the
+    server's next nudge, half a second on. A kernel is launched once it listens, so the first
+    answer of a client connecting as soon as the session is made is seen by the server."""
+    kernel_id = lab.open_notebook("03-deploy_staging.ipynb")
+    lab.client(kernel_id).stop_channels()  # connected, asked kernel_info, answered
+    try:
+        assert wait_for(lambda: _execution_state(lab, kernel_id) == "idle", 10), _execution_state(lab, kernel_id)
+    finally:
+        lab.api("DELETE", f"/api/kernels/{kernel_id}")
+
+
+def test_launched_means_listening_on_every_port_and_a_kernel_that_died_is_not_waited_for():
+    ports = [_free_port() for _ in PORT_NAMES]
+    info = {"transport": "tcp", "ip": "127.0.0.1", **dict(zip(PORT_NAMES, ports, strict=True))}
+    listening: list[socket.socket] = []
+
+    def bind_one_by_one() -> None:  # as a kernel binds, the last port a while after the first
+        for port in ports:
+            time.sleep(0.05)
+            listening.append(socket.create_server(("127.0.0.1", port)))
+
+    binder = threading.Thread(target=bind_one_by_one)
+    binder.start()
+    try:
+        assert asyncio.run(until_listening(info, alive=lambda: True, timeout=KERNEL_S))
+        assert len(listening) == len(ports), "it returned before the last port listened"
+    finally:
+        binder.join()
+        for server in listening:
+            server.close()
+    assert not asyncio.run(until_listening(info, alive=lambda: False, timeout=KERNEL_S)), "nobody listens now"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _execution_state(lab: LabServer, kernel_id: str) -> str:
+    return lab.api("GET", f"/api/kernels/{kernel_id}").json()["execution_state"]
 
 
 def test_shutdown_leaves_no_kernel_and_a_killed_server_takes_the_template_along(lab, walk):

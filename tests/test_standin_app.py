@@ -570,3 +570,23 @@ def test_module_imports_only_the_standard_library_and_psycopg():
 
     # psycopg: the database client HotDash's stand-in connects with (the platform's Python has it).
     assert imported - {"__future__", "psycopg"} <= sys.stdlib_module_names
+
+
+def test_connections_that_come_while_the_app_is_busy_wait_for_it(start_app):
+    """A burst of connections (the smoke test opens eight at once) waits in the listen backlog
+    while the app is not accepting. socketserver's backlog of 5 dropped the rest: their SYN went
+    again only after a second, and a 0.1 s smoke test took 1.1 s. Here the app is stopped
+    outright (SIGSTOP) while 32 connections arrive; each must be taken at once by the kernel."""
+    app = start_app()
+    connections: list[socket.socket] = []
+    os.kill(app.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(32):
+            # A dropped SYN is sent again after 1 s: 0.5 s is far more than loopback takes otherwise.
+            connections.append(socket.create_connection(("127.0.0.1", app.port), timeout=0.5))
+    finally:
+        os.kill(app.proc.pid, signal.SIGCONT)
+        for connection in connections:
+            connection.close()
+    assert len(connections) == 32
+    assert httpx.get(f"{app.url}/health", headers={"User-Agent": CHROME}, timeout=5.0).status_code == 200

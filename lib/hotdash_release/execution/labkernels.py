@@ -40,6 +40,11 @@ from .warmup import EXEC_LINE as WARM_UP
 KERNEL_NAME = "hotdash-runbook"
 DISPLAY_NAME = "HotDash runbook (Python 3)"
 PROVISIONER_NAME = "hotdash-forked"
+#: A kernel's ports, in the order ipykernel binds them.
+PORT_NAMES = ("shell_port", "stdin_port", "control_port", "iopub_port", "hb_port")
+#: How long a kernel may take to listen (a new interpreter on a loaded machine: seconds).
+LISTEN_TIMEOUT_S = 60.0
+LISTEN_POLL_S = 0.002
 #: What a session's notebooks say in their metadata: JupyterLab starts this kernel spec for them.
 NOTEBOOK_KERNELSPEC = {"name": KERNEL_NAME, "display_name": DISPLAY_NAME, "language": "python"}
 
@@ -134,9 +139,15 @@ LAB_TEMPLATE = LabTemplate()
 
 class LabKernelProvisioner(ForkedKernelProvisioner):
     """Forks each kernel (and each restart) from the server's template; if there is none, or it
-    fails, starts the kernel as jupyter_client's local provisioner does."""
+    fails, starts the kernel as jupyter_client's local provisioner does. Either way, the server
+    is told the kernel started once it listens on its ports (see until_listening)."""
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
+        info = await self._launch(cmd, **kwargs)
+        await until_listening(info, alive=lambda: self.process is not None and self.process.poll() is None)
+        return info
+
+    async def _launch(self, cmd: list[str], **kwargs):
         self.template = None
         if launcher_arguments(cmd) is not None:
             self.template = await LAB_TEMPLATE.ready(Path(kwargs.get("cwd") or os.getcwd()), self.log)
@@ -151,6 +162,37 @@ class LabKernelProvisioner(ForkedKernelProvisioner):
                 "kernel %s: %s is not this Python's ipykernel; started the usual way", self.kernel_id, cmd[0]
             )
         return await LocalProvisioner.launch_kernel(self, cmd, **kwargs)
+
+
+async def until_listening(info: dict, alive, timeout: float = LISTEN_TIMEOUT_S) -> bool:
+    """Wait until the kernel accepts connections on each of its TCP ports (True), or has died or
+    taken `timeout` (False: the server goes on as it would have).
+
+    Why: as soon as a kernel is launched, the server connects a socket to its IOPub to watch its
+    status. A socket that connects before the kernel binds is refused, and zmq tries again only
+    after its reconnect interval (100 ms): the kernel's first idle status is missed, the server
+    keeps the kernel "starting", and the browser's connection waits for the server's next nudge,
+    half a second later. A forked kernel binds within milliseconds of the fork."""
+    if info.get("transport", "tcp") != "tcp":
+        return True  # ipc: the server's sockets find the kernel's files once they exist
+    host = info.get("ip") or "127.0.0.1"
+    ports = [info[name] for name in PORT_NAMES if info.get(name)]
+    deadline = time.monotonic() + timeout
+    while ports:
+        try:
+            _, writer = await asyncio.open_connection(host, ports[0])
+        except OSError:
+            if not alive() or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(LISTEN_POLL_S)
+            continue
+        writer.close()
+        ports.pop(0)
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
+    return True
 
 
 # -- the Jupyter server extension ----------------------------------------------------------------

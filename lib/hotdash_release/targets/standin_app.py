@@ -60,6 +60,7 @@ import math
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -764,6 +765,10 @@ class StandinHandler(BaseHTTPRequestHandler):
 
 class StandinServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: the smoke test's eight concurrent connections
+    # overflowed it whenever the app was slow to accept, and a dropped SYN is sent again only
+    # after a second (smoke tests of 0.1 s took 1.1 s, and recorded that latency).
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, config: Config) -> None:
         self.config = config
