@@ -623,3 +623,35 @@ def free_tcp_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_contexts_are_destroyed_even_when_a_client_cannot_stop_its_channels(pool):
+    """A client whose channels fail to stop (its event loop gone after a signal) still has its
+    sockets closed and its context ended, by hand: none is left to the garbage collector."""
+    with pool.kernel() as manager:
+        run_cell(manager, "x = 1")
+        client = manager.client()  # a second one, whose channels fail to stop below
+        client.start_channels()
+
+        def cannot_stop() -> None:
+            raise RuntimeError("Event loop is closed")
+
+        client.stop_channels = cannot_stop
+    pool.wait_stopped()
+    assert client.context.closed, "its sockets and context end anyway"
+    assert manager.context.closed, "the manager's own too, once its kernel is gone"
+
+
+def test_a_kernel_whose_shutdown_fails_still_has_its_contexts_ended(pool):
+    """jupyter_client ends a manager's context in its shutdown; when that fails (or never comes),
+    the pool ends it by hand, so that none is left to the garbage collector."""
+    with pool.kernel() as manager:
+        run_cell(manager, "x = 1")
+
+        async def fails(now: bool = False, restart: bool = False) -> None:
+            raise RuntimeError("shutdown failed")
+
+        manager.shutdown_kernel = fails
+    with pytest.raises(RuntimeError, match="shutdown failed"):
+        pool.wait_stopped()
+    assert manager.context.closed

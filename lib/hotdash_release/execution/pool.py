@@ -284,6 +284,7 @@ def _stop(kernel: _Kernel, *, graceful: bool = True) -> None:
                     pass
             run_sync(kernel.manager.shutdown_kernel)(now=True)
     finally:
+        kernel.manager.close_contexts()  # ended by hand, never left to the collector (see provisioner)
         shutil.rmtree(kernel.socket_dir, ignore_errors=True)
 
 

@@ -62,6 +62,21 @@ class ForkedKernelProvisioner(LocalProvisioner):
         return await super().wait()
 
 
+def _lingerless(context: zmq.Context) -> zmq.Context:
+    # No socket of ours waits to deliver to a kernel that is gone (zmq's default linger is forever).
+    context.setsockopt(zmq.LINGER, 0)
+    return context
+
+
+def destroy_context(context: zmq.Context) -> None:
+    """Close the context's sockets and end it, by hand. Never left to the garbage collector: it
+    clears the weak references by which pyzmq finds a context's sockets before it runs
+    finalizers, so a context collected together with its open sockets terminates without closing
+    them and waits for them for good (a release hung in its seal so, after a signal, in CI)."""
+    if not context.closed:
+        context.destroy(linger=0)
+
+
 class PooledKernelManager(AsyncKernelManager):
     """Hands out, as its first client, one that was connected while the kernel waited, and
     closes every client it handed out when the section is over.
@@ -73,17 +88,15 @@ class PooledKernelManager(AsyncKernelManager):
 
     nbclient leaves the client of a kernel it did not start (ours) open: its sockets and zmq
     context (two threads) would stay until the runner exits, still trying to reach a kernel
-    that is gone. close_clients() ends them."""
+    that is gone. close_clients() ends them; close_contexts() ends the manager's own too, on
+    every path that ends a kernel (see destroy_context)."""
 
     connected_client: PromptReadyClient | None = None
     _handed_out: tuple = ()
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # No socket of ours waits to deliver to a kernel that is gone: with zmq's default linger
-        # (forever), a context collected later (its __del__ terminates it) blocked the runner for
-        # good after a signal stopped a section mid-request (seen once in CI, in a release's seal).
-        self.context.setsockopt(zmq.LINGER, 0)
+        _lingerless(self.context)
 
     def connect_ahead(self) -> None:
         # A session (zmq identity) of its own: clients of one manager share the manager's, and a
@@ -95,7 +108,7 @@ class PooledKernelManager(AsyncKernelManager):
         # The kernel may not listen yet (it binds its sockets as it starts); zmq tries again
         # after its reconnect interval, 100 ms by default: too long to wait for a section.
         client.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_INTERVAL_MS)
-        client.context.setsockopt(zmq.LINGER, 0)
+        _lingerless(client.context)
         client.start_channels()
         self.connected_client = client
 
@@ -104,8 +117,9 @@ class PooledKernelManager(AsyncKernelManager):
         if client is None or kwargs:
             if client is not None:
                 client.stop_channels()
+                destroy_context(client.context)
             client = super().client(**kwargs)
-            client.context.setsockopt(zmq.LINGER, 0)
+            _lingerless(client.context)
         self._handed_out = (*self._handed_out, client)
         return client
 
@@ -117,11 +131,19 @@ class PooledKernelManager(AsyncKernelManager):
             clients.append(self.connected_client)
             self.connected_client = None
         for client in clients:
-            client.stop_channels()
-            # Each client made its own zmq context (two threads, descriptors): jupyter_client
-            # 8.10 destroys it in stop_channels, 8.6 (supported too) leaves it open.
-            if not client.context.closed:
-                client.context.destroy(linger=0)
+            try:
+                client.stop_channels()
+            except Exception:  # e.g. the event loop its sockets were registered with is gone
+                pass
+            finally:
+                # Each client made its own zmq context (two threads, descriptors): jupyter_client
+                # 8.10 destroys it in stop_channels, 8.6 (supported too) leaves it open.
+                destroy_context(client.context)
+
+    def close_contexts(self) -> None:
+        """When the kernel is gone: the clients' contexts and the manager's own."""
+        self.close_clients()
+        destroy_context(self.context)
 
 
 class PromptReadyClient(AsyncKernelClient):
