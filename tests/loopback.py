@@ -8,6 +8,7 @@ Use the `loopback` fixture (conftest.py) for a started server that stops after t
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -55,7 +56,7 @@ class LoopbackServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = _BackloggedServer(("127.0.0.1", 0), self._handler_class())
         if tls is not None:  # HTTPS: the test's own certificate (test_tls.py)
             self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         # Handlers still sleeping when a test ends must not hold up the teardown.
@@ -143,3 +144,9 @@ class LoopbackServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class _BackloggedServer(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of concurrent checks overflowed it and the
+    # dropped connections came again only after a second.
+    request_queue_size = socket.SOMAXCONN
