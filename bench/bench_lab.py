@@ -21,6 +21,8 @@ isolated rehearsal world in a temporary folder, `runbook lab` of that checkout's
                   JupyterLab delays by 150 ms after the last cell on purpose
   All UI times are the page's own clock (performance.now(), events seen in the capture phase,
   conditions checked at every animation frame): Playwright's own work is not in them.
+  zz-seven-empty-cells  the same for a notebook of seven cells that do nothing (`pass`), as many
+                  code cells as 04: what a Run All costs in JupyterLab whatever the kernel does
   headless_s      the same sections' durations in releases of this checkout (their manifests; at
                   least 3), for the ratios of run_all_s to their median and to the fastest
 
@@ -56,6 +58,9 @@ CHROMIUM = Path(os.environ.get("HOTDASH_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 #: The sections a person walks before any decision is asked of them.
 NOTEBOOKS = ("01-preflight", "02-verify_secrets", "03-deploy_staging", "04-staging_smoke")
+#: JupyterLab's own share of a Run All: a notebook of seven code cells (as many as 04) that do
+#: nothing, on the session's kernel, written into the bench's session and walked last.
+FLOOR = "zz-seven-empty-cells"
 WAIT_MS = 120_000
 #: A person reads a notebook before running it. Clicked at once, Run All waits 60-80 ms behind what
 #: JupyterLab asks a kernel as it connects (history, comm info, debugger info, widget state).
@@ -182,15 +187,26 @@ RAN_ALL = f"""() => {{
 }}"""
 
 
+def write_floor_notebook(folder: Path) -> None:
+    import nbformat
+
+    from hotdash_release.execution.labkernels import NOTEBOOK_KERNELSPEC
+
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": dict(NOTEBOOK_KERNELSPEC)})
+    notebook.cells = [nbformat.v4.new_code_cell("pass") for _ in range(7)]
+    nbformat.write(notebook, str(folder / f"{FLOOR}.ipynb"))
+
+
 def walk(browser, lab: Lab, scratch: Path) -> dict:
     """Open each notebook, wait for its kernel, Run All; the UI's times."""
+    write_floor_notebook(lab.folder)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(WAIT_MS)
     page.goto(lab.url)
     page.locator(".jp-DirListing-item", has_text=f"{NOTEBOOKS[0]}.ipynb").wait_for()
     page.evaluate(WATCH_KERNELS)
     times: dict[str, dict] = {}
-    for name in NOTEBOOKS:
+    for name in (*NOTEBOOKS, FLOOR):
         try:
             page.evaluate("() => { window.__shown = 0; window.__input = {}; }")
             page.locator(".jp-DirListing-item", has_text=f"{name}.ipynb").dblclick()
