@@ -595,9 +595,10 @@ def test_forked_and_spawned_kernels_see_the_same_stdin_arguments_and_environment
 
 def test_a_context_left_to_the_garbage_collector_never_waits_on_a_gone_kernel():
     """A signal can stop a section mid-request: its manager's and clients' sockets may hold a
-    message for a kernel that is gone. A zmq context collected later terminates in __del__, and
-    with zmq's default linger (forever) that blocked the runner for good, in its seal (seen in CI).
-    Every context of ours lingers 0: terminating one with an undeliverable message returns."""
+    message for a kernel that is gone, and with zmq's default linger (forever) ending their context
+    would wait for it for good. Every context of ours lingers 0: terminating one with an
+    undeliverable message returns. (The other way a context's end can wait for good, the garbage
+    collector taking it with its sockets open, is closed by ending contexts by hand: see below.)"""
     import threading
 
     import zmq
