@@ -656,3 +656,44 @@ def test_a_kernel_whose_shutdown_fails_still_has_its_contexts_ended(pool):
     with pytest.raises(RuntimeError, match="shutdown failed"):
         pool.wait_stopped()
     assert manager.context.closed
+
+
+def test_a_stopped_section_leaves_no_task_behind_to_end_later(pool):
+    """A signal stops a section inside its event loop, where nbclient waits for a cell's reply.
+    Left pending, that task went on when stopping the kernel ran the loop again, found the kernel
+    killed and ended with an error nobody took: asyncio printed it on the command's stderr. The
+    section's tasks are cancelled as it ends, before its kernel is stopped."""
+    from jupyter_core.utils import ensure_event_loop
+
+    from hotdash_release.execution.interrupts import ReleaseAborted
+
+    loop = ensure_event_loop()
+    unhandled: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        with pytest.raises(ReleaseAborted), pool.kernel() as manager:
+            client = manager.client()
+
+            async def cell() -> dict:  # as nbclient runs one: execute, then wait for the reply
+                await client.wait_for_ready(timeout=30)
+                msg_id = client.execute("import time; time.sleep(60)")
+                try:
+                    while True:
+                        reply = await client.get_shell_msg(timeout=60)
+                        if reply["parent_header"].get("msg_id") == msg_id:
+                            return reply
+                except asyncio.CancelledError:
+                    # nbclient turns its reply wait being cancelled (its sockets closed under
+                    # it, or its kernel seen dead) into DeadKernelError("Kernel died")
+                    raise RuntimeError("Kernel died") from None
+
+            task = loop.create_task(cell())
+            loop.run_until_complete(asyncio.sleep(0.5))  # the cell runs
+            raise ReleaseAborted("SIGTERM received")  # as the signal handler raises it
+        assert task.done(), "ended with its section, not left for the loop's next run"
+        del task
+        gc.collect()
+        loop.run_until_complete(asyncio.sleep(0))
+        assert unhandled == [], [context.get("message") for context in unhandled]
+    finally:
+        loop.set_exception_handler(None)

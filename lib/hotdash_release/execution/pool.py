@@ -53,6 +53,8 @@ KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False", "--IPythonKernel._execute_
 KERNELS_AHEAD = 2
 #: How long a kernel asked to shut down may take (its atexit handlers, its files) before it is killed.
 SHUTDOWN_GRACE_S = 3.0
+#: How long the tasks of a stopped section may take to end once cancelled.
+CANCEL_WAIT_S = 5.0
 #: A kernel's private folder for its IPC sockets and its connection file (which holds the
 #: HMAC key): <tmp>/hotdash-kernel-<runner pid>-<random>.
 SOCKET_DIR_PREFIX = "hotdash-kernel-"
@@ -136,6 +138,7 @@ class KernelPool:
         except BaseException:
             # Stopped or failed (an abort, a dead kernel): killed before the runner goes on, so
             # that nothing of the section writes into the release once it is being sealed.
+            cancel_section_tasks()
             kernel.manager.close_clients()
             _stop(kernel, graceful=False)
             raise
@@ -256,6 +259,30 @@ class KernelPool:
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise
         return _Kernel(manager, socket_dir, environment)
+
+
+def cancel_section_tasks() -> None:
+    """Cancel what a stopped section left in this thread's event loop (the one papermill and
+    nbclient run in: jupyter_core's). A signal stops a section inside that loop, and nbclient's
+    cell task stays pending; left so, it would go on the next time the loop runs (stopping the
+    kernel runs it), find the kernel killed and end with an error nobody takes, which asyncio
+    prints on stderr (seen under load: a signal's one line became seven). What stopped the
+    section is in its record already."""
+    import asyncio
+
+    from jupyter_core.utils import ensure_event_loop
+
+    loop = ensure_event_loop()
+    if loop.is_running():
+        return  # not stopped here: the loop's owner is still in it
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_WAIT_S))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # taken: asyncio says nothing of it
 
 
 def _stop(kernel: _Kernel, *, graceful: bool = True) -> None:
