@@ -146,6 +146,20 @@ def assert_canonical_notebooks(folder: Path) -> None:
         assert text == nbformat.writes(node), f"{path.name} is not nbformat's canonical layout"
 
 
+#: A `runbook lab` session's notebooks, in plan order: what the tests expect it to hold.
+SESSION = [
+    "01-preflight",
+    "02-verify_secrets",
+    "03-deploy_staging",
+    "04-staging_smoke",
+    "05-go_no_go",
+    "06-deploy_production",
+    "07-production_smoke",
+    "08-notify",
+    "09-watch",
+]
+
+
 def wait_for(condition, timeout_s: float = 5.0) -> bool:
     """Poll a condition every 50 ms until it holds (True) or the time is up (False)."""
     deadline = time.monotonic() + timeout_s

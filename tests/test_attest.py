@@ -183,6 +183,20 @@ def drawn_from(ledger: Ledger, evidence: dict[str, str]):
     )
 
 
+def panel_of(ledger: Ledger, evidence: dict[str, str], *, on_attest, on_withdraw, title="Manual checks", url=""):
+    """The manual checks panel as SectionRun makes it for the staging smoke test."""
+    return ManualChecksPanel(
+        title,
+        evidence,
+        ledger,
+        url=url,
+        render=drawn_from(ledger, evidence),
+        section="staging_smoke",
+        on_attest=on_attest,
+        on_withdraw=on_withdraw,
+    )
+
+
 def test_ticking_a_check_records_it_and_the_table_follows():
     ledger, calls = Ledger(CHECKS), []
 
@@ -195,15 +209,13 @@ def test_ticking_a_check_records_it_and_the_table_follows():
         ledger.withdraw(check)
 
     evidence = dict.fromkeys(CHECKS, "Landing page (passed)")
-    panel = ManualChecksPanel(
-        "Manual checks on http://127.0.0.1:8080",
-        evidence,
+    panel = panel_of(
         ledger,
-        url="http://127.0.0.1:8080",
-        render=drawn_from(ledger, evidence),
-        section="staging_smoke",
+        evidence,
         on_attest=on_attest,
         on_withdraw=on_withdraw,
+        title="Manual checks on http://127.0.0.1:8080",
+        url="http://127.0.0.1:8080",
     )
     assert "none attested yet" in panel.summary_html() and "none attested yet" in panel.recorded.value
     assert '<a href="http://127.0.0.1:8080"' in panel.widget.children[0].value, "the app's URL is a link"
@@ -230,15 +242,7 @@ def test_a_refused_tick_is_said_undone_and_the_panel_locked():
         raise UsageError("session lab-x was sealed as release 20261125T000000Z-abcdef: it is read-only")
 
     evidence = dict.fromkeys(CHECKS, "")
-    panel = ManualChecksPanel(
-        "Manual checks",
-        evidence,
-        ledger,
-        render=drawn_from(ledger, evidence),
-        section="staging_smoke",
-        on_attest=refuse,
-        on_withdraw=refuse,
-    )
+    panel = panel_of(ledger, evidence, on_attest=refuse, on_withdraw=refuse)
     panel.checkbox("Test navigation").value = True
     assert "Not recorded" in panel.notice.value and "read-only" in panel.notice.value
     assert panel.checkbox("Test navigation").value is False, "the tick is undone: nothing was recorded"
@@ -250,15 +254,7 @@ def test_parameter_attestations_show_ticked_and_locked():
     ledger = Ledger(CHECKS)
     ledger.add(Attestation("Test navigation", "ci", AT, "<b>ok</b>", "parameter"))
     evidence = dict.fromkeys(CHECKS, "")
-    panel = ManualChecksPanel(
-        "Manual checks",
-        evidence,
-        ledger,
-        render=drawn_from(ledger, evidence),
-        section="staging_smoke",
-        on_attest=None,
-        on_withdraw=None,
-    )
+    panel = panel_of(ledger, evidence, on_attest=None, on_withdraw=None)
     box = panel.checkbox("Test navigation")
     assert box.value and box.disabled
     assert "&lt;b&gt;ok&lt;/b&gt;" in panel.summary_html(), "notes are shown as text"

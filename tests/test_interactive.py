@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
-from conftest import Rehearsal, make_rehearsal, write_config
+from conftest import SESSION, Rehearsal, make_rehearsal, write_config
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from papermill.exceptions import PapermillExecutionError
@@ -38,17 +38,6 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 #: runbooks/ in plan order; with its default parameters deploy and smoke_test are the staging steps.
 BY_HAND = ["preflight", "verify_secrets", "deploy", "smoke_test", "go_no_go", "notify", "rollback"]
-SESSION = [
-    "01-preflight",
-    "02-verify_secrets",
-    "03-deploy_staging",
-    "04-staging_smoke",
-    "05-go_no_go",
-    "06-deploy_production",
-    "07-production_smoke",
-    "08-notify",
-    "09-watch",
-]
 ATTESTATION_CRITERIA = (
     "Staging manual checks attested by a person",
     "Go/No-Go decision attested by a person, with a reason",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import make_rehearsal
+from conftest import SESSION, make_rehearsal
 
 from hotdash_release.config import DEFAULT_MANUAL_CHECKS
 from hotdash_release.interactive.session import SESSION_MARKER, WORKSPACES_DIR, free_port
@@ -48,17 +48,6 @@ if not (CHROMIUM.is_file() and LAB_RUNBOOK.is_file() and (LAB_VENV / "bin" / "ju
     pytest.skip(f"needs Chromium ({CHROMIUM}) and a lab venv ({LAB_VENV}: make lab)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
 
-SESSION = [
-    "01-preflight",
-    "02-verify_secrets",
-    "03-deploy_staging",
-    "04-staging_smoke",
-    "05-go_no_go",
-    "06-deploy_production",
-    "07-production_smoke",
-    "08-notify",
-    "09-watch",
-]
 ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 SCREENSHOTS = Path(os.environ.get("HOTDASH_SCREENSHOTS", "/tmp"))
 WAIT_MS = 90_000  # any one step of the UI: a notebook's Run All, a kernel start on a busy machine

@@ -156,13 +156,20 @@ class HeadReadThen:
         return found
 
 
-def test_the_if_match_write_refuses_a_head_that_moved_after_it_was_read(any_store, tmp_path):
+def two_runners_on_the_first_release(store, tmp_path: Path) -> tuple[Path, Path]:
+    """Runner a pushed the first release and runner b pulled it; each has sealed a second one
+    on top of it, not pushed yet."""
     a, b = tmp_path / "a", tmp_path / "b"
     seal_fake(a, IDS[0], previous=None, count=1)
-    push_release(any_store, a, APP, IDS[0])
-    pull_catalog(any_store, b)
+    push_release(store, a, APP, IDS[0])
+    pull_catalog(store, b)
     seal_fake(a, IDS[1], previous=IDS[0], count=2)
     seal_fake(b, IDS[2], previous=IDS[0], count=2)
+    return a, b
+
+
+def test_the_if_match_write_refuses_a_head_that_moved_after_it_was_read(any_store, tmp_path):
+    a, b = two_runners_on_the_first_release(any_store, tmp_path)
     racing = HeadReadThen(any_store, lambda: push_release(any_store, a, APP, IDS[1]))
     with pytest.raises(HeadMoved, match=f"moved to release {IDS[1]}"):
         push_release(racing, b, APP, IDS[2])
@@ -345,12 +352,7 @@ def test_before_a_release_an_owed_upload_is_refused_and_a_lost_position_set_asid
     the next release links to the store's head, not to it."""
     from hotdash_release.archive.storesync import NOT_APPENDED, before_release
 
-    a, b = tmp_path / "a", tmp_path / "b"
-    seal_fake(a, IDS[0], previous=None, count=1)
-    push_release(s3, a, APP, IDS[0])
-    pull_catalog(s3, b)
-    seal_fake(a, IDS[1], previous=IDS[0], count=2)
-    seal_fake(b, IDS[2], previous=IDS[0], count=2)
+    a, b = two_runners_on_the_first_release(s3, tmp_path)
     push_release(s3, a, APP, IDS[1])
     with pytest.raises(HeadMoved):
         push_release(s3, b, APP, IDS[2])

@@ -64,6 +64,17 @@ def test_a_good_release_is_watched_and_the_report_shows_it(released):
     assert "Production is watched until" in inbox and "the watch of release" in inbox and "conditions met" in inbox
 
 
+def caught_by_the_watch_and_rolled_back(done, world) -> tuple:
+    """A release whose build passed its smoke test, failed the watch and was rolled back (exit
+    4): the assertions both targets share; its folder and the watch's record, for the rest."""
+    assert done.returncode == 4, done.stdout + done.stderr
+    folder = world.release_dirs()[-1]
+    sections = {s["key"]: s["outcome"] for s in manifest_of(folder)["sections"]}
+    assert sections["production_smoke"] == "passed" and sections["watch"] == "failed"
+    assert sections["rollback"] == "passed"
+    return folder, result_of(folder, "watch")["records"]["watch"]
+
+
 @pytest.mark.parametrize(
     ("defect", "evidence"),
     [("degrades_after", "HTTP 503"), ("error_logs", "error lines")],
@@ -71,12 +82,7 @@ def test_a_good_release_is_watched_and_the_report_shows_it(released):
 def test_a_build_that_goes_wrong_after_the_smoke_test_is_caught_and_rolled_back(released, defect, evidence):
     good_image = released.platform().status("hotdash-production").image_ref
     done = release(released, "--break", f"production:{defect}")
-    assert done.returncode == 4, done.stdout + done.stderr
-    folder = released.release_dirs()[-1]
-    sections = {s["key"]: s["outcome"] for s in manifest_of(folder)["sections"]}
-    assert sections["production_smoke"] == "passed" and sections["watch"] == "failed"
-    assert sections["rollback"] == "passed"
-    watch = result_of(folder, "watch")["records"]["watch"]
+    folder, watch = caught_by_the_watch_and_rolled_back(done, released)
     assert not watch["ok"] and any(evidence in b["what"] for b in watch["breaches"])
     assert released.platform().status("hotdash-production").image_ref == good_image
     assert "rolled back" in manifest_of(folder)["reason"]
@@ -223,12 +229,7 @@ def test_on_fly_a_build_that_degrades_is_caught_by_the_watch_and_rolled_back(tmp
         assert watched["ok"] and watched["restarts"] == 0 and watched["critical_checks"] == 0
 
         done = release_with_production_deploy_fault(world, "defect:degrades_after")
-        assert done.returncode == 4, done.stdout + done.stderr
-        folder = world.release_dirs()[-1]
-        sections = {s["key"]: s["outcome"] for s in manifest_of(folder)["sections"]}
-        assert sections["production_smoke"] == "passed" and sections["watch"] == "failed"
-        assert sections["rollback"] == "passed"
-        watch = result_of(folder, "watch")["records"]["watch"]
+        _, watch = caught_by_the_watch_and_rolled_back(done, world)
         failed = [m for m in watch["measurements"] if not m["ok"]]
         # Our /health request and the platform's own check (the stand-in probes /health as Fly
         # does, a moment later in each measurement) both saw it.

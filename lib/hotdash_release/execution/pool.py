@@ -139,8 +139,7 @@ class KernelPool:
             # Stopped or failed (an abort, a dead kernel): killed before the runner goes on, so
             # that nothing of the section writes into the release once it is being sealed.
             cancel_section_tasks()
-            kernel.manager.close_clients()
-            _stop(kernel, graceful=False)
+            _stop(kernel, graceful=False)  # its clients first: in this thread, whose loop used them
             raise
         kernel.manager.close_clients()
         self._stopping.append(self._stopper.submit(_stop, kernel))
