@@ -21,6 +21,7 @@ import pytest
 from conftest import wait_for, write_config
 from fakes.fakefly import SECRET_SHAPES, FakeFly, install_flyctl
 
+from hotdash_release.checks.watch import MachineWatch, WatchSettings, watch_production
 from hotdash_release.config import load_config
 from hotdash_release.errors import ConfigError, DeployError, RollbackError, TargetError, UsageError
 from hotdash_release.paths import RUNBOOKS_DIR
@@ -539,3 +540,130 @@ def test_equal_digests_block_for_databases_and_warn_for_the_rest():
     assert not marked[(APP, "DATABASE_URL")].finding  # named once: on the later app
     # The blocking list is configuration.
     assert not any(s.blocking for s in find_shared_values(rows, ["SUPABASE_URL"]))
+
+
+# -- machine events: what the watch counts as a restart --------------------------------------
+
+#: The contract's machine keys of `fly status --json`, and of each event and exit_event.
+MACHINE_KEYS = {"id", "name", "state", "region", "image_ref", "version", "created_at", "updated_at", "config"}
+EVENT_KEYS = {"type", "status", "source", "timestamp", "request"}
+EVENT_TYPES = {"launch", "start", "stop", "exit", "update", "restart"}
+EXIT_EVENT_KEYS = {
+    "exit_code",
+    "guest_exit_code",
+    "guest_signal",
+    "signal",
+    "oom_killed",
+    "requested_stop",
+    "restarting",
+    "exited_at",
+}
+WATCH_FAST = dict(minutes=0.6 / 60, interval_s=0.1)  # six measurements, back to back against flyctl
+
+
+def raw_machines(env) -> list[dict]:
+    done = subprocess.run(
+        ["fly", "status", "--app", APP, "--json"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["Machines"]
+
+
+def watch_app(target, fake, settings, on_measurement=lambda n: None):
+    """The watch as runbook.watch() wires it on Fly: /health, `fly status` machines, `fly checks`."""
+    machines = MachineWatch(lambda: target.status(APP).machines, lambda: [c.status for c in target.checks(APP)])
+    taken = []
+
+    def progress(measurement):
+        taken.append(measurement)
+        on_measurement(len(taken))
+
+    with httpx.Client(timeout=5, trust_env=False) as client:
+        url = f"http://127.0.0.1:{fake.apps()[APP]['port']}/health"
+        return watch_production(client, url, settings, machines=machines, progress=progress)
+
+
+def test_fly_status_machines_carry_events_in_the_documented_shape(fake, target, env):
+    """The contract check: the stand-in's machines have the documented keys, and events newest
+    first with type, status, source, a timestamp in ms and an exit's request in fly-go's shape
+    (both nestings, zero fields left out); the parser reads them all."""
+    seed_secrets(fake)
+    target.deploy(APP, wait_timeout_s=5)
+    fake.crash_machine(APP, exit_code=1)
+    fake.crash_machine(APP, oom_killed=True)
+    [machine] = raw_machines(env)
+    assert MACHINE_KEYS <= set(machine) and isinstance(machine["events"], list)
+    events = machine["events"]
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps, reverse=True), "newest first"
+    assert all(isinstance(s, int) and abs(s / 1000 - time.time()) < 600 for s in stamps), "ms since the epoch"
+    assert all(set(e) <= EVENT_KEYS and e["type"] in EVENT_TYPES for e in events)
+    exits = [e["request"] for e in events if e["type"] == "exit"]
+    oom, crash = exits[0]["MonitorEvent"]["exit_event"], exits[1]["exit_event"]
+    assert set(oom) | set(crash) <= EXIT_EVENT_KEYS
+    assert oom["oom_killed"] is True and crash == {"exit_code": 1, "restarting": True}  # omitempty: no false fields
+    parsed = target.status(APP).machines[0]["events"]
+    assert [e["type"] for e in parsed] == [e["type"] for e in events]
+    assert parsed[0]["exit"] is None and parsed[1]["exit"]["oom_killed"] is True
+    assert parsed[3]["exit"] == {
+        "exit_code": 1,
+        "guest_exit_code": 0,
+        "guest_signal": 0,
+        "signal": 0,
+        "oom_killed": False,
+        "requested_stop": False,
+        "restarting": True,
+        "exited_at": "",
+    }
+
+
+def test_parse_status_reads_exit_events_in_both_nestings_and_refuses_a_timestamp_that_is_not_ms():
+    flat = {"type": "exit", "status": "stopped", "source": "flyd", "timestamp": 2, "request": {"exit_event": {}}}
+    nested = {**flat, "timestamp": 3, "request": {"MonitorEvent": {"exit_event": {"requested_stop": True}}}}
+    status = parse_status("app", {"Machines": [{"id": "m1", "state": "started", "events": [nested, flat]}]})
+    assert [e["exit"]["requested_stop"] for e in status.machines[0]["events"]] == [True, False]
+    assert parse_status("app", {"Machines": [{"id": "m1", "events": None}]}).machines[0]["events"] == []
+    with pytest.raises(ValueError, match="not an integer"):
+        parse_status("app", {"Machines": [{"id": "m1", "events": [{**flat, "timestamp": "2025-01-01T00:00:00Z"}]}]})
+
+
+def test_a_healthy_release_watches_clean_while_updated_at_moves_on_at_every_call(fake, target):
+    seed_secrets(fake)
+    target.deploy(APP, wait_timeout_s=5)
+    first, second = (target.status(APP).machines[0]["updated_at"] for _ in range(2))
+    assert first != second, "the stand-in sets updated_at to the time of each call"
+    result = watch_app(target, fake, WatchSettings(**WATCH_FAST))
+    assert result.ok, result.summary()
+    assert result.restarts == 0 and [m.restarts for m in result.measurements] == [0] * 6
+
+
+def test_auto_stop_and_start_and_a_config_update_are_not_restarts(fake, target):
+    seed_secrets(fake)
+    target.deploy(APP, wait_timeout_s=5)
+    between = {1: fake.auto_stop_and_start, 2: fake.update_machine, 3: fake.auto_stop_and_start}
+    result = watch_app(target, fake, WatchSettings(**WATCH_FAST), lambda n: between.get(n, lambda app: None)(APP))
+    assert result.ok, result.summary()
+    assert result.restarts == 0
+    types = [e["type"] for e in fake.events(APP)]
+    assert types.count("start") == 4 and types.count("update") == 1, "the machine did stop and start again"
+
+
+@pytest.mark.parametrize(
+    ("crash", "why"),
+    [(dict(exit_code=1), "exit code 1"), (dict(oom_killed=True), "OOM killed")],
+    ids=["non-zero-exit", "oom-kill"],
+)
+def test_a_machine_that_crashes_and_restarts_breaches_the_watch(fake, target, crash, why):
+    """Each crash is followed by flyd's start: /health answers again, only the events tell."""
+    seed_secrets(fake)
+    target.deploy(APP, wait_timeout_s=5)
+    result = watch_app(
+        target,
+        fake,
+        WatchSettings(minutes=1, interval_s=0.1, failure_limit=3),
+        lambda n: fake.crash_machine(APP, **crash),
+    )
+    assert not result.ok and result.ended_early == "breach"
+    assert [m.restarts for m in result.measurements] == [0, 1, 1, 1]
+    assert all(m.health_ok for m in result.measurements), "the restarted machine answers /health"
+    assert f"1 machines restarted (machine {target.status(APP).machines[0]['id']}: {why})" in result.breaches[0].what

@@ -76,8 +76,30 @@ def test_error_lines_in_the_logs_are_counted_sampled_and_redacted(production):
 
 
 def _machine(state="started", updated_at="2026-11-28T10:00:00Z", image="registry.fly.io/app:deployment-1"):
-    """A machine as `fly status --json` reports it (the fields the watch reads)."""
+    """A machine of a platform that records no events (the local one): the fields the watch reads."""
     return {"id": "148e", "name": "app-machine", "state": state, "updated_at": updated_at, "image_ref": image}
+
+
+def _event(at, kind, status="", **exited):
+    """A machine event as targets/fly.py reads `fly status --json` (exit: its exit_event)."""
+    fields = ("exit_code", "guest_exit_code", "guest_signal", "signal", "oom_killed", "requested_stop", "restarting")
+    exit_event = {
+        name: exited.get(name, False if name in ("oom_killed", "requested_stop", "restarting") else 0)
+        for name in fields
+    }
+    return {
+        "type": kind,
+        "status": status,
+        "source": "flyd",
+        "timestamp": at,
+        "exit": exit_event if kind == "exit" else None,
+    }
+
+
+def _fly_machine(*events, updated_at="now"):
+    """A Fly machine: its events newest first, as flyd lists them; updated_at as any flyctl sets it."""
+    machine = _machine(updated_at=updated_at)
+    return {**machine, "events": sorted(events, key=lambda e: -e["timestamp"])}
 
 
 def test_machines_not_running_fail_a_measurement(production):
@@ -88,16 +110,55 @@ def test_machines_not_running_fail_a_measurement(production):
     assert result.machines_down == 1 and "1 machines not running" in result.measurements[1].detail
 
 
-def test_a_machine_that_restarts_is_counted_once_per_restart(production):
-    # A restart seen as a state (stopped, then started again) and one only seen as updated_at
-    # moving on, as a poll every 15 s sees a quick restart on Fly. A new image is a deploy, not a restart.
+def test_restarts_come_from_crash_events_followed_by_a_start_never_from_updated_at(production):
+    """updated_at differs at every reading (as a flyctl that sets it to the time of each call
+    answers); an auto-stop and auto-start and a config update are not restarts; a crash (non-zero
+    exit nobody asked for) or an OOM kill followed by a start is one, counted once, also when its
+    start comes a poll later; what happened before the watch is not the watch's."""
+    launched = [_event(1, "launch", "created"), _event(2, "start", "started")]
+    crashed_before = [_event(3, "exit", "stopped", exit_code=1), _event(4, "start", "started")]
+    auto_stop = [
+        _event(10, "stop", "stopping"),
+        _event(11, "exit", "stopped", requested_stop=True),
+        _event(12, "start", "started"),
+    ]
+    update = [_event(20, "update", "replacing"), _event(21, "exit", "stopped", requested_stop=True, signal=2)]
+    update_started = [_event(22, "start", "started")]
+    crash = [_event(30, "exit", "stopped", exit_code=1, restarting=True), _event(31, "start", "started")]
+    oom_exit = [_event(40, "exit", "stopped", exit_code=137, oom_killed=True)]
+    oom_started = [_event(41, "start", "started")]
+    history = [launched + crashed_before]
+    for batch in (auto_stop, update, update_started, crash, oom_exit, oom_started):
+        history.append(history[-1] + batch)
+    readings = iter(history)
+    stamps = iter(range(100))
+    machines = MachineWatch(lambda: [_fly_machine(*next(readings), updated_at=f"T{next(stamps)}")], now_ms=lambda: 5)
+    result = watch(production, WatchSettings(minutes=0.6 / 60, interval_s=0.1, failure_limit=9), machines=machines)
+    assert [m.restarts for m in result.measurements] == [0, 0, 0, 1, 0, 1]
+    assert "1 machines restarted (machine 148e: exit code 1)" in result.measurements[3].detail
+    assert "(machine 148e: OOM killed)" in result.measurements[5].detail
+    assert result.restarts == 2 and "2 restarts" in result.summary()
+
+
+def test_events_read_at_one_poll_are_not_counted_again_at_the_next(production):
+    crash = [_event(30, "exit", "stopped", guest_signal=9), _event(31, "start", "started")]
+    readings = iter([[], crash, crash, crash, crash + [_event(31, "start", "started")], crash, crash])
+    machines = MachineWatch(lambda: [_fly_machine(*next(readings))])
+    result = watch(production, WatchSettings(**FAST, failure_limit=9), machines=machines)
+    assert [m.restarts for m in result.measurements] == [1, 0, 0, 0, 0, 0]
+    assert "signal 9" in result.measurements[0].detail
+
+
+def test_without_events_a_machine_back_to_started_is_a_restart(production):
+    # The local platform records no events: its updated_at is its process's start, which moves
+    # only when the process starts again. A new image is a deploy, not a restart.
     readings = iter(
         [
             _machine(),  # the baseline, before the first measurement
             _machine(),
             _machine("stopped", "T2"),
             _machine("started", "T3"),  # came back: restart 1
-            _machine("started", "T4"),  # bounced between two polls: restart 2
+            _machine("started", "T4"),  # started again between two polls: restart 2
             _machine("started", "T5", image="registry.fly.io/app:deployment-2"),  # redeployed: not a restart
             _machine("started", "T5", image="registry.fly.io/app:deployment-2"),
         ]
@@ -105,8 +166,9 @@ def test_a_machine_that_restarts_is_counted_once_per_restart(production):
     machines = MachineWatch(lambda: [next(readings)])
     result = watch(production, WatchSettings(**FAST, failure_limit=9), machines=machines)
     assert [m.restarts for m in result.measurements] == [0, 0, 1, 1, 0, 0]
-    assert result.restarts == 2 and "1 machines restarted" in result.measurements[3].detail
-    assert "2 restarts" in result.summary()
+    assert (
+        result.restarts == 2 and "1 machines restarted (machine 148e: started again)" in result.measurements[3].detail
+    )
 
 
 def test_critical_health_checks_fail_a_measurement(production):

@@ -13,6 +13,8 @@ State directory (FAKE_FLY_STATE):
     control.json   faults to inject, the `secrets list` JSON shape, the account e-mail
     calls.jsonl    every call: its argv and the quieting variables (argv never holds a value)
     images.json    per app and release version: Fly's image ref and the local image behind it
+    events.json    per app, its machine's events as flyd records them (oldest first here; `fly
+                   status --json` lists them newest first)
     machines/      the LocalPlatform state: processes, logs, secret values (file 0600)
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from hotdash_release.targets.base import Release
 from hotdash_release.targets.local import LocalPlatform
+from hotdash_release.targets.local import _wait_until_healthy as wait_until_healthy
 
 FLYCTL = Path(__file__).resolve().with_name("flyctl")
 STATE_VARIABLE = "FAKE_FLY_STATE"
@@ -85,6 +89,20 @@ class Machines(LocalPlatform):
             self._stop_process(state)
             state.update(process=None, should_run=True)
             self._start_process(app, state, Release(**previous), self._find_image(app, previous["image_ref"]))
+
+    def start_again(self, app: str) -> None:
+        """The machine's process stopped and started again on the same release and image, as flyd
+        restarts a machine (a crash under its restart policy, an auto-stop and auto-start, a
+        config update); returns once it answers its health check, so a test can go on at once."""
+        with self._lock(f"{app}.deploy"):
+            state = self._load_state(app)
+            process = state["process"]
+            release = next(Release(**r) for r in state["releases"] if r["version"] == process["version"])
+            self._stop_process(state)
+            state.update(process=None, should_run=True)
+            started = self._start_process(app, state, release, Path(process["image_dir"]))
+        outcome = wait_until_healthy(started, self._health_url(state["port"]), 10.0)
+        assert outcome == "healthy", f"{app}: the machine did not come back ({outcome})"
 
 
 class FakeFly:
@@ -145,6 +163,61 @@ class FakeFly:
     def stop(self) -> None:
         """Stop every machine (app process) the stand-in started."""
         self.machines().stop()
+
+    # -- what happens to a machine between deploys (flyd, the proxy, a person) ----------------
+
+    def crash_machine(self, app: str, *, exit_code: int = 1, oom_killed: bool = False) -> None:
+        """The app's process dies on its own (a non-zero exit, or the kernel's OOM killer) and flyd
+        starts it again under the restart policy (on-failure, as `fly deploy` makes machines):
+        an `exit` event (not requested, restarting) and a `start`. An OOM kill's exit_event comes
+        nested under request.MonitorEvent, the other nesting fly-go reads."""
+        self.machines(self.apps()[app]["health_path"]).start_again(app)
+        restarts = 1 + sum(1 for e in self.events(app) if e["type"] == "exit" and not _requested(e))
+        exited = {"exit_code": 137 if oom_killed else exit_code, "oom_killed": oom_killed, "restarting": True}
+        request = {"MonitorEvent": {"exit_event": exited}} if oom_killed else {"exit_event": exited}
+        self.record_event(app, "exit", "stopped", "flyd", request={**request, "restart_count": restarts})
+        self.record_event(app, "start", "started", "flyd")
+
+    def auto_stop_and_start(self, app: str) -> None:
+        """Fly's proxy stops the idle machine (auto_stop_machines) and starts it at the next
+        request: a `stop`, a requested `exit` with code 0, a `start`. Not a restart."""
+        self.machines(self.apps()[app]["health_path"]).start_again(app)
+        self.record_event(app, "stop", "stopping", "user")
+        self.record_event(app, "exit", "stopped", "flyd", request={"exit_event": {"requested_stop": True}})
+        self.record_event(app, "start", "started", "user")
+
+    def update_machine(self, app: str) -> None:
+        """A config update of the machine (`fly machine update`, `fly scale`): an `update`, the
+        requested stop it makes, a `start`. Not a restart."""
+        self.machines(self.apps()[app]["health_path"]).start_again(app)
+        self.machine_replaced(app, existed=True)
+
+    def machine_replaced(self, app: str, *, existed: bool) -> None:
+        """What a deploy records on the app's machine: `launch` and `start` for a new machine;
+        `update`, a requested `exit` and `start` for one that existed."""
+        if not existed:
+            self.record_event(app, "launch", "created", "user")
+        else:
+            self.record_event(app, "update", "replacing", "user")
+            self.record_event(app, "exit", "stopped", "flyd", request={"exit_event": {"requested_stop": True}})
+        self.record_event(app, "start", "started", "flyd")
+
+    def events(self, app: str) -> list[dict]:
+        """The app's machine's events, oldest first, each as `fly status --json` shows it."""
+        return self._read("events.json", {}).get(app, [])
+
+    def record_event(self, app: str, kind: str, status: str, source: str, *, request: dict | None = None) -> None:
+        """One event in flyd's shape: type, status, source, timestamp (ms since the epoch, one
+        later than the last at least) and request; exit_event fields at zero or false are left
+        out, as Go's omitempty leaves them out of fly-go's JSON."""
+        everything = self._read("events.json", {})
+        events = everything.setdefault(app, [])
+        stamp = max(int(time.time() * 1000), events[-1]["timestamp"] + 1 if events else 0)
+        event = {"type": kind, "status": status, "source": source, "timestamp": stamp}
+        if request is not None:
+            event["request"] = _omit_empty(request)
+        events.append(event)
+        self._write("events.json", everything)
 
     # -- used by the flyctl script -------------------------------------------------------
 
@@ -208,6 +281,18 @@ class FakeFly:
         temp = self.state_dir / f".{name}.tmp"
         temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         os.replace(temp, self.state_dir / name)
+
+
+def _omit_empty(value):
+    if isinstance(value, dict):
+        return {k: _omit_empty(v) for k, v in value.items() if v not in (0, False, "", None)}
+    return value
+
+
+def _requested(event: dict) -> bool:
+    request = event.get("request") or {}
+    exited = (request.get("MonitorEvent") or {}).get("exit_event") or request.get("exit_event") or {}
+    return bool(exited.get("requested_stop"))
 
 
 def install_flyctl(bin_dir: Path, names: tuple[str, ...] = ("fly", "flyctl")) -> Path:

@@ -5,7 +5,8 @@ checks ... if blocking, roll back immediately"). As progressive-delivery tools r
 the watch takes a measurement every `interval_s` for a window: one /health request (status and
 latency), the new log lines and how many match the error pattern, and, where the target knows,
 its machines: how many are not running, how many health checks the platform reports critical, and
-how many machines restarted since the last measurement. A measurement fails when health fails,
+how many machines restarted since the last measurement (from the machines' events: a crash
+followed by a start; MachineWatch says which events count). A measurement fails when health fails,
 error lines appeared, a machine was down, a check was critical or a machine restarted; `failure_limit` consecutive failures are a breach and end the watch at once.
 At the end the window is judged against the success conditions (availability, p95 latency,
 error lines). Results are values: what is done about a breach (roll back, or alert) is the
@@ -22,8 +23,9 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import httpx
 
@@ -86,24 +88,79 @@ class MachinesSeen:
     down: int = 0
     critical_checks: int = 0
     restarts: int = 0
+    why: tuple[str, ...] = ()  # each restart: which machine, and what it exited with
+
+
+def crash_of(event: Mapping[str, Any]) -> str:
+    """Why a machine event is a crash ("exit code 1", "OOM killed", "signal 9"), or "" if it is none.
+
+    Only an `exit` can be one. An OOM kill always is. Otherwise an exit somebody asked for is not
+    (requested_stop: the proxy's auto-stop, `fly machine stop`, a deploy or config update replacing
+    the machine), whatever its code; nor is an exit with code 0 and no signal. What is left is an
+    exit the app did not ask for with a non-zero code (the process's or the guest's) or a signal.
+    ``event`` is a machine event as targets/fly.py reads it: its `exit` holds the exit_event."""
+    if event.get("type") != "exit":
+        return ""
+    exited = event.get("exit") or {}
+    if exited.get("oom_killed"):
+        return "OOM killed"
+    if exited.get("requested_stop"):
+        return ""
+    code = exited.get("exit_code") or exited.get("guest_exit_code")
+    if code:
+        return f"exit code {code}"
+    signal_number = exited.get("guest_signal") or exited.get("signal")
+    return f"signal {signal_number}" if signal_number else ""
+
+
+@dataclass
+class _EventsRead:
+    """How far one machine's events have been read, and a crash still waiting for its start."""
+
+    last_ms: float  # the newest timestamp read
+    at_last: set = field(default_factory=set)  # the events read at that millisecond (two can share one)
+    crashed: str = ""  # a crash exit read, not yet followed by a start
 
 
 class MachineWatch:
     """Reads the target's machines at each measurement and tells what changed.
 
-    A restart is a machine that came back to `started` from another state, or whose `updated_at`
-    moved on while it stayed started on the same image (Fly updates it when a machine restarts;
-    a poll every 15 s would miss the stopped state in between). The first reading sets the
-    baseline: what happened before the watch is not the watch's."""
+    Restarts come from what the platform records, never from a timestamp: on Fly each machine
+    carries its `events` (flyd's record, newest first, timestamps in ms). A restart is a crash
+    (crash_of: an OOM kill, or an exit nobody asked for with a non-zero code or a signal) followed
+    by a `start`. An auto-stop and auto-start by Fly's proxy (a requested stop, exit code 0), a
+    config update or a deploy (`update`, a requested stop), a `fly machine restart` and a health
+    check going critical and back are not restarts: the checks and the machine's state are
+    measured on their own. `updated_at` moves on with any of those (and, with some flyctl, at
+    every call), so it is not read at all where there are events.
+
+    Each event counts once: per machine, only events newer than the last one read (by
+    timestamp; those sharing its millisecond by their content). The first reading is the
+    baseline: what happened before the watch is not the watch's, except a crash whose start
+    comes after it. A machine first seen later counts events from the watch's start.
+
+    A platform that records no events (the local one: its machine has no `events` key) is read
+    as before: a machine back to `started` from another state, or whose `updated_at` (there: its
+    process's start, which moves only when the process starts again) moved on on the same image."""
 
     def __init__(
         self,
         read_machines: Callable[[], Sequence[dict]],
         read_checks: Callable[[], Sequence[str]] = lambda: (),
+        *,
+        now_ms: Callable[[], float] = lambda: time.time() * 1000,
     ) -> None:
         self._read_machines = read_machines
         self._read_checks = read_checks  # the status of each health check: passing | warning | critical
-        self._seen: dict[str, tuple] = {self._key(m): self._facts(m) for m in read_machines()}
+        self._seen: dict[str, tuple] = {}
+        self._events: dict[str, _EventsRead] = {}
+        self._since_ms = now_ms()
+        for machine in read_machines():
+            key = self._key(machine)
+            self._seen[key] = self._facts(machine)
+            if isinstance(machine.get("events"), list):
+                self._events[key] = _EventsRead(last_ms=-math.inf)
+                self._crashes_restarted(key, machine["events"])  # the baseline: nothing counts
 
     @staticmethod
     def _key(machine: dict) -> str:
@@ -115,21 +172,58 @@ class MachineWatch:
 
     def __call__(self) -> MachinesSeen:
         machines = list(self._read_machines())
-        restarts = 0
+        why: list[str] = []
         for machine in machines:
-            state, updated_at, image = now = self._facts(machine)
-            before = self._seen.get(self._key(machine))
-            if before is not None and state == "started":
-                was_state, was_updated, was_image = before
-                came_back = was_state != "started"
-                bounced = was_state == "started" and image == was_image and updated_at and updated_at != was_updated
-                restarts += bool(came_back or bounced)
-            self._seen[self._key(machine)] = now
+            key = self._key(machine)
+            if isinstance(machine.get("events"), list):
+                why += [f"machine {key}: {crash}" for crash in self._crashes_restarted(key, machine["events"])]
+            elif self._came_back(key, machine):
+                why.append(f"machine {key}: started again")
+            self._seen[key] = self._facts(machine)
         return MachinesSeen(
             down=sum(1 for m in machines if m.get("state") not in (None, "started")),
             critical_checks=sum(1 for status in self._read_checks() if status == "critical"),
-            restarts=restarts,
+            restarts=len(why),
+            why=tuple(why),
         )
+
+    def _crashes_restarted(self, key: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The crashes among the machine's events not read yet that a start followed."""
+        read = self._events.setdefault(key, _EventsRead(last_ms=self._since_ms))
+        oldest_first = sorted(reversed(events), key=lambda e: e["timestamp"])  # stable: ties keep flyd's order
+        new = [
+            e
+            for e in oldest_first
+            if e["timestamp"] > read.last_ms or (e["timestamp"] == read.last_ms and _event_key(e) not in read.at_last)
+        ]
+        restarted = []
+        for event in new:
+            crash = crash_of(event)
+            if crash:
+                read.crashed = crash
+            elif event.get("type") == "start" and read.crashed:
+                restarted.append(read.crashed)
+                read.crashed = ""
+        if new:
+            newest = new[-1]["timestamp"]
+            if newest > read.last_ms:
+                read.last_ms, read.at_last = newest, set()
+            read.at_last |= {_event_key(e) for e in new if e["timestamp"] == newest}
+        return restarted
+
+    def _came_back(self, key: str, machine: dict) -> bool:
+        """Without events: started again since the last reading (see the class docstring)."""
+        before = self._seen.get(key)
+        state, updated_at, image = self._facts(machine)
+        if before is None or state != "started":
+            return False
+        was_state, was_updated, was_image = before
+        bounced = was_state == "started" and image == was_image and updated_at and updated_at != was_updated
+        return was_state != "started" or bool(bounced)
+
+
+def _event_key(event: Mapping[str, Any]) -> tuple:
+    return (event.get("timestamp"), event.get("type"), event.get("status"), event.get("source"))
 
 
 @dataclass(frozen=True)
@@ -326,7 +420,7 @@ def watch_production(
                     f"{len(matching)} error lines" if matching else "",
                     f"{seen.down} machines not running" if seen.down > 0 else "",
                     f"{seen.critical_checks} health checks critical" if seen.critical_checks > 0 else "",
-                    f"{seen.restarts} machines restarted" if seen.restarts > 0 else "",
+                    f"{seen.restarts} machines restarted ({'; '.join(seen.why)})" if seen.restarts > 0 else "",
                 )
                 if p
             ]

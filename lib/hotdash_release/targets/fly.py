@@ -703,8 +703,69 @@ def _machine(raw: Any) -> dict:
         "region": str(fields.get("region") or ""),
         "image_ref": image_reference(fields.get("image_ref")),
         "release_version": int(release_version) if str(release_version or "").isdigit() else None,
-        "updated_at": str(fields.get("updated_at") or ""),  # moves on when the machine restarts
+        # Moves on with any change of the machine (and with some flyctl at every call): never a restart count.
+        "updated_at": str(fields.get("updated_at") or ""),
+        "events": machine_events(fields.get("events")),  # what flyd recorded: the watch's restarts
     }
+
+
+#: The fields of an exit event (fly-go's MachineExitEvent); Go leaves out zeros and false (omitempty).
+EXIT_EVENT_FIELDS = (
+    "exit_code",
+    "guest_exit_code",
+    "guest_signal",
+    "signal",
+    "oom_killed",
+    "requested_stop",
+    "restarting",
+    "exited_at",
+)
+
+
+def machine_events(raw: Any) -> list[dict]:
+    """A machine's `events` (flyd's record, newest first): type, status, source, timestamp (ms
+    since the epoch, checked strictly: the watch orders and dedupes by it) and, for an `exit`,
+    ``exit``: its exit_event, found under request.exit_event or request.MonitorEvent.exit_event
+    (both occur; fly-go reads MonitorEvent first), with the fields Go left out read as 0 or
+    false; None for an event without one. request.restart_count is kept as ``restart_count``."""
+    events = []
+    for item in _array(raw, "machine events"):
+        fields = _lower_keys(item, "machine event")
+        stamp = fields.get("timestamp")
+        if not isinstance(stamp, int) or isinstance(stamp, bool):
+            raise ValueError(f"machine event timestamp {stamp!r} is not an integer (ms since the epoch)")
+        request = {str(k).lower(): v for k, v in _table(fields, "request").items()}
+        monitor = _lower_table(request, "monitorevent")
+        exited = next((e for e in (monitor.get("exit_event"), request.get("exit_event")) if isinstance(e, dict)), None)
+        events.append(
+            {
+                "type": str(fields.get("type") or ""),
+                "status": str(fields.get("status") or ""),
+                "source": str(fields.get("source") or ""),
+                "timestamp": stamp,
+                "exit": _exit_event(exited) if exited is not None else None,
+                "restart_count": request.get("restart_count") or 0,
+            }
+        )
+    return events
+
+
+def _exit_event(raw: Mapping[str, Any]) -> dict:
+    fields = {str(k).lower(): v for k, v in raw.items()}
+    exited = {}
+    for name in EXIT_EVENT_FIELDS:
+        value = fields.get(name)
+        if name == "exited_at":
+            exited[name] = str(value or "")
+        elif name in ("oom_killed", "requested_stop", "restarting"):
+            exited[name] = value is True
+        else:
+            exited[name] = value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return exited
+
+
+def _lower_table(data: Mapping[str, Any], key: str) -> dict:
+    return {str(k).lower(): v for k, v in _table(data, key).items()}
 
 
 def image_reference(raw: Any) -> str:
