@@ -150,7 +150,9 @@ def test_first_release_broken_has_nothing_to_roll_back_to(rehearsal):
     assert done.returncode == 5, done.stdout + done.stderr
     manifest = assert_sealed(only_release(rehearsal))
     assert manifest["outcome"] == "rollback failed"
-    assert "production served nothing before this release" in manifest["reason"]
+    assert "nothing to roll back to: production served nothing before this release" in manifest["reason"]
+    assert "nothing redeployed" in manifest["reason"]
+    assert len(rehearsal.platform().releases("hotdash-production")) == 1, "only the broken build: no rollback deploy"
     compared = read_section_result(only_release(rehearsal), "rollback")["records"]["secrets_since_last_good"]
     assert compared["rows"] == [] and "not compared (no earlier release of hotdash-production" in compared["title"]
 

@@ -338,6 +338,30 @@ def test_a_machine_back_on_its_old_image_after_deploy_exit_0_fails_the_deploy(wo
     assert target.status(PRODUCTION).image_ref == serving.image_ref
 
 
+def test_a_first_ever_release_that_fails_has_nothing_to_roll_back_to_and_redeploys_nothing(tmp_path):
+    """Before production's first release `fly status` lists a machine made by hand, named by a
+    digest no release has. The failed first release must not "roll back" to it: nothing to roll
+    back to, no `fly deploy --image`, exit 5 (production needs a person)."""
+    world = make_fly_world(tmp_path)
+    try:
+        placeholder = world.fake.add_machine_outside_releases(PRODUCTION)
+        assert world.target().status(PRODUCTION).image_ref == placeholder
+        done = release_with_production_deploy_fault(world, "defect:health_failing")
+        assert done.returncode == 5, done.stdout + done.stderr
+        folder = world.release_dirs()[-1]
+        assert section_keys(folder)[-2:] == [("deploy_production", "failed"), ("rollback", "failed")]
+        rollback = read_section_result(folder, "rollback")["records"]["rollback"]
+        assert rollback["detail"].startswith("nothing to roll back to: what production served before this release")
+        assert placeholder in rollback["detail"] and "nothing redeployed" in rollback["detail"]
+        assert rollback["new_version"] is None and rollback["to_image"] == ""
+        assert "nothing to roll back to" in read_manifest(folder)["reason"]
+        deploys = _production_deploys(world)
+        assert len(deploys) == 1 and "--image" not in deploys[0], "only the failed deploy: no rollback deploy"
+        assert [r.status for r in world.target().releases(PRODUCTION)] == ["failed"]
+    finally:
+        world.stop()
+
+
 def test_production_on_the_staging_database_is_blocked_before_any_deploy(tmp_path):
     world = make_fly_world(tmp_path)
     try:

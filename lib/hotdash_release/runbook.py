@@ -59,7 +59,7 @@ from .secrets.required import (
 )
 from .tables import Message, ResultTable, ShowsAsRecord, Table, html_table, pandas, record_rows
 from .targets import make_target, secret_source_for
-from .targets.base import Release, Target, machines_on_image, serving
+from .targets.base import Release, Target, machines_on_image, nothing_to_roll_back_to, released_image, serving
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -739,7 +739,8 @@ class SectionRun:
 
         If that image still serves (a build, release command or deploy that failed before
         rollout leaves the machines on it), nothing is redeployed: the later steps verify it.
-        Without a record of what was serving there is nothing known to restore: refuse."""
+        Without a record of what was serving there is nothing known to restore: refuse. When no
+        complete release had what was serving (a first release) there is nothing to roll back to."""
         env = self._require_environment()
         schema_before = self._schema_version(env)
         current = self.target.status(env.app).image_ref or ""
@@ -757,16 +758,10 @@ class SectionRun:
                 "refused: this release recorded no production deploy (results/deploy_production.json has no "
                 "serving_before), so what production served before it is unknown; restore by hand",
             )
-        elif not image:
-            result = RollbackResult(
-                env.app,
-                False,
-                current,
-                None,
-                "",
-                None,
-                "production served nothing before this release: no image to restore",
-            )
+        elif not released_image(self.target.releases(env.app), image):
+            # A first release: production served nothing, or an image no release had.
+            result = RollbackResult(env.app, False, current, None, "", None, nothing_to_roll_back_to(env.app, image))
+            image = ""
         elif not self._verify_machines(env.app, image):
             result = RollbackResult(
                 env.app,

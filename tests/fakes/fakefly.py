@@ -44,6 +44,8 @@ SECRET_SHAPES = ("v0.4.6", "v0.4.6-many-machines", "v0.3.178", "graphql")
 #: or (deploy only) build the stand-in app with a rehearsal defect, exit 0 with the machine
 #: gone back to its previous image (revert), or record a failed release whose release_command
 #: failed, leaving the machines on the old image (release_command_failed).
+#: The digest of the image of a machine made outside any release (add_machine_outside_releases).
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 FAULT_KINDS = ("error", "exit", "hang", "defect", "revert", "release_command_failed")
 
 
@@ -133,6 +135,13 @@ class FakeFly:
         control = self.control()
         control["faults"] = {}
         self._write("control.json", control)
+
+    def add_machine_outside_releases(self, app: str) -> str:
+        """A machine of an app never deployed, made outside any release (`fly machine create`, the
+        dashboard): `fly status` lists it, created, named by a digest no release has, until the
+        first deploy replaces it. Returns the image reference that names it."""
+        self._write("control.json", self.control() | {"machines_outside_releases": [app]})
+        return f"registry.fly.io/{app}@{PLACEHOLDER_DIGEST}"
 
     def set_secrets_shape(self, shape: str) -> None:
         assert shape in SECRET_SHAPES, shape

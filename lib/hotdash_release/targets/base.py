@@ -166,6 +166,27 @@ def serving(status: AppStatus) -> dict:
     }
 
 
+def released_image(releases: Sequence[Release], image_ref: str) -> bool:
+    """Whether a complete release of the app had ``image_ref``: the only images a rollback may
+    redeploy. What machines served before a first release can be an image no release had (a
+    machine made by hand, or a platform's placeholder, named by its digest): redeploying it
+    would not restore a release. The list is the platform's (Fly keeps the last 25)."""
+    return bool(image_ref) and any(r.image_ref == image_ref and r.status == "complete" for r in releases)
+
+
+def nothing_to_roll_back_to(app: str, image_ref: str) -> str:
+    """Why a rollback redeploys nothing, when no earlier release of the app can be restored."""
+    if not image_ref:
+        return (
+            f"nothing to roll back to: production served nothing before this release "
+            f"(the first release of {app}); nothing redeployed"
+        )
+    return (
+        f"nothing to roll back to: what production served before this release ({image_ref}) is the image "
+        f"of no complete release of {app}; nothing redeployed"
+    )
+
+
 def machines_on_image(status: AppStatus, image_ref: str) -> list[dict]:
     """Per machine: the image it should run against the one it runs.
 
