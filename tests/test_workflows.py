@@ -156,6 +156,25 @@ def test_flyctl_and_python_are_set_up_before_the_release(release_job):
     assert flyctl and max(flyctl) < release and make_setup < release
 
 
+def test_flyctl_is_pinned_to_a_version_by_an_action_pinned_to_a_release_tag(release_job):
+    """`@master` and an unpinned flyctl would let an edge release change the JSON a production
+    run parses (the flyctl contract was read from one version)."""
+    [setup] = [s for s in release_job["steps"] if "superfly/flyctl-actions/setup-flyctl" in s.get("uses", "")]
+    tag = setup["uses"].partition("@")[2]
+    assert re.fullmatch(r"v?\d+(\.\d+)+", tag), f"setup-flyctl@{tag}: pin the action to a release tag"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", str(setup.get("with", {}).get("version", ""))), "pin flyctl's version"
+
+
+def test_the_watch_gets_the_jobs_github_token_with_read_access_to_issues(deploy, release_job):
+    """The watch lists the issues the CEO opened since the release started: it needs GITHUB_TOKEN
+    in the release step's environment and a token that may read issues, and nothing more."""
+    release = step_running(release_job, "runbook release")
+    assert release["env"]["GITHUB_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    permissions = {**deploy.get("permissions", {}), **release_job.get("permissions", {})}
+    assert permissions.get("issues") == "read" and permissions.get("contents") == "read"
+    assert "write" not in permissions.values()
+
+
 def test_the_release_runs_through_our_cli_with_the_inputs(release_job):
     release = step_running(release_job, "runbook release")
     script = release["run"]
