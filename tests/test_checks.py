@@ -29,6 +29,7 @@ from hotdash_release.checks.http import (
     SmokeCheck,
     SmokeResult,
     check_health,
+    hopeless_health,
     make_client,
     run_smoke_checks,
     summarize,
@@ -133,7 +134,8 @@ def test_health_flapping_passes_on_third_attempt(server, client):
 
 
 def test_health_backoff_doubles_up_to_its_cap_and_stops_at_the_deadline(server, client):
-    server.route("/health")(lambda request: Reply(500, b"boom"))
+    # 503: the app is not ready, which may change (a 500 that stays gives up early, below).
+    server.route("/health")(lambda request: Reply(503, b"boom"))
     fake = FakeTime()
 
     result = check_health(
@@ -146,13 +148,78 @@ def test_health_backoff_doubles_up_to_its_cap_and_stops_at_the_deadline(server, 
     )
 
     assert not result.ok
-    assert result.detail == "HTTP 500"
-    assert result.status_code == 500
+    assert result.detail == "HTTP 503"
+    assert result.status_code == 503
     assert result.body_excerpt == "boom"
     assert fake.sleeps[:4] == [0.25, 0.5, 1.0, 1.0]
     assert max(fake.sleeps) == 1.0
     assert sum(fake.sleeps) <= 10.0
     assert result.attempts == len(fake.sleeps) + 1 == server.hits["/health"]
+
+
+def test_health_answering_500_three_times_in_a_row_fails_at_once_not_at_the_deadline(server, client):
+    server.route("/health")(
+        lambda request: Reply.json({"status": "error", "timestamp": iso_z(datetime.now(UTC))}, status=500)
+    )
+    started = time.monotonic()
+
+    result = check_health(client, f"{server.base_url}/health", deadline_s=60.0)
+
+    assert time.monotonic() - started < 10, "three probes (0.75 s of backoff), not the 60 s deadline"
+    assert not result.ok and (result.attempts, result.status_code) == (3, 500) == (server.hits["/health"], 500)
+    assert result.detail == (
+        "HTTP 500; gave up before the 60 s deadline: HTTP 500, 500, 500 on 3 probes in a row: "
+        "the app answers and fails, waiting will not change it"
+    )
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [[503], [502], [504], [None], [500, 500, 503], [500, 503, 500, 500, 503]],
+    ids=["503-starting", "502-proxy", "504-proxy", "connection-refused", "500s-then-503", "503-breaks-each-streak"],
+)
+def test_health_that_may_still_come_good_waits_until_the_deadline(server, client, refused_url, answers):
+    """503 (starting), 502/504 (a proxy with nothing ready behind it), no answer at all, and 500s
+    that do not come three in a row: every probe until the deadline (a clock that moves only
+    when the check sleeps)."""
+    if answers == [None]:
+        url = refused_url
+    else:
+        url = f"{server.base_url}/health"
+        server.route("/health")(lambda request: Reply(answers[(server.hits["/health"] - 1) % len(answers)], b"no"))
+    fake = FakeTime()
+
+    result = check_health(client, url, deadline_s=60.0, max_backoff_s=2.0, clock=fake.clock, sleep=fake.sleep)
+
+    assert not result.ok and "gave up" not in result.detail
+    assert fake.now - 100.0 > 58 and result.attempts > 30
+
+
+def test_health_500s_then_a_good_answer_passes(server, client):
+    @server.route("/health")
+    def recovering(request):
+        return Reply(500, b"warming") if server.hits["/health"] <= 2 else Reply.json(health_document())
+
+    fake = FakeTime()
+    result = check_health(client, f"{server.base_url}/health", deadline_s=60.0, clock=fake.clock, sleep=fake.sleep)
+    assert result.ok and result.attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("answers", "hopeless"),
+    [
+        ([500, 500, 500], True),
+        ([None, 503, 500, 501, 599], True),
+        ([500, 500], False),
+        ([500, 500, 503], False),
+        ([500, None, 500, 500], False),
+        ([404, 404, 404], False),
+        ([502, 502, 502], False),
+        ([], False),
+    ],
+)
+def test_hopeless_health_is_three_app_5xx_in_a_row_other_than_502_503_504(answers, hopeless):
+    assert bool(hopeless_health(answers)) is hopeless
 
 
 def test_health_slow_server_is_cut_off_at_the_deadline(server, client):

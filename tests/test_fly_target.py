@@ -21,6 +21,7 @@ import pytest
 from conftest import wait_for, write_config
 from fakes.fakefly import SECRET_SHAPES, FakeFly, install_flyctl
 
+from hotdash_release.checks.http import check_health, make_client
 from hotdash_release.checks.watch import MachineWatch, WatchSettings, watch_production
 from hotdash_release.config import load_config
 from hotdash_release.errors import ConfigError, DeployError, RollbackError, TargetError, UsageError
@@ -667,3 +668,18 @@ def test_a_machine_that_crashes_and_restarts_breaches_the_watch(fake, target, cr
     assert [m.restarts for m in result.measurements] == [0, 1, 1, 1]
     assert all(m.health_ok for m in result.measurements), "the restarted machine answers /health"
     assert f"1 machines restarted (machine {target.status(APP).machines[0]['id']}: {why})" in result.breaches[0].what
+
+
+def test_on_fly_the_health_check_gives_up_on_a_machine_answering_500_within_a_few_probes(fake, target):
+    """flyctl waits for its checks until --wait-timeout (the stand-in too); our own /health probes,
+    the same check_health on every target, stop at three 500s in a row instead of the 60 s deadline."""
+    seed_secrets(fake)
+    fake.set_fault("deploy", "defect:health_failing", app=APP)
+    with pytest.raises(DeployError, match="did not pass GET /health within 1s"):
+        target.deploy(APP, wait_timeout_s=1)
+    started = time.monotonic()
+    with make_client() as client:
+        result = check_health(client, target.status(APP).url + "/health", deadline_s=60)
+    assert time.monotonic() - started < 10
+    assert not result.ok and result.attempts == 3 and result.status_code == 500
+    assert "gave up before the 60 s deadline: HTTP 500, 500, 500 on 3 probes in a row" in result.detail

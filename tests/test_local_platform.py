@@ -191,17 +191,32 @@ def test_crash_at_start_fails_the_release_and_keeps_its_log(staging):
     assert staging.status(APP).state == "crashed"
 
 
-def test_failing_health_check_times_out_and_leaves_the_process_running(staging):
+def test_a_health_check_answering_500_fails_the_deploy_within_a_few_probes_and_leaves_the_process_running(staging):
     started = time.monotonic()
     with pytest.raises(DeployError) as caught:
-        staging.deploy(APP, build_args={"HOTDASH_DEFECT": "health_failing"}, wait_timeout_s=1.5)
+        staging.deploy(APP, build_args={"HOTDASH_DEFECT": "health_failing"}, wait_timeout_s=30)
+
+    assert time.monotonic() - started < 10, "three 500s in a row, not the 30 s wait"
+    assert caught.value.release.status == "failed"
+    assert "did not pass GET /health: HTTP 500, 500, 500 on 3 probes in a row" in str(caught.value)
+    assert "gave up before the 30s deadline" in str(caught.value)
+    status = staging.status(APP)
+    assert (status.state, status.version) == ("started", 1)
+    assert get(status.url + "/health").status_code == 500
+
+
+def test_a_health_check_answering_503_waits_until_the_deadline_and_leaves_the_process_running(staging):
+    # tiny_app's degrades_after: /health answers 503 "degraded" from the start, a status that may change.
+    started = time.monotonic()
+    with pytest.raises(DeployError) as caught:
+        staging.deploy(APP, build_args={"HOTDASH_DEFECT": "degrades_after"}, wait_timeout_s=1.5)
 
     assert 1.5 <= time.monotonic() - started < 5
     assert caught.value.release.status == "failed"
     assert "did not pass GET /health within 1.5s" in str(caught.value)
     status = staging.status(APP)
     assert (status.state, status.version) == ("started", 1)
-    assert get(status.url + "/health").status_code == 500
+    assert get(status.url + "/health").status_code == 503
 
 
 def test_deploying_an_unknown_image_fails_before_making_a_release(staging):

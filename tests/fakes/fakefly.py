@@ -53,7 +53,11 @@ class Machines(LocalPlatform):
     """LocalPlatform, each app on the port apps.json gives it, as Fly gives an app its hostname.
 
     Tests write that port into the release configuration's base_url before anything runs.
+    A deploy waits for the health check until --wait-timeout whatever it answers, as flyctl
+    waits for its machines' checks (no giving up on 500s: that is our rule, not flyctl's).
     """
+
+    gives_up_on_hopeless_health = False
 
     def __init__(self, state_dir: Path, ports: Mapping[str, int], **options) -> None:
         super().__init__(state_dir, **options)

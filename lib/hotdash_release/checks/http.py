@@ -119,6 +119,35 @@ class HealthResult(ShowsAsRecord):
         return asdict(self)
 
 
+#: Probes in a row answered with a status that cannot get better before a wait for health ends early.
+HOPELESS_AFTER = 3
+#: 5xx answers that waiting can change: 503 is an app's own "starting" / "not ready" (the stand-in
+#: answers it while its database is not usable), 502 and 504 come from a proxy in front of an app
+#: that does not listen or answer yet (Fly's proxy while a machine boots).
+RECOVERABLE_5XX = frozenset({502, 503, 504})
+
+
+def hopeless_health(status_codes: Sequence[int | None], *, limit: int = HOPELESS_AFTER) -> str:
+    """Why waiting longer for a health endpoint is pointless, or "" while it may still come good.
+
+    ``status_codes``: each probe's HTTP status so far, oldest first (None: no answer at all).
+    The rule, the same for every wait (check_health; the local platform's deploy): the last
+    ``limit`` probes were all answered with a 5xx other than 502, 503 and 504 (500, 501, 505...).
+    An answer proves the process is up and serving; its own health route failing the same way
+    probe after probe is the build's code, which no amount of waiting changes. Everything else
+    waits until the deadline: no answer (connection refused, a timeout: still starting), 503,
+    502 and 504 (RECOVERABLE_5XX), any answer between two 5xx (a streak starts again), and a 2xx
+    with a wrong body or a 4xx (not this rule's: the deadline judges them). So an app must answer
+    503, not 500, while it is starting, as the /health contract's stand-in does."""
+    recent = list(status_codes)[-limit:]
+    if limit < 1 or len(recent) < limit:
+        return ""
+    if not all(code is not None and 500 <= code <= 599 and code not in RECOVERABLE_5XX for code in recent):
+        return ""
+    shown = ", ".join(str(code) for code in recent)
+    return f"HTTP {shown} on {limit} probes in a row: the app answers and fails, waiting will not change it"
+
+
 def _health_problem(response: httpx.Response, *, expected_status: str, max_age_s: float) -> str | None:
     """What is wrong with a health answer, or None when it proves a live, fresh app."""
     if response.status_code != 200:
@@ -180,7 +209,8 @@ def check_health(
     """GET ``url`` until it answers 200 with fresh ``{"status": "ok", "timestamp": ...}``.
 
     Retries with exponential backoff (capped at ``max_backoff_s``) until ``deadline_s``;
-    no request may outlive the deadline. The result describes the last attempt.
+    no request may outlive the deadline, and answers that cannot get better end it early
+    (hopeless_health: 500s on three probes in a row). The result describes the last attempt.
     """
     if deadline_s <= 0:
         raise ConfigError("deadline_s", f"must be a positive number of seconds, got {deadline_s}")
@@ -188,6 +218,7 @@ def check_health(
     deadline = clock() + deadline_s
     backoff_s = initial_backoff_s
     attempts = 0
+    answers: list[int | None] = []
     while True:
         attempts += 1
         remaining_s = deadline - clock()
@@ -207,6 +238,11 @@ def check_health(
         latency_ms = round((clock() - started) * 1000, 1)
 
         if problem is None:
+            break
+        answers.append(status_code)
+        hopeless = hopeless_health(answers)
+        if hopeless:  # a status that cannot get better: fail now, not at the deadline
+            problem = f"{problem}; gave up before the {deadline_s:g} s deadline: {hopeless}"
             break
         # Stop when backing off would reach the deadline: no attempt could follow.
         remaining_s = deadline - clock()

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import httpx
 
+from ..checks.http import hopeless_health
 from ..checks.tls import tls_context
 from ..errors import DeployError, RollbackError, UsageError
 from ..execution.procs import proc_stat
@@ -88,6 +89,9 @@ class LocalPlatform:
     """A Target that runs releases as processes on 127.0.0.1, one process and port per app."""
 
     name = "local"
+    #: A deploy whose health answers cannot get better fails at once (checks.http.hopeless_health),
+    #: not at wait_timeout_s. The stand-in flyctl turns it off: flyctl waits until --wait-timeout.
+    gives_up_on_hopeless_health = True
 
     def __init__(
         self,
@@ -263,7 +267,9 @@ class LocalPlatform:
             failed = self._finish(app, state, replace(release, status="failed"))
             say(f"--> v{release.version} failed to start: {err}")
             raise DeployError(f"could not start {app} v{release.version}: {err}", app=app, release=failed) from err
-        outcome = _wait_until_healthy(process, self._health_url(state["port"]), wait_timeout_s)
+        outcome = _wait_until_healthy(
+            process, self._health_url(state["port"]), wait_timeout_s, give_up=self.gives_up_on_hopeless_health
+        )
         if outcome == "healthy":
             done = self._finish(app, state, replace(release, status="complete", stable=True))
             say(f"--> v{release.version} deployed successfully")
@@ -284,6 +290,12 @@ class LocalPlatform:
             return (
                 f"{app} v{release.version} exited with code {process.returncode} before "
                 f"passing its health check; last log lines:\n" + "\n".join(f"  {line}" for line in last_lines)
+            )
+        if outcome != "timeout":  # answers that cannot get better: failed before the deadline
+            return (
+                f"{app} v{release.version} did not pass GET {self.health_path}: {outcome}; gave up before "
+                f"the {wait_timeout_s:g}s deadline; its process is left running on the new image, "
+                f"as Fly leaves machines after a failed deploy"
             )
         return (
             f"{app} v{release.version} did not pass GET {self.health_path} within "
@@ -638,26 +650,33 @@ def _launched_with(token: str | None) -> list[tuple[int, int]]:
     return found
 
 
-def _wait_until_healthy(process: subprocess.Popen, url: str, timeout_s: float) -> str:
-    """Poll the health URL like Fly's machine checks: "healthy", "exited" or "timeout"."""
+def _wait_until_healthy(process: subprocess.Popen, url: str, timeout_s: float, *, give_up: bool = True) -> str:
+    """Poll the health URL like Fly's machine checks: "healthy", "exited", "timeout", or (with
+    ``give_up``) why the answers cannot get better (checks.http.hopeless_health: 500s on three
+    probes in a row end the wait at once, a 503 or no answer waits until the deadline)."""
     deadline = time.monotonic() + timeout_s
+    answers: list[int | None] = []
     # trust_env=False: a proxy from the runner's environment must not intercept 127.0.0.1.
     with httpx.Client(trust_env=False, follow_redirects=False, verify=tls_context()) as client:
         while process.poll() is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
-            if _answers_2xx(client, url, min(_HEALTH_REQUEST_TIMEOUT_S, remaining)):
+            answers.append(_status_of(client, url, min(_HEALTH_REQUEST_TIMEOUT_S, remaining)))
+            if answers[-1] is not None and 200 <= answers[-1] < 300:
                 return "healthy"
+            hopeless = hopeless_health(answers) if give_up else ""
+            if hopeless:
+                return hopeless
             time.sleep(max(0.0, min(_HEALTH_POLL_S, deadline - time.monotonic())))
     return "exited"
 
 
-def _answers_2xx(client: httpx.Client, url: str, timeout_s: float) -> bool:
+def _status_of(client: httpx.Client, url: str, timeout_s: float) -> int | None:
     try:
-        return client.get(url, timeout=timeout_s).is_success
+        return client.get(url, timeout=timeout_s).status_code
     except httpx.HTTPError:
-        return False  # not listening yet, or too slow: the next poll asks again
+        return None  # not listening yet, or too slow: the next poll asks again
 
 
 def _write_json_atomically(path: Path, data: object, *, mode: int) -> None:
