@@ -20,6 +20,9 @@ built the way it is:
   Fly has no rollback command.
 - Keys are read case-insensitively where flyctl versions disagree (`fly secrets list`), and
   what the runbooks rely on (versions, statuses, image references) is checked strictly.
+- Each machine of `fly status --json` keeps its `events` (machine_events): flyd's record of
+  starts, stops, updates and exits is what the watch counts restarts from; `updated_at`
+  moves on with any change of the machine and is no restart counter.
 """
 
 from __future__ import annotations
