@@ -338,6 +338,41 @@ def test_a_machine_back_on_its_old_image_after_deploy_exit_0_fails_the_deploy(wo
     assert target.status(PRODUCTION).image_ref == serving.image_ref
 
 
+def test_a_rollback_whose_redeploy_exits_0_while_the_machine_serves_the_failed_build_fails(tmp_path):
+    """The rollback's `fly deploy --image <what served before>` exits 0 and `fly releases` lists it
+    complete, while the machine went back to the failed build (the flyctl quirk above, now on the
+    rollback). The failed build only fills the log with errors, so the rollback's health check,
+    smoke test and secrets all pass on it: only the machines say production was not restored."""
+    world = make_fly_world(tmp_path, watch_minutes=0.05, watch_interval_s=0.25)
+    world.env["HOTDASH_DEGRADE_AFTER_SECONDS"] = "0"  # error_logs: an error line every half second from its start
+    try:
+        good = world.release()
+        assert good.returncode == 0, good.stdout + good.stderr
+        good_image = world.target().status(PRODUCTION).image_ref
+        world.fake.set_fault("deploy", "defect:error_logs", app=PRODUCTION)
+        world.fake.set_fault("deploy --image", "revert", app=PRODUCTION)
+        try:
+            done = world.release()
+        finally:
+            world.fake.clear_faults()
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "ROLLBACK FAILED (exit 5)" in done.stdout
+        folder = world.release_dirs()[-1]
+        assert section_keys(folder)[-2:] == [("watch", "failed"), ("rollback", "failed")]
+        failed_build = read_section_result(folder, "deploy_production")["records"]["deployment"]["image_ref"]
+        assert failed_build != good_image
+        records = read_section_result(folder, "rollback")["records"]
+        rollback = records["rollback"]
+        assert rollback["ok"] is False and rollback["to_image"] == good_image and rollback["new_version"] is not None
+        assert f"serves {failed_build}, not {good_image}" in rollback["detail"]
+        [machine] = records["machines"]["rows"]
+        assert (machine["expected_image"], machine["serving_image"]) == (good_image, failed_build)
+        assert records["health"]["ok"] is True and records["smoke"]["ok"] is True, "only the machines tell"
+        assert world.target().status(PRODUCTION).image_ref == failed_build
+    finally:
+        world.stop()
+
+
 def test_production_on_the_staging_database_is_blocked_before_any_deploy(tmp_path):
     world = make_fly_world(tmp_path)
     try:
