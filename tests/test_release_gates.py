@@ -3,7 +3,9 @@
 The production deploy reads this release's own records at the point of change: the rule is
 tested on its own, under plain papermill (the command line an operator would type), and under
 the runner with a record that says NO-GO. (JupyterLab sessions: tests/test_interactive.py.)
-Then a secret changed since the last good release, which no rollback by image can undo.
+Then a secret changed (or unset) since the last good release, which no rollback by image can
+undo; a production deploy run twice in one release, which must not move what the rollback
+restores; and "rollback failed" keeping its exit code when the archive store fails too.
 """
 
 from __future__ import annotations
