@@ -18,7 +18,7 @@ import pytest
 from conftest import make_rehearsal, run_cli
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hotdash_release.archive.integrity import GENESIS, MANIFEST, sha256_file, verify_archive
+from hotdash_release.archive.integrity import GENESIS, MANIFEST, sha256_file, verify_archive, verify_release
 from hotdash_release.archive.signing import (
     CHECKPOINT,
     SIGNATURE,
@@ -26,11 +26,13 @@ from hotdash_release.archive.signing import (
     SUMS,
     Signer,
     allowed_signers_line,
+    parse_sums,
     public_pem,
     rehearsal_key_path,
     sign_release,
     write_checkpoint,
 )
+from hotdash_release.plan import PLAN
 
 APP = "hotdash-production"
 
@@ -127,6 +129,40 @@ def resign_older_manifest(outputs: Path, first: Path, second: Path) -> None:
 
 def first_results_file(folder: Path) -> Path:
     return sorted((folder / "results").glob("*.json"))[0]
+
+
+def reorder_history(outputs: Path, first: Path, second: Path) -> None:
+    """A holder of the trusted key moves the newest release's start before the one it follows,
+    and signs it and the checkpoint again: every signature and hash agrees, only time runs back."""
+    from hotdash_release.archive.signing import rehearsal_signer
+
+    signer = rehearsal_signer(create=False)
+    before = json.loads((first / MANIFEST).read_text())["started_at"]
+    edit_json(second / MANIFEST, lambda m: m.update(started_at="2000-01-01T00:00:00+00:00"))
+    assert "2000-01-01T00:00:00+00:00" < before
+    manifest = json.loads((second / MANIFEST).read_text())
+    sign_release(second, {**manifest["files"], MANIFEST: sha256_file(second / MANIFEST)}, signer)
+    write_checkpoint(
+        outputs / APP,
+        releases=2,
+        head_release_id=second.name,
+        head_sha256=sha256_file(second / MANIFEST),
+        signer=signer,
+        at="now",
+    )
+
+
+def list_a_path_twice(folder: Path) -> None:
+    """SHA256SUMS with one path on two lines, signed again by the trusted key."""
+    from hotdash_release.archive.signing import rehearsal_signer, ssh_signature
+
+    signer = rehearsal_signer(create=False)
+    sums = (folder / SUMS).read_bytes()
+    line = next(line for line in sums.splitlines(keepends=True) if line.endswith(b"  report.html\n"))
+    sums += line
+    (folder / SUMS).write_bytes(sums)
+    (folder / SIGNATURE).write_bytes(signer.sign(sums))
+    (folder / SSH_SIGNATURE).write_text(ssh_signature(signer, sums), encoding="ascii")
 
 
 # (id, what the adversary does (outputs, first, second), extra verify args, expected finding)
@@ -298,6 +334,24 @@ TAMPERING = [
         "added file results/extra.json",
     ),
     (
+        "page_planted",
+        lambda o, f, s: (s / "99-fake.html").write_text("<html><body>all green</body></html>"),
+        (),
+        "added file 99-fake.html (not in the manifest)",
+    ),
+    (
+        "history_reordered_and_signed_again",
+        reorder_history,
+        (),
+        "history reordered: started 2000-01-01T00:00:00+00:00, before ",
+    ),
+    (
+        "sums_lists_a_path_twice_signed_again",
+        lambda o, f, s: list_a_path_twice(f),
+        (),
+        "SHA256SUMS is damaged: line ",
+    ),
+    (
         "release_folder_renamed",
         lambda o, f, s: f.rename(f.parent / ("20000101T000000Z-" + f.name.split("-")[1])),
         (),
@@ -352,6 +406,39 @@ def test_the_table_covers_every_file_kind_and_enough_cases():
     kinds = " ".join(t[0] for t in TAMPERING)
     for kind in ("results_json", "notebook", "section_page", "report", "manifest", "sums", "signature", "checkpoint"):
         assert kind in kinds
+
+
+@pytest.mark.parametrize("section", [s.key for s in PLAN])
+def test_every_results_file_is_checked_not_only_the_first(copy, section):
+    _, first, _ = copy
+    results = first / "results" / f"{section}.json"
+    flip_bit(results, offset=results.stat().st_size - 2)
+    problems = [p.what for p in verify_release(first)]
+    assert problems == [f"modified file results/{section}.json (sha256 differs from the manifest)"]
+
+
+def test_a_release_lists_a_results_file_for_every_section(copy):
+    """What the test above goes through is every results file a released release has."""
+    _, first, _ = copy
+    assert sorted(p.stem for p in (first / "results").glob("*.json")) == sorted(s.key for s in PLAN)
+
+
+def test_a_re_signed_history_that_goes_back_in_time_is_its_only_finding(copy):
+    outputs, first, second = copy
+    reorder_history(outputs, first, second)
+    assert [str(p) for p in verify_archive(outputs).problems] == [
+        f"{APP}/{second.name}: history reordered: started 2000-01-01T00:00:00+00:00, before {first.name} "
+        f"({json.loads((first / MANIFEST).read_text())['started_at']})"
+    ]
+
+
+def test_a_sums_file_listing_a_path_twice_is_refused():
+    digest = "a" * 64
+    text = f"{digest}  report.html\n{'b' * 64}  manifest.json\n{digest}  report.html\n"
+    with pytest.raises(ValueError, match=r"line 3 lists report\.html twice"):
+        parse_sums(text)
+    with pytest.raises(ValueError, match=r"line 2 lists report\.html twice"):
+        parse_sums(f"{digest}  report.html\n{'c' * 64}  report.html\n")  # another digest the second time
 
 
 # -- what an untouched archive proves, and with which key -----------------------------------

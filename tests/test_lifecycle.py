@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -387,6 +388,37 @@ def test_seal_abandoned_is_refused_while_the_runner_still_runs(tmp_path):
         assert manifest_of(world.release_dirs()[0])["outcome"] == "released"
     finally:
         world.platform().stop()
+
+
+def _snapshot(*roots: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for root in roots for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_seal_abandoned_of_an_older_release_after_a_newer_one_was_sealed_is_refused(good):
+    """A dead runner's folder that a newer sealed release already follows in the chain (it came
+    back from elsewhere: a copy, a CI artifact). Sealing it would put a manifest before the newer
+    one's link: exit 2, naming the newer release, and nothing written anywhere."""
+    newest = good.release_dirs()[-1]
+    older = good.outputs / PRODUCTION / "20000101T000000Z-0dead0"
+    older.mkdir()
+    try:
+        start = json.loads((newest / "runner.json").read_text())
+        start.update(
+            release_id=older.name,
+            started_at="2000-01-01T00:00:00+00:00",
+            section={"key": "deploy_staging", "index": 3, "started_at": "2000-01-01T00:00:01+00:00"},
+        )
+        (older / "runner.json").write_text(json.dumps(start))
+        before = _snapshot(good.outputs, good.state_dir / "locks")
+        refused = good.runbook("seal", "--abandoned", older.name, "--outputs", str(good.outputs))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert_one_line(refused.stderr)
+        first_sealed = next(p.name for p in good.release_dirs() if (p / "manifest.json").is_file())
+        assert f"release {first_sealed} was sealed after {older.name} started" in refused.stderr
+        assert "break the hash chain" in refused.stderr
+        assert _snapshot(good.outputs, good.state_dir / "locks") == before
+    finally:
+        shutil.rmtree(older)  # the module's later releases would seal it as abandoned
 
 
 def test_resume_runs_with_the_original_defect(good):

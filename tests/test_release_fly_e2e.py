@@ -71,26 +71,25 @@ class FlyWorld:
     def release(self, *args: str) -> subprocess.CompletedProcess:
         # A whole environment, not conftest.run_cli's additions to ours: a real FLY_API_TOKEN
         # of the machine running the tests must not reach the stand-in world.
-        # The installed `runbook` command, as the workflow runs it (its kernel pool starts first).
         return subprocess.run(
-            [
-                *RUNBOOK_COMMAND,
-                "release",
-                "--target",
-                "fly",
-                "--config",
-                str(self.config),
-                "--outputs",
-                str(self.outputs),
-                "--operator",
-                "test-operator",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_S,
-            env=self.env,
+            self.release_command(*args), capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=self.env
         )
+
+    def release_command(self, *args: str) -> list[str]:
+        # The installed `runbook` command, as the workflow runs it (its kernel pool starts first).
+        return [
+            *RUNBOOK_COMMAND,
+            "release",
+            "--target",
+            "fly",
+            "--config",
+            str(self.config),
+            "--outputs",
+            str(self.outputs),
+            "--operator",
+            "test-operator",
+            *args,
+        ]
 
     def target(self) -> FlyTarget:
         # The test looking at the stand-in, not a release: it has no use for the signing key.
@@ -358,6 +357,79 @@ def test_a_first_ever_release_that_fails_has_nothing_to_roll_back_to_and_redeplo
         deploys = _production_deploys(world)
         assert len(deploys) == 1 and "--image" not in deploys[0], "only the failed deploy: no rollback deploy"
         assert [r.status for r in world.target().releases(PRODUCTION)] == ["failed"]
+    finally:
+        world.stop()
+
+
+def test_a_required_secret_unset_during_the_release_fails_the_rollback_with_exit_5(world, good_release):
+    """Someone unsets production's SCOPES (`fly secrets unset --stage`: the running machine keeps
+    it) after the secrets were verified; the production deploy then fails before rollout, so the
+    rollback redeploys nothing and its health check and smoke test pass on the machine as it was.
+    An unset secret is a changed one: the rollback fails naming it, exit 5 (never "unchanged")."""
+    target = world.target()
+    serving = target.status(PRODUCTION)
+    scopes = world.values[PRODUCTION]["SCOPES"]
+    world.fake.set_fault("deploy", "error:failed to fetch an image or build from source", app=PRODUCTION)
+    runner = subprocess.Popen(
+        world.release_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=world.env
+    )
+    try:
+        lines = []
+        for line in runner.stdout:  # the staging deploy starts: secrets were verified on both apps
+            lines.append(line)
+            if line.startswith("[3/9]"):
+                world.fake.machines().unset_secrets(PRODUCTION, ["SCOPES"])
+                break
+        out, err = runner.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        world.fake.clear_faults()
+        world.fake.store_secrets(PRODUCTION, {"SCOPES": scopes})  # staged again: the machine never lost it
+    out = "".join(lines) + out
+    assert runner.returncode == 5, out + err
+    assert "ROLLBACK FAILED (exit 5)" in out and "SCOPES changed since the last good release" in out
+    folder = world.release_dirs()[-1]
+    assert section_keys(folder)[-2:] == [("deploy_production", "failed"), ("rollback", "failed")]
+    records = read_section_result(folder, "rollback")["records"]
+    assert records["rollback"]["ok"] is True and "nothing redeployed" in records["rollback"]["detail"]
+    assert records["health"]["ok"] is True and records["smoke"]["ok"] is True
+    compared = {row["name"]: row for row in records["secrets_since_last_good"]["rows"]}
+    assert compared["SCOPES"]["ok"] is False and compared["SCOPES"]["digest_now"] == ""
+    assert all(row["ok"] for name, row in compared.items() if name != "SCOPES")
+    after = target.status(PRODUCTION)
+    assert (after.image_ref, after.version) == (serving.image_ref, serving.version)
+
+
+def test_a_rollback_whose_redeploy_exits_0_while_the_machine_serves_the_failed_build_fails(tmp_path):
+    """The rollback's `fly deploy --image <what served before>` exits 0 and `fly releases` lists it
+    complete, while the machine went back to the failed build (the flyctl quirk above, now on the
+    rollback). The failed build only fills the log with errors, so the rollback's health check,
+    smoke test and secrets all pass on it: only the machines say production was not restored."""
+    world = make_fly_world(tmp_path, watch_minutes=0.05, watch_interval_s=0.25)
+    world.env["HOTDASH_DEGRADE_AFTER_SECONDS"] = "0"  # error_logs: an error line every half second from its start
+    try:
+        good = world.release()
+        assert good.returncode == 0, good.stdout + good.stderr
+        good_image = world.target().status(PRODUCTION).image_ref
+        world.fake.set_fault("deploy", "defect:error_logs", app=PRODUCTION)
+        world.fake.set_fault("deploy --image", "revert", app=PRODUCTION)
+        try:
+            done = world.release()
+        finally:
+            world.fake.clear_faults()
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "ROLLBACK FAILED (exit 5)" in done.stdout
+        folder = world.release_dirs()[-1]
+        assert section_keys(folder)[-2:] == [("watch", "failed"), ("rollback", "failed")]
+        failed_build = read_section_result(folder, "deploy_production")["records"]["deployment"]["image_ref"]
+        assert failed_build != good_image
+        records = read_section_result(folder, "rollback")["records"]
+        rollback = records["rollback"]
+        assert rollback["ok"] is False and rollback["to_image"] == good_image and rollback["new_version"] is not None
+        assert f"serves {failed_build}, not {good_image}" in rollback["detail"]
+        [machine] = records["machines"]["rows"]
+        assert (machine["expected_image"], machine["serving_image"]) == (good_image, failed_build)
+        assert records["health"]["ok"] is True and records["smoke"]["ok"] is True, "only the machines tell"
+        assert world.target().status(PRODUCTION).image_ref == failed_build
     finally:
         world.stop()
 

@@ -3,15 +3,19 @@
 The production deploy reads this release's own records at the point of change: the rule is
 tested on its own, under plain papermill (the command line an operator would type), and under
 the runner with a record that says NO-GO. (JupyterLab sessions: tests/test_interactive.py.)
-Then a secret changed since the last good release, which no rollback by image can undo.
+Then a secret changed (or unset) since the last good release, which no rollback by image can
+undo; a production deploy run twice in one release, which must not move what the rollback
+restores; and "rollback failed" keeping its exit code when the archive store fails too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import make_rehearsal
@@ -209,3 +213,115 @@ def test_a_production_deploy_run_again_keeps_what_served_before_the_first(rehear
     assert saved["serving_before"] == first
     assert saved["earlier_deployments"] == [{"version": 8, "status": "complete"}], "the seal still sees v8"
     assert again.rollback_candidate().title.endswith(f"a rollback restores v7 ({first['image_ref']})")
+
+
+# -- what a rollback restores and what it compares, on a platform with a good release ---------
+
+PRODUCTION = "hotdash-production"
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """A rehearsal platform whose production serves a good release, sealed in its archive."""
+    world = make_rehearsal(tmp_path_factory.mktemp("gates"), wait_timeout_s=4)
+    done = world.release()
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield world
+    world.platform().stop()
+
+
+def release_that_may_deploy_production(world, release_id: str) -> Path:
+    """A release folder whose records show what production's deploy requires (sections 2-5)."""
+    from hotdash_release.results import results_path, write_json_atomic
+
+    folder = world.outputs / PRODUCTION / release_id
+    for key, result in recorded().items():
+        write_json_atomic(results_path(folder, key), result)
+    return folder
+
+
+def test_a_second_production_deploy_in_one_release_keeps_what_served_before_the_first(released):
+    """The production deploy's cell run twice, then the section run again (a lab session): each
+    deploy must leave `serving_before` as it was before this release first changed production,
+    so the rollback restores the good release, not the first attempt's build."""
+    from hotdash_release.runbook import open_section
+
+    platform = released.platform()
+    good = platform.status(PRODUCTION).image_ref
+    folder = release_that_may_deploy_production(released, "20261205T000000Z-5ec0d1")
+    try:
+        section = dict(environment="production", config_path=str(released.config), release_dir=str(folder))
+        run = open_section("deploy", **section)
+        first = run.deploy("wrong_api_key")
+        assert first.ok and first.image_ref != good
+        assert run.deploy("wrong_api_key").ok  # the cell again: production now serves the first attempt
+        assert open_section("deploy", **section).deploy("wrong_api_key").ok  # the section again
+        assert read_section_result(folder, "deploy_production")["records"]["serving_before"]["image_ref"] == good
+
+        restored = open_section("rollback", **section).roll_back()
+        assert restored.ok and restored.to_image == good and restored.new_version is not None, restored
+        assert platform.status(PRODUCTION).image_ref == good
+    finally:
+        shutil.rmtree(folder)
+        if platform.status(PRODUCTION).image_ref != good:  # the module's production as it was
+            platform.deploy(PRODUCTION, image=good, wait_timeout_s=20)
+
+
+def test_a_required_secret_unset_since_the_last_good_release_counts_as_changed(released):
+    """Unset is a change: the rollback's comparison names it and its gate fails (the runner then
+    ends "rollback failed", exit 5), never "unchanged" because there is no digest to compare."""
+    from hotdash_release.errors import GateFailed
+    from hotdash_release.runbook import open_section
+
+    platform = released.platform()
+    kept = platform.secret_values(PRODUCTION)["SCOPES"]
+    folder = released.outputs / PRODUCTION / "20261205T000001Z-5ec0d2"
+    platform.unset_secrets(PRODUCTION, ["SCOPES"])
+    try:
+        run = open_section(
+            "rollback", environment="production", config_path=str(released.config), release_dir=str(folder)
+        )
+        table = run.compare_secrets()
+        with pytest.raises(GateFailed, match="SCOPES changed since the last good release"):
+            run.gate()
+        rows = {
+            row["name"]: row
+            for row in read_section_result(folder, "rollback")["records"]["secrets_since_last_good"]["rows"]
+        }
+    finally:
+        platform.set_secrets(PRODUCTION, {"SCOPES": kept})
+        shutil.rmtree(folder, ignore_errors=True)
+    assert not table.ok
+    assert rows["SCOPES"]["ok"] is False and rows["SCOPES"]["digest_now"] == "" and rows["SCOPES"]["last_good_digest"]
+    assert all(row["ok"] for name, row in rows.items() if name != "SCOPES")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "store_failure", "code"),
+    [
+        ("rollback failed", "upload", 5),  # production needs a person first: 5 wins over 7
+        ("rollback failed", "head", 5),  # ... and over 6
+        ("error", "upload", 1),
+        ("rolled back", "upload", 7),
+        ("rolled back", "head", 6),
+        ("released", "upload", 7),
+        ("rollback failed", None, 5),
+    ],
+)
+def test_rollback_failed_wins_over_an_archive_store_failure(tmp_path, outcome, store_failure, code):
+    from hotdash_release.config import load_config
+    from hotdash_release.runner import ReleaseOptions, ReleaseRecord
+
+    record = ReleaseRecord(
+        "20261205T000000Z-abcdef",
+        tmp_path,
+        load_config(),
+        ReleaseOptions(outputs=tmp_path),
+        "local",
+        "ana",
+        "2026-12-05T00:00:00.000Z",
+        {},
+        outcome=outcome,
+        store_failure=(store_failure, "NOT STORED: the store refused") if store_failure else None,
+    )
+    assert record.exit_code == code

@@ -226,6 +226,38 @@ def test_a_store_failing_mid_upload_exits_7_keeps_the_release_and_archive_push_c
     assert verify.returncode == 0, verify.stdout
 
 
+def test_a_failed_rollback_exits_5_when_the_store_fails_too(tmp_path):
+    """The first release of an app into a store of its own, its production build crashing at start:
+    nothing to roll back to ("rollback failed"), and the store refuses the upload. Production
+    needs a person first: exit 5, the store's failure said below it, the sealed copy kept."""
+    moto = start_moto()
+    proxy = FaultyProxy(moto.endpoint)
+    rehearsal = make_rehearsal(tmp_path, wait_timeout_s=4)
+    try:
+        moto.bucket(BUCKET)
+        rehearsal.config.write_text(rehearsal.config.read_text() + f'\n[archive]\nurl = "{URL}"\n')
+        proxy.fail_puts = ("SHA256SUMS",)
+        run = run_cli(
+            "release",
+            "--config",
+            str(rehearsal.config),
+            "--outputs",
+            str(rehearsal.outputs),
+            "--break",
+            "production:crash_at_start",
+            extra_env={**moto.env(), "AWS_ENDPOINT_URL": proxy.endpoint},
+        )
+        assert run.returncode == 5, run.stdout + run.stderr
+        release_id = release_id_of(run)
+        assert f"Release {release_id}: ROLLBACK FAILED (exit 5)" in run.stdout
+        assert "archive store: NOT STORED" in run.stdout and f"runbook archive push {release_id}" in run.stdout
+        assert proxy.refused and (rehearsal.outputs / APP / release_id / "manifest.json").is_file()
+    finally:
+        proxy.close()
+        rehearsal.platform().stop()
+        moto.server.stop()
+
+
 def test_a_runner_with_nothing_but_the_store_watches_a_release_again_into_the_same_chain(world):
     third = release_id_of(world.runs["runner-3"])
     before = world.sealed_ids()

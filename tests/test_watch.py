@@ -12,7 +12,17 @@ import httpx
 import pytest
 from loopback import Reply
 
-from hotdash_release.checks.watch import MachineWatch, WatchSettings, percentile, watch_production
+from hotdash_release.checks.watch import (
+    MachinesSeen,
+    MachineWatch,
+    Measurement,
+    WatchSettings,
+    _judge,
+    check_watch_minutes,
+    percentile,
+    watch_production,
+)
+from hotdash_release.errors import UsageError
 from hotdash_release.secrets.redact import Redactor
 
 FAST = dict(minutes=0.6 / 60, interval_s=0.1)  # six measurements, a tenth of a second apart
@@ -307,3 +317,84 @@ def test_a_refusing_github_is_an_outcome_without_the_token(loopback):
             client, "hotdash/hotdash", SINCE, token="ghp_TOKENVALUE123", api_url=loopback.base_url
         )
     assert not found.ok and "401" in found.detail and "ghp_TOKENVALUE123" not in found.detail
+
+
+# -- the watch at its edges: each condition's boundary, decided by the pure parts --------------
+
+
+def _measured(ok=True, latency_ms=100.0):
+    return Measurement(
+        at="2026-11-28T10:00:00Z",
+        elapsed_s=0.0,
+        ok=ok,
+        health_ok=ok,
+        status_code=200 if ok else 503,
+        latency_ms=latency_ms,
+        error_lines=0,
+        machines_down=0,
+        detail="" if ok else "health: HTTP 503",
+    )
+
+
+def _judged(measurements, **settings):
+    return [b.what for b in _judge(measurements, WatchSettings(**settings), lambda: "2026-11-28T10:01:00Z")]
+
+
+def test_a_p95_exactly_at_the_limit_passes_and_just_above_breaches():
+    at_limit = [_measured(latency_ms=1500.0)] * 20
+    assert _judged(at_limit, max_p95_ms=1500) == []
+    assert _judged(at_limit, max_p95_ms=1499.9) == ["p95 latency 1500 ms above 1499.9 ms"]
+
+
+def test_availability_at_the_minimum_passes_and_one_point_under_breaches():
+    def window(healthy):
+        return [_measured()] * healthy + [_measured(ok=False)] * (100 - healthy)
+
+    assert _judged(window(99), min_availability_pct=99) == []
+    assert _judged(window(98), min_availability_pct=99) == ["availability 98.0% below 99%"]
+
+
+def test_failures_that_alternate_with_successes_are_not_in_a_row():
+    # fail, ok, fail, ok, fail, ok: three failures, never two in a row, so no breach at a limit of 2.
+    down = itertools.cycle([1, 0])
+    ticks = itertools.count()  # a clock that is always past the next measurement: no waiting
+    health = httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"status": "ok", "timestamp": datetime.now(UTC).isoformat()})
+    )
+    with httpx.Client(transport=health) as client:
+        result = watch_production(
+            client,
+            "http://production.test/health",
+            WatchSettings(minutes=6 / 60, interval_s=1, failure_limit=2, min_availability_pct=0),
+            machines=lambda: MachinesSeen(down=next(down)),
+            clock=lambda: float(next(ticks)),
+        )
+    assert [m.ok for m in result.measurements] == [False, True, False, True, False, True]
+    assert result.ok and result.ended_early == "" and result.breaches == ()
+
+
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [
+        (list(range(1, 11)), 95, 10),  # rank 9.5 rounds up, not down
+        (list(range(1, 11)), 50, 5),
+        (list(range(1, 21)), 95, 19),  # rank exactly 19
+        (list(range(1, 101)), 7, 7),  # 7 / 100 * 100 is 7.000000000000001 in floating point: still rank 7
+        ([3.0, 1.0, 2.0], 0, 1.0),  # the lowest rank is the first, never the last
+        ([3.0, 1.0, 2.0], 100, 3.0),
+        ([250.0, 10.0, 30.0, 20.0], 99, 250.0),
+    ],
+)
+def test_percentile_against_known_values(values, pct, expected):
+    assert percentile(values, pct) == expected
+
+
+@pytest.mark.parametrize("minutes", [0, 0.5, 1440])
+def test_a_later_watch_of_up_to_a_day_is_taken(minutes):
+    assert check_watch_minutes(minutes) == minutes
+
+
+@pytest.mark.parametrize("minutes", [1441, 1440.01, -0.01])
+def test_a_later_watch_longer_than_a_day_is_refused(minutes):
+    with pytest.raises(UsageError, match=r"watch_minutes: must be between 0 .* and 1440"):
+        check_watch_minutes(minutes)

@@ -123,6 +123,7 @@ def test_a_sealed_release_is_watched_again_as_a_record_of_its_own(released):
         ("rolled back", (), "only a released release can be watched"),
         ("first", ("--minutes", "-1"), "watch_minutes: must be between 0"),
         ("first", ("--minutes", "nan"), "watch_minutes: must be a number"),
+        ("first", ("--minutes", "1441"), "watch_minutes: must be between 0 (the configured window) and 1440"),
         ("not-an-id", (), "release id"),
     ],
 )

@@ -127,7 +127,8 @@ class FakeFly:
     def set_fault(self, command: str, fault: str, *, app: str | None = None) -> None:
         """E.g. set_fault("deploy", "defect:health_failing", app="hotdash-production").
 
-        ``command`` is flyctl's command path ("deploy", "secrets list", "auth whoami").
+        ``command`` is flyctl's command path ("deploy", "secrets list", "auth whoami"), or
+        "deploy --image" for image deploys alone (a rollback's redeploy).
         """
         kind = fault.partition(":")[0]
         assert kind in FAULT_KINDS, f"fault {fault!r}: kinds are {FAULT_KINDS}"
