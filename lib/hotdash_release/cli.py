@@ -57,7 +57,8 @@ exit codes:
      it served before, verified
   5  rollback failed (or a secret changed since the last good release): production needs a person
   6  another release of this app is running (the message names who and since when), or,
-     with an archive store, another runner appended to the app's chain first
+     with an archive store, another runner appended to the app's chain first, or this
+     runner's store lease was lost before the production deploy (nothing deployed)
   7  the archive store failed (unreachable, refused) before the release or while uploading it:
      the sealed release stays in OUTPUTS; `runbook archive push <release id>` completes it
   1  internal error (a secret found in the archive, an unexpected failure)
