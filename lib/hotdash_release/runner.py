@@ -30,7 +30,7 @@ from .decisions.attest import check_release_attestations, section_parameters
 from .errors import UsageError
 from .execution.interrupts import SIGNALS, ReleaseAborted
 from .execution.pool import KERNELS_AHEAD, KernelPool
-from .locks import LeaseLost, pid_alive, process_identity, release_lock, store_release_lock
+from .locks import LeaseLost, ReleaseLocked, pid_alive, process_identity, release_lock, store_release_lock
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, WATCH, Section
 from .results import (
@@ -951,7 +951,7 @@ def seal_abandoned_releases(record: ReleaseRecord, left: dict | None, progress: 
             continue
         try:
             done = seal_abandoned(folder, sealed_by=record.operator, held_lock=record.lock_dir, progress=progress)
-        except (UsageError, OSError, ValueError) as exc:
+        except (UsageError, ReleaseLocked, OSError, ValueError) as exc:  # locked: its platform's lock is held
             progress(f"release {folder.name} was left unsealed by a runner that died, and stays so: {exc}")
             continue
         sealed.append(done.release_id)
