@@ -221,3 +221,28 @@ def test_lock_show_and_a_break_with_its_reason_recorded_in_the_store(moto, tmp_p
     shown = run_cli("lock", "show", *args, extra_env=env)
     assert f"{url}/{KEY}: free" in shown.stdout
     assert "broken at " in shown.stdout and "by oscar: runner VM lost" in shown.stdout
+
+
+def test_lock_show_names_the_process_holding_a_folder_lock_and_break_refuses_it(tmp_path):
+    """Without a store the lock is an flock: `lock show` names the pid the kernel says holds it (from
+    /proc/locks) and the holder file; `lock break` refuses (exit 2): it ends with its process."""
+    config = write_config(tmp_path / "config", state_dir=tmp_path / "state")
+    args = ("--config", str(config), "--outputs", str(tmp_path / "outputs"))
+    env = {"HOTDASH_ARCHIVE": ""}
+    assert "hotdash-production.release.lock: free" in run_cli("lock", "show", *args, extra_env=env).stdout
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from hotdash_release.locks import release_lock\n"
+         f"with release_lock({str(tmp_path / 'state' / 'locks')!r}, {APP!r}, release_id={IDS[0]!r}, operator='ana'):\n"
+         "    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        show = run_cli("lock", "show", *args, extra_env=env)
+        assert f"release.lock: held by pid {holder.pid}; ana (release {IDS[0]}" in show.stdout, show.stdout
+        broken = run_cli("lock", "break", *args, "--reason", "stale?", extra_env=env)
+        assert broken.returncode == 2 and f"held by pid {holder.pid}: stop it" in broken.stderr
+    finally:
+        holder.kill()
+        holder.wait()
