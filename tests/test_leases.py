@@ -216,7 +216,7 @@ def test_lock_show_and_a_break_with_its_reason_recorded_in_the_store(moto, tmp_p
     assert store.get(KEY) is None
     (record,) = [o.key for o in store.list(f"_locks/{APP}/")]
     written = json.loads(store.get(record)[0])
-    assert written["reason"] == "runner VM lost" and written["broken_by"] == "oscar"
+    assert written["reason"] == "runner VM lost" and written["broken_by"] == "oscar" and written["removed"] is True
     assert written["lock"]["release_id"] == IDS[0]
     shown = run_cli("lock", "show", *args, extra_env=env)
     assert f"{url}/{KEY}: free" in shown.stdout
@@ -246,3 +246,34 @@ def test_lock_show_names_the_process_holding_a_folder_lock_and_break_refuses_it(
     finally:
         holder.kill()
         holder.wait()
+
+
+class RenewedAfterRead(FolderStore):
+    """A folder store where the lock's holder renews it right after someone reads it (the race a break
+    must lose): the first read of the lock is followed by a new version of it."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.reads = 0
+
+    def get(self, key):
+        found = super().get(key)
+        if key == KEY and found is not None and self.reads == 0:
+            self.reads += 1
+            super().put(KEY, found[0] + b" ", if_match=found[1])
+        return found
+
+
+def test_a_break_loses_to_a_holder_that_renewed_after_it_was_read(tmp_path):
+    """`lock break` deletes only the version it showed (If-Match): a lock renewed meanwhile stays, the
+    break says so (ReleaseLocked: exit 6) and the attempt is recorded with its reason."""
+    from hotdash_release.locks import break_store_lock
+
+    store = RenewedAfterRead(tmp_path / "store")
+    store.put(KEY, json.dumps({"release_id": IDS[0], "operator": "ana", "expires_at": stamp(60)}).encode())
+    with pytest.raises(ReleaseLocked, match=r"changed while it was being broken .*nothing removed"):
+        break_store_lock(store, KEY, APP, reason="looked stale", operator="oscar")
+    assert json.loads(store.get(KEY)[0])["operator"] == "ana"
+    (record,) = [o.key for o in store.list(f"_locks/{APP}/")]
+    attempt = json.loads(store.get(record)[0])
+    assert attempt["reason"] == "looked stale" and attempt["removed"] is False

@@ -545,7 +545,8 @@ def describe_store_lock(store, key: str) -> tuple[str, tuple[bytes, str] | None]
 def break_store_lock(store, key: str, app: str, *, reason: str, operator: str) -> str:
     """Remove a store lock a person judged stale: the break is recorded first (who, when, why, the
     lock as it was) in `_locks/<app>/`, then the lock is deleted If-Match the version read (a holder
-    that renewed meanwhile keeps it). Returns what was done; raises ReleaseLocked when it changed."""
+    that renewed meanwhile keeps it), and the record says whether it was removed. Returns what was
+    done; raises ReleaseLocked when the lock changed."""
     from .errors import StoreConflict, UsageError
 
     if not reason.strip():
@@ -565,10 +566,11 @@ def break_store_lock(store, key: str, app: str, *, reason: str, operator: str) -
         "lock_version": found[1],
         "lock": holder,
     }
-    store.put(record_key, json.dumps(record, indent=1).encode(), create_only=True)
+    written = store.put(record_key, json.dumps({**record, "removed": None}).encode(), create_only=True)
     try:
         store.delete(key, if_match=found[1])
     except (StoreConflict, FileNotFoundError):
+        store.put(record_key, json.dumps({**record, "removed": False}, indent=1).encode(), if_match=written)
         current = _holder_of(store.get(key))
         raise ReleaseLocked(
             f"lock break: {store.key_url(key)} changed while it was being broken (renewed or taken: "
@@ -576,6 +578,7 @@ def break_store_lock(store, key: str, app: str, *, reason: str, operator: str) -
             f"in {store.key_url(record_key)}",
             holder=current,
         ) from None
+    store.put(record_key, json.dumps({**record, "removed": True}, indent=1).encode(), if_match=written)
     return (
         f"{store.key_url(key)}: broken (it was held by {describe_holder(holder)}); "
         f"recorded in {store.key_url(record_key)}"
