@@ -122,11 +122,46 @@ def _section_of(outputs: Path) -> tuple[str, int] | None:
 
 
 @pytest.fixture
-def other(world):
+def other(tmp_path):
     """A second rehearsal platform: the taker's machine, releasing the same app into the same store."""
-    other = make_rehearsal(world.root / "b")
+    other = make_rehearsal(tmp_path / "b")
     yield other
     other.platform().stop()
+
+
+def pause_past_lease_while_another_takes_over(world, prefix, config_a, config_b, shared, sections, *extra):
+    """Start runner A, SIGSTOP it once it is in one of `sections` (runner.json), wait for its lease to
+    expire, run runner B to its end, SIGCONT A and wait for it. Returns (A's id, A, its output, B's run)."""
+    a = subprocess.Popen(
+        [*RUNBOOK_COMMAND, *world.args(config_a, shared, "runner-a"), *extra],
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **world.moto.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        reached = wait_for(lambda: (_section_of(shared) or ("", 0))[1] >= min(sections), 240)
+        assert reached, "runner A never reached the section to pause in"
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            a_id, section = _section_of(shared)
+            assert section in sections, f"runner A was in section {section} when it was stopped, not {sections}"
+
+            def expired() -> bool:
+                lock = world.lock(prefix)
+                return bool(lock) and datetime.fromisoformat(lock["expires_at"]) < datetime.now(UTC)
+
+            assert wait_for(expired, 30)
+            assert world.lock(prefix)["release_id"] == a_id
+            b = world.release(config_b, shared, "runner-b")
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        out, err = a.communicate(timeout=300)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    return a_id, a, out + err, b
 
 
 def test_a_runner_paused_past_its_lease_loses_it_and_changes_nothing_while_the_taker_releases(world, other):
@@ -139,40 +174,13 @@ def test_a_runner_paused_past_its_lease_loses_it_and_changes_nothing_while_the_t
     config_b = world.config(other, url, lock_minutes=0.1)
     shared = world.root / "shared"
     served_before = [r.version for r in world.rehearsal.platform().releases(APP)]
-    a = subprocess.Popen(
-        [*RUNBOOK_COMMAND, *world.args(config_a, shared, "runner-a")],
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **world.moto.env()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert wait_for(lambda: (_section_of(shared) or ("", 0))[1] >= 3, 240), "runner A never reached staging"
-        os.kill(a.pid, signal.SIGSTOP)
-        try:
-            a_id, section = _section_of(shared)
-            assert section < 6, f"runner A reached section {section} before it was stopped"
-
-            def expired() -> bool:
-                lock = world.lock("paused")
-                return bool(lock) and datetime.fromisoformat(lock["expires_at"]) < datetime.now(UTC)
-
-            assert wait_for(expired, 30)
-            assert world.lock("paused")["release_id"] == a_id
-            b = world.release(config_b, shared, "runner-b")
-        finally:
-            os.kill(a.pid, signal.SIGCONT)
-        out, err = a.communicate(timeout=300)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
+    a_id, a, out, b = pause_past_lease_while_another_takes_over(world, "paused", config_a, config_b, shared, (3, 4, 5))
     assert b.returncode == 0, b.stdout + b.stderr
     assert f"the lease of release {a_id} expired" in b.stdout and "watching it 6 s for a renewal" in b.stdout
     assert f"took over the release lock of {APP} left by release {a_id}" in b.stdout
     assert f"pid {a.pid} still runs on this host (checked)" in b.stdout
     assert f"release {a_id} is left unsealed: its runner still runs" in b.stdout
-    assert a.returncode == 6, out + err
+    assert a.returncode == 6, out
     assert "lease lost: the production deploy refused: the release lock" in out
     assert [r.version for r in world.rehearsal.platform().releases(APP)] == served_before  # nothing deployed
     manifest = json.loads((shared / APP / a_id / "manifest.json").read_text())
@@ -181,3 +189,29 @@ def test_a_runner_paused_past_its_lease_loses_it_and_changes_nothing_while_the_t
     assert world.head("paused") == release_id_of(b)
     assert not world.moto.keys(BUCKET, f"paused/{APP}/{a_id}/")  # nothing of A's in the store
     assert world.lock("paused") is None  # B gave it back; A deleted nothing of B's
+
+
+def test_a_runner_that_lost_its_lease_after_the_production_deploy_does_not_roll_back_over_the_taker(world, other):
+    """Runner A ships a broken build (wrong_api_key) and is stopped in its production deploy or smoke
+    test past its lease; B takes the lock and releases. Continued, A's smoke test fails, but the rollback
+    is refused (the app is B's now: redeploying what served before A could undo B's release): exit 5,
+    "production needs a person", and nothing is redeployed on A's platform after its own deploy."""
+    url = f"s3://{BUCKET}/rollback"
+    if not world.rehearsal.platform().releases(APP):  # a rollback needs something to restore
+        first = world.release(world.config(world.rehearsal, f"s3://{BUCKET}/rollback-first"), world.root / "r0", "r0")
+        assert first.returncode == 0, first.stdout + first.stderr
+    config_a = world.config(world.rehearsal, url, lock_minutes=0.1)
+    config_b = world.config(other, url, lock_minutes=0.1)
+    shared = world.root / "shared-rollback"
+    served_before = [r.version for r in world.rehearsal.platform().releases(APP)]
+    a_id, a, out, b = pause_past_lease_while_another_takes_over(
+        world, "rollback", config_a, config_b, shared, (6, 7), "--break", "production:wrong_api_key"
+    )
+    assert b.returncode == 0, b.stdout + b.stderr
+    assert a.returncode == 5, out
+    assert "lease lost: the rollback refused: the release lock" in out
+    manifest = json.loads((shared / APP / a_id / "manifest.json").read_text())
+    assert manifest["outcome"] == "rollback failed" and "rollback not run" in manifest["reason"]
+    assert "rollback" not in [s["key"] for s in manifest["sections"]]
+    versions = [r.version for r in world.rehearsal.platform().releases(APP)]
+    assert len(versions) == len(served_before) + 1  # A's own deploy, and no redeploy after it
