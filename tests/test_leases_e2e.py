@@ -129,9 +129,12 @@ def other(tmp_path):
     other.platform().stop()
 
 
-def pause_past_lease_while_another_takes_over(world, prefix, config_a, config_b, shared, sections, *extra):
+def pause_past_lease_while_another_takes_over(
+    world, prefix, config_a, config_b, shared, sections, *extra, b_outputs=None
+):
     """Start runner A, SIGSTOP it once it is in one of `sections` (runner.json), wait for its lease to
-    expire, run runner B to its end, SIGCONT A and wait for it. Returns (A's id, A, its output, B's run)."""
+    expire, run runner B (into `b_outputs`, else A's folder) to its end, SIGCONT A and wait for it.
+    Returns (A's id, A, its output, B's run)."""
     a = subprocess.Popen(
         [*RUNBOOK_COMMAND, *world.args(config_a, shared, "runner-a"), *extra],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **world.moto.env()},
@@ -153,7 +156,7 @@ def pause_past_lease_while_another_takes_over(world, prefix, config_a, config_b,
 
             assert wait_for(expired, 30)
             assert world.lock(prefix)["release_id"] == a_id
-            b = world.release(config_b, shared, "runner-b")
+            b = world.release(config_b, b_outputs or shared, "runner-b")
         finally:
             os.kill(a.pid, signal.SIGCONT)
         out, err = a.communicate(timeout=300)
@@ -202,16 +205,17 @@ def test_a_runner_that_lost_its_lease_after_the_production_deploy_does_not_roll_
         assert first.returncode == 0, first.stdout + first.stderr
     config_a = world.config(world.rehearsal, url, lock_minutes=0.1)
     config_b = world.config(other, url, lock_minutes=0.1)
-    shared = world.root / "shared-rollback"
+    outputs = world.root / "rollback-a"  # B archives elsewhere: A's last good release stays its own platform's
     served_before = [r.version for r in world.rehearsal.platform().releases(APP)]
     a_id, a, out, b = pause_past_lease_while_another_takes_over(
-        world, "rollback", config_a, config_b, shared, (6, 7), "--break", "production:wrong_api_key"
-    )
+        world, "rollback", config_a, config_b, outputs, (6, 7), "--break", "production:wrong_api_key",
+        b_outputs=world.root / "rollback-b",
+    )  # fmt: skip
     assert b.returncode == 0, b.stdout + b.stderr
+    versions = [r.version for r in world.rehearsal.platform().releases(APP)]
+    assert len(versions) == len(served_before) + 1, out  # A's own deploy, and no redeploy after it
     assert a.returncode == 5, out
     assert "lease lost: the rollback refused: the release lock" in out
-    manifest = json.loads((shared / APP / a_id / "manifest.json").read_text())
+    manifest = json.loads((outputs / APP / a_id / "manifest.json").read_text())
     assert manifest["outcome"] == "rollback failed" and "rollback not run" in manifest["reason"]
     assert "rollback" not in [s["key"] for s in manifest["sections"]]
-    versions = [r.version for r in world.rehearsal.platform().releases(APP)]
-    assert len(versions) == len(served_before) + 1  # A's own deploy, and no redeploy after it
