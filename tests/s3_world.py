@@ -78,11 +78,13 @@ def start_moto() -> MotoS3:
 
 class FaultyProxy:
     """HTTP on loopback in front of the store: forwards every request, except PUTs whose path
-    contains one of `fail_puts`, answered 503 SlowDown (boto3 retries, then gives up)."""
+    contains one of `fail_puts` and DELETEs whose path contains one of `fail_deletes`, answered
+    503 SlowDown (boto3 retries, then gives up)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.fail_puts: tuple[str, ...] = ()
+        self.fail_deletes: tuple[str, ...] = ()
         self.refused: list[str] = []
         proxy = self
 
@@ -94,7 +96,8 @@ class FaultyProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.command == "PUT" and any(part in self.path for part in proxy.fail_puts):
+                failing = {"PUT": proxy.fail_puts, "DELETE": proxy.fail_deletes}.get(self.command, ())
+                if any(part in self.path for part in failing):
                     proxy.refused.append(self.path)
                     payload = b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>"
                     self.send_response(503)

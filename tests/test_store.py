@@ -1,4 +1,4 @@
-"""The archive's store (archive/store.py, storesync.py, locks.store_release_lock) against a real S3
+"""The archive's store (archive/store.py, storesync.py; the store lock: test_leases.py) against a real S3
 HTTP API on loopback (moto's server mode, started by this module) and the local folder store:
 conditional writes, the chain head, the store lock, Object Lock retention, a store that fails
 mid-upload, and the local cache of summaries. Releases here are small sealed folders written by
@@ -17,7 +17,6 @@ from hotdash_release.archive.store import FolderStore, Retention, S3Store, open_
 from hotdash_release.archive.storesync import (
     HeadMoved,
     advance_head,
-    lock_key,
     pull_all,
     pull_catalog,
     push_release,
@@ -25,7 +24,6 @@ from hotdash_release.archive.storesync import (
     upload_release,
 )
 from hotdash_release.errors import StoreConflict, StoreError, UsageError
-from hotdash_release.locks import ReleaseLocked, store_release_lock
 
 APP = "hotdash-production"
 
@@ -231,22 +229,6 @@ def test_a_half_uploaded_release_is_not_part_of_the_archive(moto, tmp_path):
         assert pull_catalog(good, tmp_path / "reader").releases == 1
     finally:
         proxy.close()
-
-
-def test_the_store_lock_names_its_holder_and_expires(any_store):
-    key = lock_key(APP)
-    with store_release_lock(any_store, key, APP, release_id=IDS[0], operator="ana", minutes=60) as left:
-        assert left is None
-        with pytest.raises(ReleaseLocked, match=rf"ana \(release {IDS[0]}.*store lock .*until"):
-            with store_release_lock(any_store, key, APP, release_id=IDS[1], operator="bo", minutes=60):
-                pass
-    assert any_store.get(key) is None  # released
-    # A runner that died: its lock expired, the next release takes it over and says whose it was.
-    expired = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    any_store.put(key, json.dumps({"release_id": IDS[2], "operator": "cy", "expires_at": expired}).encode())
-    with store_release_lock(any_store, key, APP, release_id=IDS[3], operator="di", minutes=60) as left:
-        assert left["release_id"] == IDS[2]
-        assert json.loads(any_store.get(key)[0])["operator"] == "di"
 
 
 def test_object_lock_retention_on_every_sealed_object_and_a_delete_is_refused(moto, tmp_path):

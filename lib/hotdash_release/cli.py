@@ -57,7 +57,8 @@ exit codes:
      it served before, verified
   5  rollback failed (or a secret changed since the last good release): production needs a person
   6  another release of this app is running (the message names who and since when), or,
-     with an archive store, another runner appended to the app's chain first
+     with an archive store, another runner appended to the app's chain first, or this
+     runner's store lease was lost before the production deploy (nothing deployed)
   7  the archive store failed (unreachable, refused) before the release or while uploading it:
      the sealed release stays in OUTPUTS; `runbook archive push <release id>` completes it
   1  internal error (a secret found in the archive, an unexpected failure)
@@ -315,6 +316,32 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
     push.add_argument("--config", type=Path, help="release configuration ([archive]; default: runbooks/hotdash.toml)")
 
+    lock = commands.add_parser(
+        "lock",
+        help="the app's release lock: show it, or break a stale store lock (with a recorded reason)",
+        description="The app's release lock: with an archive store, a lease in the store (its holder renews it "
+        "every third of [archive] lock_minutes and gives it back at the end); else an flock the kernel holds "
+        "for the runner's life (lib/hotdash_release/locks.py).",
+        epilog="exit codes: 0 shown or broken; 2 usage error (no --reason; a folder lock cannot be broken: "
+        "it ends with its process); 6 the lock changed while it was being broken (nothing removed); "
+        "7 the store failed",
+    )
+    lock_actions = lock.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    lock_actions.required = True
+    lock_show = lock_actions.add_parser("show", help="who holds the lock, since when, until when, and past breaks")
+    lock_break = lock_actions.add_parser(
+        "break",
+        help="remove the store lock (if it is still the version read), recording who, when and why "
+        "in the store (_locks/<app>/)",
+    )
+    lock_break.add_argument("--reason", required=True, help="why the lock is broken (recorded in the store)")
+    lock_break.add_argument("--operator", default="", help="who breaks it (default: $HOTDASH_OPERATOR or the OS user)")
+    for sub in (lock_show, lock_break):
+        sub.add_argument("--config", type=Path, help="release configuration (default: runbooks/hotdash.toml)")
+        sub.add_argument("--target", choices=("local", "fly"), help="deployment target (default: the configuration's)")
+        sub.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+        sub.add_argument("--archive", metavar="URL", help=ARCHIVE_HELP)
+
     dispatch = commands.add_parser(
         "dispatch",
         help="start the production release on GitHub Actions (deploy-production.yml)",
@@ -403,6 +430,8 @@ def main(
             return _dispatch(args)
         if args.command == "archive":
             return _archive_push(args)
+        if args.command == "lock":
+            return _lock(args)
         return _platform(args)
     except UsageError as exc:
         print(f"runbook: error: {exc}", file=sys.stderr)
@@ -663,7 +692,9 @@ def _archive_push(args) -> int:
         checkpoint = push_release(store, outputs, app, args.release_id)
     except HeadMoved as exc:  # its chain position is taken: it can never be appended
         print(f"runbook: archive push: {exc}", file=sys.stderr)
+        _give_back_lock(store, app, args.release_id)
         return EXIT_LOCKED
+    _give_back_lock(store, app, args.release_id)
     print(
         f"archive push: {store.key_url(app + '/' + args.release_id)}/ complete; head of {app}: "
         f"{checkpoint.get('head_release_id')} ({checkpoint.get('releases')} release(s))"
@@ -671,6 +702,71 @@ def _archive_push(args) -> int:
     from .archive.index import rebuild_after_release
 
     rebuild_after_release(outputs, _progress, store=store)
+    return 0
+
+
+def _give_back_lock(store, app: str, release_id: str) -> None:
+    """The release's store lock, if its runner could not give it back (the store was down at its end)."""
+    from .archive.storesync import lock_key
+    from .locks import give_back
+
+    done = give_back(store, lock_key(app), release_id)
+    if done:
+        print(f"archive push: {done}")
+
+
+def _lock(args) -> int:
+    from .config import load_config
+    from .locks import (
+        break_store_lock,
+        describe_holder,
+        describe_store_lock,
+        flock_holder_pid,
+        lock_paths,
+        process_text,
+        read_breaks,
+        read_holder,
+    )
+
+    config = load_config(args.config)
+    app = config.environment("production").app
+    store = _store_of(args)
+    if store is not None:
+        from .archive.storesync import lock_key
+
+        if args.action == "break":
+            from .results import check_operator, default_operator
+
+            operator = args.operator or default_operator()
+            check_operator(operator)
+            print(break_store_lock(store, lock_key(app), app, reason=args.reason, operator=operator))
+            return 0
+        print(describe_store_lock(store, lock_key(app))[0])
+        for done in read_breaks(store, app)[-5:]:
+            print(f"  broken at {done.get('broken_at')} by {done.get('broken_by')}: {done.get('reason')}")
+        return 0
+    from .runner import release_lock_dir
+    from .targets import make_target
+
+    target = make_target(config, args.target or config.default_target)
+    lock_path, holder_path = lock_paths(release_lock_dir(target, args.outputs.resolve() / app), app)
+    pid = flock_holder_pid(lock_path) if lock_path.exists() else None
+    holder = read_holder(holder_path)
+    if args.action == "break":
+        raise UsageError(
+            f"lock break: {lock_path} is an flock: the kernel releases it when its process ends "
+            + (
+                f"(held by pid {pid}: stop it, e.g. kill -TERM {pid}; the release is sealed)"
+                if pid
+                else "(not held now)"
+            )
+        )
+    if pid:
+        print(f"{lock_path}: held by pid {pid}; {describe_holder(holder)}")
+    elif holder:
+        print(f"{lock_path}: free; {holder_path} left by {describe_holder(holder)} ({process_text(holder)})")
+    else:
+        print(f"{lock_path}: free")
     return 0
 
 

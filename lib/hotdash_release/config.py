@@ -153,7 +153,7 @@ class ArchiveSettings:
     url: str = ""
     retention_days: int | None = None  # Object Lock retention of each sealed object in the store
     retention_mode: str = "governance"  # or "compliance": not even the bucket's root can shorten it
-    lock_minutes: float = 120.0  # the store's release lock expires after this (a runner that died)
+    lock_minutes: float = 5.0  # the store lock's lease: renewed every third of it (locks.StoreLease)
 
 
 @dataclass(frozen=True)
@@ -641,5 +641,5 @@ def _archive(table: _Table) -> ArchiveSettings:
         url=url,
         retention_days=days,
         retention_mode=table.choice("retention_mode", RETENTION_MODES, "governance"),
-        lock_minutes=table.number("lock_minutes", 120.0),
+        lock_minutes=table.number("lock_minutes", ArchiveSettings.lock_minutes),
     )

@@ -30,7 +30,7 @@ from .decisions.attest import check_release_attestations, section_parameters
 from .errors import UsageError
 from .execution.interrupts import SIGNALS, ReleaseAborted
 from .execution.pool import KERNELS_AHEAD, KernelPool
-from .locks import release_lock, store_release_lock
+from .locks import LeaseLost, ReleaseLocked, pid_alive, process_identity, release_lock, store_release_lock
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, WATCH, Section
 from .results import (
@@ -156,6 +156,8 @@ class ReleaseRecord:
     store: object = None  # archive.store.Store when the archive is an object store (storesync.py)
     store_head: tuple | None = None  # (etag, checkpoint) of the app's head in the store before the release
     store_failure: tuple[str, str] | None = None  # ("head" | "upload", message): not (all) in the store
+    lease: object = None  # locks.StoreLease: the store lock this runner holds while it runs
+    lease_lost: str = ""  # why a production-changing action was refused: the lease was not ours
 
     @property
     def plan(self) -> tuple[Section, ...]:
@@ -168,6 +170,8 @@ class ReleaseRecord:
             # Stopped by a signal, with production verified good (it finished what it was doing).
             return EXIT_ABORTED
         code = OUTCOME_EXIT[self.outcome]
+        if self.lease_lost and self.outcome == "blocked":  # production untouched: a lock problem
+            return EXIT_LOCKED
         if self.store_failure and code not in (EXIT_ERROR, EXIT_ROLLBACK_FAILED):  # those need a person first
             return EXIT_LOCKED if self.store_failure[0] == "head" else EXIT_NOT_STORED
         return code
@@ -435,7 +439,20 @@ def run_release(
                 if record.lock_note and sealed:
                     record.lock_note["sealed_abandoned"] = sealed
                 _run_and_seal(record, progress, kernel_pool, export_worker)
-                if record.store:
+                if record.store and record.lease is not None and record.lease.lost:
+                    # The app's lock (and its chain) may be another runner's now: nothing of ours goes in.
+                    lease, kept = record.lease, f"; the release is kept in {record.release_dir}"
+                    record.store_failure = (
+                        ("head", f"NOT APPENDED: the release lock was {lease.lost}{kept}")
+                        if lease.taken
+                        else (
+                            "upload",
+                            f"NOT STORED: the release lock {lease.lost}{kept}: `runbook archive push "
+                            f"{record.release_id}` appends it if the chain head has not moved",
+                        )
+                    )
+                    progress(f"  archive store: {record.store_failure[1]}")
+                elif record.store:
                     from .archive.storesync import after_release
 
                     after_release(record, progress)
@@ -466,7 +483,10 @@ def _release_locks(record: ReleaseRecord, app: str, progress: Progress):
 
     minutes = record.config.archive.lock_minutes
     with ExitStack() as locks:
-        left = locks.enter_context(store_release_lock(record.store, lock_key(app), app, minutes=minutes, **details))
+        record.lease = locks.enter_context(
+            store_release_lock(record.store, lock_key(app), app, minutes=minutes, progress=progress, **details)
+        )
+        left = record.lease.left
         if getattr(record.target, "release_lock_dir", None):
             locks.enter_context(release_lock(record.lock_dir, app, **details))
         before_release(record, progress)
@@ -476,7 +496,21 @@ def _release_locks(record: ReleaseRecord, app: str, progress: Progress):
 def _holder_text(holder: dict) -> str:
     if "unreadable" in holder:
         return f"a runner that died (its holder file was {holder['unreadable']})"
-    return f"release {holder.get('release_id')} (pid {holder.get('pid')} is gone)"
+    return f"release {holder.get('release_id')} ({holder.get('gone') or 'its runner is gone'})"
+
+
+def _check_lease(record: ReleaseRecord, action: str, progress: Progress, *, strict: bool = True) -> bool:
+    """Right before production changes (its deploy, a rollback): with a store lock, the lease must
+    be this runner's now (locks.StoreLease.check). False, with one line said and recorded, if not."""
+    if record.lease is None:
+        return True  # a folder lock: the kernel holds it for this process's whole life
+    try:
+        record.lease.check(action, strict=strict)
+    except LeaseLost as exc:
+        record.lease_lost = str(exc)
+        progress(f"lease lost: {exc}")
+        return False
+    return True
 
 
 def _write_started(record: ReleaseRecord) -> None:
@@ -500,7 +534,7 @@ def _write_started(record: ReleaseRecord) -> None:
             "inputs": record.inputs,
             "resumed_from": record.resumed_from,
             "lock_dir": str(record.lock_dir),
-            "pid": os.getpid(),
+            **process_identity(),
         },
     )
 
@@ -660,6 +694,9 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
         critical = section.key in PRODUCTION_CHANGING
         if section.key == PRODUCTION_CHANGING[0]:
             SIGNALS.check()  # the last moment to stop with production untouched
+            if not _check_lease(record, "the production deploy", progress):
+                record.outcome, record.reason = "blocked", f"production not changed: {record.lease_lost}"
+                return
         # The watch is not cut off by a signal: its kernel is interrupted, the window ends early
         # and what it measured is recorded and judged; then the release stops.
         watching = section.key == "watch"
@@ -715,6 +752,11 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
 def _roll_back(record: ReleaseRecord, where: str, why: str, progress: Progress, redactor) -> None:
     """Run the rollback runbook to the end whatever signal comes, and say how it ended."""
     progress(f"{why}: running the rollback runbook")
+    if not _check_lease(record, "the rollback", progress, strict=False):
+        # Another runner holds the app now: redeploying what served before this release could undo its.
+        record.outcome = "rollback failed"
+        record.reason = f"{where}; rollback not run: {record.lease_lost}; production needs a person"
+        return
     with SIGNALS.during(ROLLBACK.title, interruptible=False):
         rollback = run_section(record, ROLLBACK, len(record.plan) + 1, progress, redactor)
     if rollback.outcome == "passed":
@@ -904,9 +946,12 @@ def seal_abandoned_releases(record: ReleaseRecord, left: dict | None, progress: 
     for folder in sorted(folders, key=lambda f: f.name):
         if folder == record.release_dir or not (folder / STARTED).is_file() or (folder / "manifest.json").exists():
             continue
+        if pid_alive(_read_started(folder) or {}):  # a lease taken over from a live (paused) runner
+            progress(f"release {folder.name} is left unsealed: its runner still runs and seals it itself")
+            continue
         try:
             done = seal_abandoned(folder, sealed_by=record.operator, held_lock=record.lock_dir, progress=progress)
-        except (UsageError, OSError, ValueError) as exc:
+        except (UsageError, ReleaseLocked, OSError, ValueError) as exc:  # locked: its platform's lock is held
             progress(f"release {folder.name} was left unsealed by a runner that died, and stays so: {exc}")
             continue
         sealed.append(done.release_id)
