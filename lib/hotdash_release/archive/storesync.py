@@ -222,16 +222,19 @@ def pull_release(store: Store, root: Path, app: str, release_id: str) -> int:
     return len(objects)
 
 
-def pull_all(store: Store, dest: Path) -> int:
+def pull_all(store: Store, dest: Path, *, retentions: dict | None = None) -> int:
     """Every object of the store into `dest` (for verify: exactly what the store holds). Returns
-    the number of objects."""
+    the number of objects. retentions: filled with {key: ObjectRetention or None}, as each read
+    reported it (archive/retention.py)."""
     dest = Path(dest)
     objects = [o for o in store.list("") if not o.key.endswith(LOCK_NAME) and "/" in o.key]
 
     def fetch(obj) -> None:
-        found = store.get(obj.key)
+        found = store.get_retained(obj.key) if retentions is not None else store.get(obj.key)
         if found is not None:
             _write_local(dest / obj.key, found[0])
+            if retentions is not None:
+                retentions[obj.key] = found[2]
 
     _parallel(fetch, objects)
     return len(objects)
