@@ -30,6 +30,7 @@ from .catalog import RELEASE_ID
 from .integrity import MANIFEST, sealed_releases
 from .signing import CHECKPOINT, SIGNATURE, SSH_SIGNATURE, SUMS
 from .store import Store
+from .summary import SUMMARY, summary_for_head, summary_key, usable_summary
 
 STATE_FILE = ".store-state.json"
 NOT_APPENDED = ".not-appended"  # releases sealed here that lost their chain position to another runner
@@ -55,6 +56,7 @@ class Pulled:
 
     heads: dict[str, tuple[str, dict]] = field(default_factory=dict)
     manifests: int = 0  # manifests read from the store this time
+    summaries: int = 0  # apps whose catalog came from their summary (one object each) this time
     releases: int = 0  # sealed releases in the store (as far as the cache knows)
     pending: dict[str, list[str]] = field(default_factory=dict)  # app (of `apps`) -> sealed here, not in the store
 
@@ -131,8 +133,15 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
         head = _parse_head(raw)
         if head:
             pulled.heads[app] = head
-        have = set(known["releases"])
-        if head and head[0] != known["head_etag"]:
+        have = set(known["releases"])  # manifests in this copy
+        # A release of this app is about to run: its seal links to and counts the chain's
+        # manifests, so they must be here; the catalog alone can come from the summary.
+        needs_manifests = app in (apps or ())
+        if head and head[0] != known["head_etag"] and not needs_manifests and _pull_summary(store, root, app, raw):
+            known["head_etag"], known["summary"] = head[0], head[1].get("releases")
+            pulled.summaries += 1
+        elif head and (head[0] != known["head_etag"] or (needs_manifests and known.get("summary"))):
+            known["summary"] = None
             ids = [name for name in store.folders(f"{app}/") if RELEASE_ID.match(name) and name not in have]
             keys = [f"{app}/{rid}/{MANIFEST}" for rid in ids]
             # No manifest: an upload not finished (its manifest goes last), not part of the archive yet.
@@ -147,13 +156,25 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
             known["releases"] = sorted(have)
         elif head and app in (apps or ()):
             _pull_last_good(store, root, app)  # a local copy restored without results (a CI cache)
-        pulled.releases += len(have)
+        pulled.releases += max(len(have), known.get("summary") or 0)
         if app in (apps or ()) and (root / app).is_dir():  # a release about to start: is one owed?
             pending = [p.name for p in sealed_releases(root / app) if p.name not in have]
             if pending:
                 pulled.pending[app] = pending
     write_state(root, state)
     return pulled
+
+
+def _pull_summary(store: Store, root: Path, app: str, raw_head: tuple[bytes, str]) -> bool:
+    """The app's summary into this copy, if it describes the store's chain head exactly
+    (summary.usable_summary); False when it does not, and the caller reads each manifest."""
+    found = store.get(summary_key(app))
+    _etag, checkpoint = _parse_head(raw_head)
+    if found is None or usable_summary(found[0], app, checkpoint)[0] is None:
+        return False
+    _write_local(root / app / SUMMARY, found[0])
+    _write_local(root / app / CHECKPOINT, raw_head[0])
+    return True
 
 
 def chain_from(head_id: str | None, manifests: dict[str, bytes], known: set[str]) -> list[str]:
@@ -337,11 +358,50 @@ def _head_text(head: tuple[str, dict] | None) -> str:
     return f"{head[1].get('releases', '?')} release(s), written {head[1].get('written_at', '?')}"
 
 
+def write_summary(store: Store, root: Path, app: str, release_id: str, *, attempts: int = 3) -> bool:
+    """Replace the app's summary (archive/summary.py) with that of the chain ending at this
+    release, right after this release became the head. True when written.
+
+    Why after the head and not before: a summary is only used when it matches the head, so the
+    head's conditional write stays the one commit point. Written before, a runner that then lost
+    the head would leave a summary of a chain that never was. The rule that keeps it consistent:
+    only the runner whose release is the head at that moment replaces the summary, If-Match the
+    summary it read before checking the head. A runner overtaken by a later release (the head
+    moved on) stops; one whose If-Match fails reads both again. So the last summary written is
+    always the current head's, whatever the interleaving; between the head's write and the
+    summary's, or when a runner dies there, readers find a summary of an earlier head and read
+    each manifest instead (slower, never wrong), until the next release or `runbook archive
+    push` of this one writes it."""
+    key = summary_key(app)
+    for _ in range(attempts):
+        found = store.get(key)
+        head = read_head(store, app)
+        if not head or head[1].get("head_release_id") != release_id:
+            return False  # a later release is the head: its runner writes the summary
+        data = summary_for_head(Path(root) / app, head[1], found[0] if found else None)
+        if data is None:
+            return False  # this copy does not hold the whole chain: readers read each manifest
+        try:
+            if found is None:
+                store.put(key, data, create_only=True)
+            else:
+                store.put(key, data, if_match=found[1])
+            return True
+        except StoreConflict:
+            continue
+    return False
+
+
 def push_release(store: Store, root: Path, app: str, release_id: str, *, expected: str | None = ...) -> dict:
-    """Upload a sealed release, then advance its app's head: `runbook archive push` and the
-    runner's last step. Returns the head's checkpoint."""
+    """Upload a sealed release, then advance its app's head, then its summary: `runbook archive
+    push` and the runner's last step. Returns the head's checkpoint. A summary that cannot be
+    written fails nothing: readers then read each manifest."""
     upload_release(store, root, app, release_id)
     checkpoint = advance_head(store, root, app, release_id, expected=expected)
+    try:
+        write_summary(store, root, app, release_id)
+    except StoreError:
+        pass
     state = read_state(root, store.url)
     known = state["apps"].setdefault(app, {"head_etag": None, "releases": []})
     known["releases"] = sorted({*known["releases"], release_id})
