@@ -83,49 +83,44 @@ def test_a_runner_with_an_empty_folder_reads_one_summary_per_app(store, tmp_path
     assert counting.reads == ["checkpoint.json"]
 
 
-def test_a_summary_that_does_not_match_the_head_is_not_used(store, tmp_path):
-    """Each way a summary can fail to describe the chain head, the reader reads every manifest
-    instead and its catalog is complete: none (removed), one of an earlier head (the writer died
-    between the head and the summary; `archive push` of its release writes it), one with a row
-    taken out and the rest relinked (the signed count differs), one whose rows do not link."""
+def test_a_summary_is_used_only_as_far_as_it_matches_the_signed_head(store, tmp_path):
+    """None (removed): the reader reads every manifest. One of an earlier head (the writer died
+    between the head and the summary): the reader reads the one manifest after it and its
+    catalog is complete; `archive push` of that release writes the summary. One with a row taken
+    out and the rest relinked (the signed count differs): not used, every manifest read. One
+    whose rows do not link: its rows are not used; the reader rebuilds them from the manifests
+    (up to SUMMARY_WALK of them, read back from the head). The catalog is complete each time."""
     runner = tmp_path / "runner"
     ids = release_ids(6)
     released(store, runner, ids[:5])
-    complete = catalog_rows(runner)
 
     def reader(name: str):
         counting = Counting(store)
         pulled = pull_catalog(counting, tmp_path / name)
-        return pulled, counting.reads.count("manifest.json"), catalog_rows(tmp_path / name)
+        return pulled.summaries, counting.reads.count("manifest.json"), catalog_rows(tmp_path / name)
 
-    good = store.get(summary_key(APP))[0]
     store.delete(summary_key(APP))
-    pulled, manifests, rows = reader("none")
-    assert (pulled.summaries, manifests, rows) == (0, 5, complete)
+    assert reader("none") == (0, 5, catalog_rows(runner))
 
-    store.put(summary_key(APP), good)
+    push_release(store, runner, APP, ids[4])  # `runbook archive push` of the head's release writes it again
     seal_signed(runner, ids[5])  # the sixth release: objects in, head advanced, then its runner died
     upload_release(store, runner, APP, ids[5])
     advance_head(store, runner, APP, ids[5])
-    pulled, manifests, rows = reader("stale")
-    assert (pulled.summaries, manifests, len(rows)) == (0, 6, 6)
-    assert rows == catalog_rows(runner)
-    push_release(store, runner, APP, ids[5])  # `runbook archive push`: the head is there, the summary follows
-    assert reader("repaired")[0].summaries == 1
+    assert reader("stale") == (1, 1, catalog_rows(runner))
+    push_release(store, runner, APP, ids[5])
+    assert reader("repaired") == (1, 0, catalog_rows(runner))
 
     def drop_second(summary):
         del summary["rows"][1]
         summary["rows"][1][2:4] = summary["rows"][0][:2]
 
     edit_summary(store, drop_second)
-    pulled, manifests, rows = reader("dropped")
-    assert (pulled.summaries, manifests, len(rows)) == (0, 6, 6)
+    assert reader("dropped") == (0, 6, catalog_rows(runner))
 
     store.delete(summary_key(APP))
     push_release(store, runner, APP, ids[5])  # a valid one again
     edit_summary(store, lambda s: s["rows"][3].__setitem__(3, "f" * 64))
-    pulled, manifests, rows = reader("unlinked")
-    assert (pulled.summaries, manifests, len(rows)) == (0, 6, 6)
+    assert reader("unlinked") == (1, 6, catalog_rows(runner))
 
 
 def test_only_the_heads_runner_replaces_the_summary(store, tmp_path):

@@ -30,7 +30,7 @@ from .catalog import RELEASE_ID
 from .integrity import MANIFEST, sealed_releases
 from .signing import CHECKPOINT, SIGNATURE, SSH_SIGNATURE, SUMS
 from .store import Store
-from .summary import SUMMARY, summary_for_head, summary_key, usable_summary
+from .summary import SUMMARY, local_manifest, summary_for_head, summary_key
 
 STATE_FILE = ".store-state.json"
 NOT_APPENDED = ".not-appended"  # releases sealed here that lost their chain position to another runner
@@ -40,6 +40,9 @@ LAST_OBJECTS = (SUMS, SIGNATURE, SSH_SIGNATURE, MANIFEST)
 #: The archive index's pages, rebuilt from the catalog: replaced, never sealed.
 INDEX_FILES = ("index.html", "metrics.json", "metrics.csv")
 WORKERS = 16  # requests in flight: an S3 request is mostly waiting
+#: Manifests a reader reads back from the head to bring an earlier head's summary up to date
+#: (one after another); a summary further behind, and it reads every manifest, 16 at a time.
+SUMMARY_WALK = 32
 
 
 def head_key(app: str) -> str:
@@ -137,8 +140,13 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
         # A release of this app is about to run: its seal links to and counts the chain's
         # manifests, so they must be here; the catalog alone can come from the summary.
         needs_manifests = app in (apps or ())
-        if head and head[0] != known["head_etag"] and not needs_manifests and _pull_summary(store, root, app, raw):
+        summarized = None
+        if head and head[0] != known["head_etag"] and not needs_manifests:
+            summarized = _pull_summary(store, root, app, raw, pulled)
+        if summarized is not None:
+            have |= summarized
             known["head_etag"], known["summary"] = head[0], head[1].get("releases")
+            known["releases"] = sorted(have)
             pulled.summaries += 1
         elif head and (head[0] != known["head_etag"] or (needs_manifests and known.get("summary"))):
             known["summary"] = None
@@ -165,16 +173,31 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
     return pulled
 
 
-def _pull_summary(store: Store, root: Path, app: str, raw_head: tuple[bytes, str]) -> bool:
-    """The app's summary into this copy, if it describes the store's chain head exactly
-    (summary.usable_summary); False when it does not, and the caller reads each manifest."""
+def _pull_summary(store: Store, root: Path, app: str, raw_head: tuple[bytes, str], pulled: Pulled) -> set[str] | None:
+    """The app's summary into this copy when it describes the store's chain head, or an earlier
+    head of it that a few manifests (up to SUMMARY_WALK, read back from the head) bring up to
+    date; checked against the signed head and count (summary.summary_for_head). Returns the
+    releases whose manifests it read (written here too), or None: the caller reads each manifest."""
     found = store.get(summary_key(app))
-    _etag, checkpoint = _parse_head(raw_head)
-    if found is None or usable_summary(found[0], app, checkpoint)[0] is None:
-        return False
-    _write_local(root / app / SUMMARY, found[0])
+    if found is None:
+        return None
+    read: dict[str, bytes] = {}
+
+    def fetch(release_id: str) -> bytes | None:
+        got = store.get(f"{app}/{release_id}/{MANIFEST}")
+        if got is not None:
+            read[release_id] = got[0]
+        return got[0] if got else None
+
+    data = summary_for_head(app, _parse_head(raw_head)[1], found[0], fetch, limit=SUMMARY_WALK)
+    if data is None:
+        return None
+    for release_id, manifest in read.items():
+        _write_local(root / app / release_id / MANIFEST, manifest)
+    pulled.manifests += len(read)
+    _write_local(root / app / SUMMARY, data)
     _write_local(root / app / CHECKPOINT, raw_head[0])
-    return True
+    return set(read)
 
 
 def chain_from(head_id: str | None, manifests: dict[str, bytes], known: set[str]) -> list[str]:
@@ -378,7 +401,7 @@ def write_summary(store: Store, root: Path, app: str, release_id: str, *, attemp
         head = read_head(store, app)
         if not head or head[1].get("head_release_id") != release_id:
             return False  # a later release is the head: its runner writes the summary
-        data = summary_for_head(Path(root) / app, head[1], found[0] if found else None)
+        data = summary_for_head(app, head[1], found[0] if found else None, local_manifest(Path(root) / app))
         if data is None:
             return False  # this copy does not hold the whole chain: readers read each manifest
         try:

@@ -24,6 +24,7 @@ Written by the runner whose release is the head, right after the head's conditio
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from .catalog import RELEASE_ID, ReleaseSummary, summarize_manifest
@@ -103,12 +104,15 @@ def usable_summary(data: bytes | None, app: str, checkpoint: dict) -> tuple[dict
     return summary, ""
 
 
-def summary_for_head(app_dir: Path, checkpoint: dict, base: bytes | None = None) -> bytes | None:
-    """The summary of the chain ending at the checkpoint's head, from this runner's copy: the
-    rows of `base` (the store's summary, when it holds a linked prefix of this chain) and one row
-    per local manifest after it. None when the copy cannot show the whole chain (then nothing is
-    written: readers read each manifest, as without a summary)."""
-    app = app_dir.name
+def summary_for_head(
+    app: str, checkpoint: dict, base: bytes | None, read: Callable[[str], bytes | None], *, limit: int | None = None
+) -> bytes | None:
+    """The summary of the chain ending at the checkpoint's head: the rows of `base` (a summary
+    holding a linked prefix of this chain: the store's, perhaps of an earlier head) and one row per
+    manifest after it, got with read(release id) (the writer's local copy, or a reader's GET).
+    None when that cannot show the whole chain (a manifest missing or not linking, more than
+    `limit` to read): then the caller reads each manifest, as without a summary. The result is
+    checked as any reader checks a summary (usable_summary), against the signed head and count."""
     known: dict[str, int] = {}
     base_rows: list = []
     try:
@@ -120,11 +124,10 @@ def summary_for_head(app_dir: Path, checkpoint: dict, base: bytes | None = None)
         pass
     newer, current = [], checkpoint.get("head_release_id")
     while current and current not in known:
-        try:
-            data = (app_dir / current / MANIFEST).read_bytes()
-        except OSError:
+        if limit is not None and len(newer) >= limit:
             return None
-        row = summary_row(data, app, current)
+        data = read(current)
+        row = summary_row(data, app, current) if data is not None else None
         if row is None or (newer and newer[-1][3] != row[1]):
             return None
         newer.append(row)
@@ -134,6 +137,18 @@ def summary_for_head(app_dir: Path, checkpoint: dict, base: bytes | None = None)
         return None
     data = encode(app, checkpoint, prefix + newer[::-1])
     return data if usable_summary(data, app, checkpoint)[0] else None
+
+
+def local_manifest(app_dir: Path) -> Callable[[str], bytes | None]:
+    """read() for summary_for_head from a local copy of the app's releases."""
+
+    def read(release_id: str) -> bytes | None:
+        try:
+            return (app_dir / release_id / MANIFEST).read_bytes()
+        except OSError:
+            return None
+
+    return read
 
 
 def summary_releases(app_dir: Path) -> list[ReleaseSummary]:
