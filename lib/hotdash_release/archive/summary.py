@@ -9,13 +9,15 @@ Format (JSON, one object):
      "rows": [[release_id, manifest_sha256, previous_release_id, previous_manifest_sha256,
                catalog row (catalog.ReleaseSummary.to_json of that manifest)], ...]}   oldest first
 
-A reader uses it only when it describes the app's chain head exactly: the head's release id,
-manifest sha256 and release count of the signed checkpoint, its last row that release, and each
-row linked to the row before it by id and manifest sha256 (the first to none): `usable_summary`.
-Anything else (missing, unreadable, written for an earlier head) and the reader reads each
-manifest as before. The rows' catalog facts are what the summary claims: it is not signed, so
-`runbook verify` checks every row against the manifest it summarises (`summary_problems`): a
-summary that leaves a release out, adds one or misstates one is a finding.
+A reader uses it only when, with the few manifests after it (a summary of an earlier head: the
+writer died after the head, or has not written it yet), it describes the app's chain head exactly:
+the head's release id, manifest sha256 and release count of the signed checkpoint, its last row
+that release, each row linked to the row before it by id and manifest sha256 (the first to none):
+`summary_for_head`, `usable_summary`. Anything else (missing, unreadable, rows that do not link,
+too far behind) and the reader reads each manifest as before. The rows' catalog facts are what the
+summary claims: it is not signed, so `runbook verify` checks every row against the manifest it
+summarises (`summary_problems`): a summary that leaves a release out, adds one or misstates one
+is a finding.
 
 Written by the runner whose release is the head, right after the head's conditional write
 (storesync.write_summary says why that order stays consistent).
@@ -29,7 +31,6 @@ from pathlib import Path
 
 from .catalog import RELEASE_ID, ReleaseSummary, summarize_manifest
 from .integrity import GENESIS, MANIFEST, Problem, sealed_releases, sha256_bytes
-from .signing import CHECKPOINT
 
 SUMMARY = "summary.json"
 FORMAT = "hotdash-summary/1"
@@ -164,29 +165,30 @@ def summary_releases(app_dir: Path) -> list[ReleaseSummary]:
 
 
 def summary_problems(app_dir: Path) -> list[Problem]:
-    """verify: a summary that a reader would use (it matches the head) must say what the chain
-    says: the same releases in the same order, each row what its manifest gives. A stale or
-    unreadable one is no finding: readers do not use it."""
+    """verify: every row a reader may take (a summary whose rows link; a reader takes them up to
+    the head, or up to an earlier head it then brings up to date) must be the chain's release at
+    that place, with what its manifest gives. A summary of an earlier head is no finding (its rows
+    are the start of the chain); one that does not parse or link is none either: readers ignore it."""
     try:
-        data = (app_dir / SUMMARY).read_bytes()
-        checkpoint = json.loads((app_dir / CHECKPOINT).read_bytes())
-    except (OSError, ValueError):
+        summary = json.loads((app_dir / SUMMARY).read_bytes())
+        rows = summary["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
         return []
-    summary, _ = usable_summary(data, app_dir.name, checkpoint if isinstance(checkpoint, dict) else {})
-    if summary is None:
+    if not isinstance(rows, list) or not linked(rows):
         return []
     name = f"{app_dir.name}/{SUMMARY}"
-    claimed = {row[0]: row for row in summary["rows"]}
     chain = [p.name for p in sealed_releases(app_dir)]
+    claimed = {row[0]: row for row in rows}
+    reached = max((chain.index(rid) for rid in claimed if rid in chain), default=-1)
     problems = [
         Problem(name, f"leaves out release {rid}: an index read from the store would not show it")
-        for rid in chain
+        for rid in chain[: reached + 1]
         if rid not in claimed
     ]
     problems += [
         Problem(name, f"lists release {rid}, which is not in the chain") for rid in claimed if rid not in chain
     ]
-    for rid in chain:
+    for rid in chain[: reached + 1]:
         if rid not in claimed:
             continue
         actual = summary_row((app_dir / rid / MANIFEST).read_bytes(), app_dir.name, rid)
