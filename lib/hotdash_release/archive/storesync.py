@@ -14,7 +14,9 @@ The local folder is a cache of the store: `pull_catalog` brings every release's 
 (what the catalog, the history, the baselines and the chain link read) and the results of each
 app's last good release (the rollback's secret comparison, the report's changes), and only
 what is new: `.store-state.json` remembers each app's head ETag and the releases already read,
-so a rebuild after one release reads one head per app and one new manifest.
+so a rebuild after one release reads one head per app and one new manifest. For an app no
+release is about to run of here, `<app>/summary.json` stands for the manifests when it matches
+the head: a copy that starts empty reads one object per app (write_summary, archive/summary.py).
 """
 
 from __future__ import annotations
@@ -124,8 +126,10 @@ def _parse_head(found: tuple[bytes, str] | None) -> tuple[str, dict] | None:
 
 
 def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> Pulled:
-    """Bring into `root` what the catalog reads (every release's manifest, each app's head and the
-    results of its last good releases), only what is new since the last pull."""
+    """Bring into `root` what the catalog reads, only what is new since the last pull: each app's
+    head, then its summary (one object, archive/summary.py) when it matches the head and no
+    release of the app is about to run here (`apps`); else every release's manifest and the
+    results of its last good releases."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     state = read_state(root, store.url)

@@ -56,8 +56,8 @@ def summary_row(data: bytes, app: str, release_id: str) -> list | None:
     ]
 
 
-def encode(app: str, checkpoint: dict, rows: list[list]) -> bytes:
-    body = {
+def summary_body(app: str, checkpoint: dict, rows: list[list]) -> dict:
+    return {
         "format": FORMAT,
         "app": app,
         "head_release_id": checkpoint.get("head_release_id"),
@@ -65,7 +65,6 @@ def encode(app: str, checkpoint: dict, rows: list[list]) -> bytes:
         "releases": checkpoint.get("releases"),
         "rows": rows,
     }
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def linked(rows: list) -> bool:
@@ -80,12 +79,13 @@ def linked(rows: list) -> bool:
     return True
 
 
-def usable_summary(data: bytes | None, app: str, checkpoint: dict) -> tuple[dict | None, str]:
-    """(the summary, "") when it describes exactly the chain the checkpoint anchors; else (None, why not)."""
+def usable_summary(data: bytes | dict | None, app: str, checkpoint: dict) -> tuple[dict | None, str]:
+    """(the summary, "") when it (its bytes, or parsed) describes exactly the chain the checkpoint
+    anchors; else (None, why not)."""
     if data is None:
         return None, "no summary"
     try:
-        summary = json.loads(data)
+        summary = data if isinstance(data, dict) else json.loads(data)
     except ValueError:
         return None, "not JSON"
     if not isinstance(summary, dict) or summary.get("format") != FORMAT or summary.get("app") != app:
@@ -136,8 +136,8 @@ def summary_for_head(
     prefix = base_rows[: known[current] + 1] if current else []
     if prefix and newer and newer[-1][3] != prefix[-1][1]:
         return None
-    data = encode(app, checkpoint, prefix + newer[::-1])
-    return data if usable_summary(data, app, checkpoint)[0] else None
+    body = summary_body(app, checkpoint, prefix + newer[::-1])
+    return json.dumps(body, separators=(",", ":")).encode() if usable_summary(body, app, checkpoint)[0] else None
 
 
 def local_manifest(app_dir: Path) -> Callable[[str], bytes | None]:
