@@ -179,14 +179,15 @@ def summary_problems(app_dir: Path) -> list[Problem]:
     name = f"{app_dir.name}/{SUMMARY}"
     chain = [p.name for p in sealed_releases(app_dir)]
     claimed = {row[0]: row for row in rows}
-    reached = max((chain.index(rid) for rid in claimed if rid in chain), default=-1)
+    place = {rid: i for i, rid in enumerate(chain)}
+    reached = max((place[rid] for rid in claimed if rid in place), default=-1)
     problems = [
         Problem(name, f"leaves out release {rid}: an index read from the store would not show it")
         for rid in chain[: reached + 1]
         if rid not in claimed
     ]
     problems += [
-        Problem(name, f"lists release {rid}, which is not in the chain") for rid in claimed if rid not in chain
+        Problem(name, f"lists release {rid}, which is not in the chain") for rid in claimed if rid not in place
     ]
     for rid in chain[: reached + 1]:
         if rid not in claimed:
