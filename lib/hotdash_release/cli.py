@@ -542,22 +542,27 @@ def _verify(args) -> int:
     if store is not None:
         import tempfile
 
+        from .archive.retention import check_retention
         from .archive.storesync import pull_all, set_aside_unchained
 
         # Exactly what the store holds, in a folder of its own: nothing of this machine's copy counts.
         with tempfile.TemporaryDirectory(prefix="hotdash-verify-") as mirror:
-            objects = pull_all(store, Path(mirror))
+            retentions: dict = {}
+            objects = pull_all(store, Path(mirror), retentions=retentions)
             print(f"verify: {store.url}: {objects} object(s) read")
+            retained = check_retention(store.url, store.lock_configuration(), retentions, store.retention)
+            for line in retained.lines:
+                print(f"  {line}")
             for name in set_aside_unchained(Path(mirror)):
                 print(f"  not in the chain (its runner lost the head to another, or it was added): {name}")
             args.outputs = Path(mirror)
-            return _verify_folder(args, where=store.url)
+            return _verify_folder(args, where=store.url, more=retained.problems)
     if not args.outputs.is_dir():
         raise UsageError(f"--outputs: {args.outputs} is not a folder")
     return _verify_folder(args, where=str(args.outputs))
 
 
-def _verify_folder(args, *, where: str) -> int:
+def _verify_folder(args, *, where: str, more: list = ()) -> int:
     from .archive.integrity import verify_archive
 
     heads = {}
@@ -569,6 +574,7 @@ def _verify_folder(args, *, where: str) -> int:
     result = verify_archive(
         args.outputs, args.release_id, expect_apps=args.expect_app, expect_heads=heads, trust_keys=args.trust_key
     )
+    result.problems += [p for p in more if not args.release_id or p.release.endswith("/" + args.release_id)]
     if args.release_id and not result.checked:
         raise UsageError(f"release id: {args.release_id} is not in {where}")
     if result.problems:
@@ -660,18 +666,13 @@ def _plan(args) -> int:
 
 def _store_of(args):
     """The archive store the command reads (--archive, $HOTDASH_ARCHIVE, [archive] url), or None."""
-    import os
-
-    from .archive.store import ARCHIVE_ENV
     from .archive.storesync import archive_store
     from .config import ArchiveSettings, load_config
 
-    settings = ArchiveSettings()
-    if args.archive is None and not os.environ.get(ARCHIVE_ENV):
-        try:  # [archive] url of the configuration, if there is one that loads
-            settings = load_config(getattr(args, "config", None)).archive
-        except UsageError:
-            settings = ArchiveSettings()
+    try:  # [archive] of the configuration, if one loads: its retention, and its url unless one is named
+        settings = load_config(getattr(args, "config", None)).archive
+    except UsageError:
+        settings = ArchiveSettings()
     return archive_store(settings, args.outputs.resolve(), args.archive)
 
 

@@ -152,7 +152,7 @@ class ArchiveSettings:
 
     url: str = ""
     retention_days: int | None = None  # Object Lock retention of each sealed object in the store
-    retention_mode: str = "governance"  # or "compliance": not even the bucket's root can shorten it
+    retention_mode: str = "compliance"  # nobody can delete or shorten; "governance": who may bypass can (README)
     lock_minutes: float = 5.0  # the store lock's lease: renewed every third of it (locks.StoreLease)
 
 
@@ -640,6 +640,6 @@ def _archive(table: _Table) -> ArchiveSettings:
     return ArchiveSettings(
         url=url,
         retention_days=days,
-        retention_mode=table.choice("retention_mode", RETENTION_MODES, "governance"),
+        retention_mode=table.choice("retention_mode", RETENTION_MODES, "compliance"),
         lock_minutes=table.number("lock_minutes", ArchiveSettings.lock_minutes),
     )

@@ -231,8 +231,10 @@ def _load_catalog(root: Path, use_cache: bool, write_cache: bool) -> Catalog:
     cache = read_cache(root) if use_cache else empty_cache()
     entries, fresh_entries = cache["entries"], {}
     releases, parsed, cached = [], 0, 0
+    seen = set()
     for app, release_id, folder in release_folders(root):
         key = f"{app}/{release_id}"
+        seen.add(key)
         try:
             stat = os.stat(os.path.join(folder, MANIFEST))
         except FileNotFoundError:
@@ -253,6 +255,7 @@ def _load_catalog(root: Path, use_cache: bool, write_cache: bool) -> Catalog:
             parsed += 1
         fresh_entries[key] = entry
         releases.append(summary)
+    releases += [r for r in store_summaries(root) if r.folder not in seen]
     known_commits = len(cache["commit_times"])
     releases = with_commit_times(releases, cache["commit_times"])
     releases.sort(key=lambda r: (r.started_at, r.release_id), reverse=True)
@@ -262,6 +265,19 @@ def _load_catalog(root: Path, use_cache: bool, write_cache: bool) -> Catalog:
             root, {"version": CACHE_VERSION, "entries": fresh_entries, "commit_times": cache["commit_times"]}
         )
     return Catalog(root, releases, parsed, cached)
+
+
+def store_summaries(root: Path) -> list[ReleaseSummary]:
+    """Releases known here only from an app's summary a pull brought from the archive store
+    (archive/summary.py: `<app>/summary.json`, used only when it matched the store's chain head):
+    the catalog of a copy that read one object per app instead of each manifest."""
+    from .summary import SUMMARY, summary_releases
+
+    try:
+        app_dirs = [e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+    return [r for path in app_dirs if os.path.isfile(os.path.join(path, SUMMARY)) for r in summary_releases(Path(path))]
 
 
 def read_summary(folder: str, app: str, release_id: str) -> ReleaseSummary:

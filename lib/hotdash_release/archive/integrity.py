@@ -352,7 +352,9 @@ def verify_archive(
             if manifest and manifest["signing_key"] in trust:
                 result.signers[manifest["signing_key"]] = trust[manifest["signing_key"]].holder
         if not release_id:
-            result.problems += verify_chain(app_dir) + verify_checkpoint(app_dir, trust)
+            from .summary import summary_problems
+
+            result.problems += verify_chain(app_dir) + verify_checkpoint(app_dir, trust) + summary_problems(app_dir)
         elif folders:
             result.problems += [p for p in verify_chain(app_dir) if p.release.endswith("/" + release_id)]
     for app, pinned in sorted(expect_heads.items()):

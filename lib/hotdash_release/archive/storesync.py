@@ -14,7 +14,9 @@ The local folder is a cache of the store: `pull_catalog` brings every release's 
 (what the catalog, the history, the baselines and the chain link read) and the results of each
 app's last good release (the rollback's secret comparison, the report's changes), and only
 what is new: `.store-state.json` remembers each app's head ETag and the releases already read,
-so a rebuild after one release reads one head per app and one new manifest.
+so a rebuild after one release reads one head per app and one new manifest. For an app no
+release is about to run of here, `<app>/summary.json` stands for the manifests when it matches
+the head: a copy that starts empty reads one object per app (write_summary, archive/summary.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .catalog import RELEASE_ID
 from .integrity import MANIFEST, sealed_releases
 from .signing import CHECKPOINT, SIGNATURE, SSH_SIGNATURE, SUMS
 from .store import Store
+from .summary import SUMMARY, local_manifest, summary_for_head, summary_key
 
 STATE_FILE = ".store-state.json"
 NOT_APPENDED = ".not-appended"  # releases sealed here that lost their chain position to another runner
@@ -39,6 +42,9 @@ LAST_OBJECTS = (SUMS, SIGNATURE, SSH_SIGNATURE, MANIFEST)
 #: The archive index's pages, rebuilt from the catalog: replaced, never sealed.
 INDEX_FILES = ("index.html", "metrics.json", "metrics.csv")
 WORKERS = 16  # requests in flight: an S3 request is mostly waiting
+#: Manifests a reader reads back from the head to bring an earlier head's summary up to date
+#: (one after another); a summary further behind, and it reads every manifest, 16 at a time.
+SUMMARY_WALK = 32
 
 
 def head_key(app: str) -> str:
@@ -55,6 +61,7 @@ class Pulled:
 
     heads: dict[str, tuple[str, dict]] = field(default_factory=dict)
     manifests: int = 0  # manifests read from the store this time
+    summaries: int = 0  # apps whose catalog came from their summary (one object each) this time
     releases: int = 0  # sealed releases in the store (as far as the cache knows)
     pending: dict[str, list[str]] = field(default_factory=dict)  # app (of `apps`) -> sealed here, not in the store
 
@@ -119,8 +126,10 @@ def _parse_head(found: tuple[bytes, str] | None) -> tuple[str, dict] | None:
 
 
 def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> Pulled:
-    """Bring into `root` what the catalog reads (every release's manifest, each app's head and the
-    results of its last good releases), only what is new since the last pull."""
+    """Bring into `root` what the catalog reads, only what is new since the last pull: each app's
+    head, then its summary (one object, archive/summary.py) when it matches the head and no
+    release of the app is about to run here (`apps`); else every release's manifest and the
+    results of its last good releases."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     state = read_state(root, store.url)
@@ -131,8 +140,20 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
         head = _parse_head(raw)
         if head:
             pulled.heads[app] = head
-        have = set(known["releases"])
-        if head and head[0] != known["head_etag"]:
+        have = set(known["releases"])  # manifests in this copy
+        # A release of this app is about to run: its seal links to and counts the chain's
+        # manifests, so they must be here; the catalog alone can come from the summary.
+        needs_manifests = app in (apps or ())
+        summarized = None
+        if head and head[0] != known["head_etag"] and not needs_manifests:
+            summarized = _pull_summary(store, root, app, raw, pulled)
+        if summarized is not None:
+            have |= summarized
+            known["head_etag"], known["summary"] = head[0], head[1].get("releases")
+            known["releases"] = sorted(have)
+            pulled.summaries += 1
+        elif head and (head[0] != known["head_etag"] or (needs_manifests and known.get("summary"))):
+            known["summary"] = None
             ids = [name for name in store.folders(f"{app}/") if RELEASE_ID.match(name) and name not in have]
             keys = [f"{app}/{rid}/{MANIFEST}" for rid in ids]
             # No manifest: an upload not finished (its manifest goes last), not part of the archive yet.
@@ -147,13 +168,40 @@ def pull_catalog(store: Store, root: Path, *, apps: list[str] | None = None) -> 
             known["releases"] = sorted(have)
         elif head and app in (apps or ()):
             _pull_last_good(store, root, app)  # a local copy restored without results (a CI cache)
-        pulled.releases += len(have)
+        pulled.releases += max(len(have), known.get("summary") or 0)
         if app in (apps or ()) and (root / app).is_dir():  # a release about to start: is one owed?
             pending = [p.name for p in sealed_releases(root / app) if p.name not in have]
             if pending:
                 pulled.pending[app] = pending
     write_state(root, state)
     return pulled
+
+
+def _pull_summary(store: Store, root: Path, app: str, raw_head: tuple[bytes, str], pulled: Pulled) -> set[str] | None:
+    """The app's summary into this copy when it describes the store's chain head, or an earlier
+    head of it that a few manifests (up to SUMMARY_WALK, read back from the head) bring up to
+    date; checked against the signed head and count (summary.summary_for_head). Returns the
+    releases whose manifests it read (written here too), or None: the caller reads each manifest."""
+    found = store.get(summary_key(app))
+    if found is None:
+        return None
+    read: dict[str, bytes] = {}
+
+    def fetch(release_id: str) -> bytes | None:
+        got = store.get(f"{app}/{release_id}/{MANIFEST}")
+        if got is not None:
+            read[release_id] = got[0]
+        return got[0] if got else None
+
+    data = summary_for_head(app, _parse_head(raw_head)[1], found[0], fetch, limit=SUMMARY_WALK)
+    if data is None:
+        return None
+    for release_id, manifest in read.items():
+        _write_local(root / app / release_id / MANIFEST, manifest)
+    pulled.manifests += len(read)
+    _write_local(root / app / SUMMARY, data)
+    _write_local(root / app / CHECKPOINT, raw_head[0])
+    return set(read)
 
 
 def chain_from(head_id: str | None, manifests: dict[str, bytes], known: set[str]) -> list[str]:
@@ -222,16 +270,19 @@ def pull_release(store: Store, root: Path, app: str, release_id: str) -> int:
     return len(objects)
 
 
-def pull_all(store: Store, dest: Path) -> int:
+def pull_all(store: Store, dest: Path, *, retentions: dict | None = None) -> int:
     """Every object of the store into `dest` (for verify: exactly what the store holds). Returns
-    the number of objects."""
+    the number of objects. retentions: filled with {key: ObjectRetention or None}, as each read
+    reported it (archive/retention.py)."""
     dest = Path(dest)
     objects = [o for o in store.list("") if not o.key.endswith(LOCK_NAME) and "/" in o.key]
 
     def fetch(obj) -> None:
-        found = store.get(obj.key)
+        found = store.get_retained(obj.key) if retentions is not None else store.get(obj.key)
         if found is not None:
             _write_local(dest / obj.key, found[0])
+            if retentions is not None:
+                retentions[obj.key] = found[2]
 
     _parallel(fetch, objects)
     return len(objects)
@@ -334,11 +385,50 @@ def _head_text(head: tuple[str, dict] | None) -> str:
     return f"{head[1].get('releases', '?')} release(s), written {head[1].get('written_at', '?')}"
 
 
+def write_summary(store: Store, root: Path, app: str, release_id: str, *, attempts: int = 3) -> bool:
+    """Replace the app's summary (archive/summary.py) with that of the chain ending at this
+    release, right after this release became the head. True when written.
+
+    Why after the head and not before: a summary is only used when it matches the head, so the
+    head's conditional write stays the one commit point. Written before, a runner that then lost
+    the head would leave a summary of a chain that never was. The rule that keeps it consistent:
+    only the runner whose release is the head at that moment replaces the summary, If-Match the
+    summary it read before checking the head. A runner overtaken by a later release (the head
+    moved on) stops; one whose If-Match fails reads both again. So the last summary written is
+    always the current head's, whatever the interleaving; between the head's write and the
+    summary's, or when a runner dies there, readers find a summary of an earlier head and read
+    each manifest instead (slower, never wrong), until the next release or `runbook archive
+    push` of this one writes it."""
+    key = summary_key(app)
+    for _ in range(attempts):
+        found = store.get(key)
+        head = read_head(store, app)
+        if not head or head[1].get("head_release_id") != release_id:
+            return False  # a later release is the head: its runner writes the summary
+        data = summary_for_head(app, head[1], found[0] if found else None, local_manifest(Path(root) / app))
+        if data is None:
+            return False  # this copy does not hold the whole chain: readers read each manifest
+        try:
+            if found is None:
+                store.put(key, data, create_only=True)
+            else:
+                store.put(key, data, if_match=found[1])
+            return True
+        except StoreConflict:
+            continue
+    return False
+
+
 def push_release(store: Store, root: Path, app: str, release_id: str, *, expected: str | None = ...) -> dict:
-    """Upload a sealed release, then advance its app's head: `runbook archive push` and the
-    runner's last step. Returns the head's checkpoint."""
+    """Upload a sealed release, then advance its app's head, then its summary: `runbook archive
+    push` and the runner's last step. Returns the head's checkpoint. A summary that cannot be
+    written fails nothing: readers then read each manifest."""
     upload_release(store, root, app, release_id)
     checkpoint = advance_head(store, root, app, release_id, expected=expected)
+    try:
+        write_summary(store, root, app, release_id)
+    except StoreError:
+        pass
     state = read_state(root, store.url)
     known = state["apps"].setdefault(app, {"head_etag": None, "releases": []})
     known["releases"] = sorted({*known["releases"], release_id})
