@@ -726,4 +726,7 @@ def _platform(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .execution.terminal import guarded_output
+
+    with guarded_output():
+        sys.exit(main())
