@@ -132,3 +132,32 @@ def test_a_planted_secret_leaves_the_release_unsealed(tmp_path):
         assert not (folder / "manifest.json").exists()
     finally:
         world.platform().stop()
+
+
+#: Values that are the release's own text: a word every record holds (an outcome), a name from a
+#: runbook's code (every executed notebook and page shows the cell).
+OWN_TEXT = {"a record's word": "released", "a runbook's code": "rehearsal_defect"}
+
+
+@pytest.mark.parametrize("value", OWN_TEXT.values(), ids=OWN_TEXT.keys())
+def test_a_secret_that_is_the_releases_own_text_is_refused_before_anything_changes(tmp_path, value):
+    """Such a value cannot be redacted (every record would be garbled) nor archived: found only
+    by the seal's scan, production has changed by then and the release stays unsealed (exit 1).
+    Refused up front instead: exit 2, naming the secret, never the value; nothing deployed."""
+    from hotdash_release.secrets.required import rehearsal_secret_values
+
+    world = make_rehearsal(tmp_path, wait_timeout_s=4)
+    platform = world.platform()
+    try:
+        for app in APPS:
+            values = rehearsal_secret_values(app)
+            if app == "hotdash-production":
+                values["SUPABASE_ANON_KEY"] = value
+            platform.set_secrets(app, with_database(platform, app, values))
+        done = world.release()
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "SUPABASE_ANON_KEY@production" in done.stderr and value not in done.stderr + done.stdout
+        assert not world.release_dirs(), "nothing is written"
+        assert all(not platform.releases(app) for app in APPS), "nothing is deployed"
+    finally:
+        platform.stop()
