@@ -28,9 +28,11 @@ KEPT = 200
 
 class EchoServer:
     """Answers every request 403 with what it was sent, on one line: the Authorization and apikey
-    headers, then the request's path and query, placed so that the cut at KEPT goes through it."""
+    headers, then the request's path and query, placed so that the cut at KEPT goes through the
+    middle of the first of `cut_through` that it holds (an error page of just that length)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cut_through: tuple[str, ...] = ()) -> None:
+        self.cut_through = cut_through
         self.requests: list[str] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -58,11 +60,13 @@ class EchoServer:
             def _echo(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 server.requests.append(self.path)
-                head = "denied: " + " ".join(
-                    f"{name}={self.headers[name]}" for name in ("Authorization", "apikey") if self.headers.get(name)
+                said = " ".join(
+                    [f"{name}={self.headers[name]}" for name in ("Authorization", "apikey") if self.headers.get(name)]
+                    + [self.path]
                 )
-                pad = "." * max(1, KEPT - len(head) - len(self.path) // 2)
-                body = f"{head} {pad}{self.path}".encode()
+                cut = next((part for part in server.cut_through if part in said), said)
+                pad = "." * max(1, KEPT - len(cut) // 2 - len("denied: ") - said.index(cut))
+                body = f"denied:{pad} {said}".encode()
                 self.send_response(403)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("X-Echo-Path", self.path)
@@ -107,7 +111,7 @@ def test_slack_and_github_echoes_leave_no_part_of_their_secrets_in_the_archive(t
         "GITHUB_TOKEN": token("ghp_"),
     }
     reason = 'hotfix <b>now</b> & "quoted"'
-    with EchoServer() as echo:
+    with EchoServer(cut_through=(parts["GITHUB_TOKEN"], parts["webhook path token"])) as echo:
         webhook = (
             f"http://hooker:{parts['webhook userinfo password']}@{echo.address}/services/T0ABCDEFG/B0HIJKLMN/"
             f"{parts['webhook path token']}?token={parts['webhook query token']}"
@@ -133,9 +137,9 @@ def test_slack_and_github_echoes_leave_no_part_of_their_secrets_in_the_archive(t
             assert any(p.startswith("/repos/hotdash/hotdash/issues") for p in echo.requests)
             slacked, by_github = world.release_dirs()
             notify = (slacked / "results" / "notify.json").read_text()
-            assert "Slack answered 403 denied" in notify and "[redacted HOTDASH_SLACK_WEBHOOK_URL]" in notify
+            assert "Slack answered 403 denied:" in notify and "[redacted HOTDASH_SLACK_WEBHOOK_URL]" in notify
             watch = (by_github / "results" / "watch.json").read_text()
-            assert "GitHub answered 403 denied" in watch and "[redacted GITHUB_TOKEN]" in watch
+            assert "GitHub answered 403 denied:" in watch and "Bearer [redacted " in watch
             assert all((folder / "manifest.json").is_file() for folder in (slacked, by_github)), "left unsealed"
             assert assert_no_part_anywhere(world.outputs, parts) > 60
             # The reason as given, escaped like every value of a record.
@@ -156,7 +160,7 @@ def test_a_supabase_echo_leaves_no_part_of_its_url_or_key_in_the_archive(tmp_pat
         "project query token": token("Qs"),
         "project userinfo password": token("Sb"),
     }
-    with EchoServer() as echo:
+    with EchoServer(cut_through=(parts["project path token"],)) as echo:
         world = make_fly_world(tmp_path)
         try:
             url = (
@@ -173,7 +177,7 @@ def test_a_supabase_echo_leaves_no_part_of_its_url_or_key_in_the_archive(tmp_pat
             assert any(p.startswith("/project/") for p in echo.requests)
             (folder,) = world.release_dirs()
             smoke = (folder / "results" / "staging_smoke.json").read_text()
-            assert "HTTP 403: denied" in smoke and "[redacted SUPABASE_" in smoke
+            assert "HTTP 403: denied:" in smoke and "[redacted SUPABASE_" in smoke
             assert (folder / "manifest.json").is_file(), "the release was left unsealed"
             assert assert_no_part_anywhere(world.outputs, parts) > 10
         finally:
@@ -191,13 +195,13 @@ def test_the_supabase_check_hides_an_echoed_url_before_it_cuts_the_body(kept_by)
     from hotdash_release.checks.supabase import check_supabase
 
     parts = {"path token": token("Pj"), "query token": token("Qs"), "password": token("Sb"), "key": token("ey")}
-    with EchoServer() as echo, httpx.Client(timeout=5) as client:
+    with EchoServer(cut_through=(parts["path token"],)) as echo, httpx.Client(timeout=5) as client:
         url = f"http://supa:{parts['password']}@{echo.address}/project/{parts['path token']}?apikey={parts['query token']}"
         known = Redactor({"SUPABASE_URL": url, "SUPABASE_ANON_KEY": parts["key"]}, min_length=8)
         result = check_supabase(
             client, url, parts["key"], redactor=known if kept_by.startswith("the release") else None
         )
-    assert result.status_code == 403 and result.detail.startswith("HTTP 403: denied")
+    assert result.status_code == 403 and result.detail.startswith("HTTP 403: denied:")
     recorded = json.dumps(result.as_row()).encode()
     assert not find_secret_values(recorded, Redactor(parts, min_length=8)), result.detail
     assert not any(part[:10].encode() in recorded for part in parts.values()), result.detail
