@@ -13,8 +13,6 @@ import pytest
 from conftest import RUNBOOK_COMMAND, run_cli
 from test_index import write_manifest
 
-from hotdash_release.execution.terminal import shown
-
 #: What a tampered record may hold to act on a terminal: CSI sequences (erase screen, cursor up),
 #: an OSC title ended by BEL, a carriage return that overwrites the line, C1's CSI (U+009B),
 #: a bidi override that reverses what follows, DEL, a line separator, a newline that fakes a line.
@@ -23,6 +21,8 @@ RAW = ("\x1b", "\x07", "\r", "\x9b", "\u202e", "\x7f", "\u2028")
 
 
 def test_shown_escapes_every_control_and_keeps_layout_only_when_asked():
+    from hotdash_release.execution.terminal import shown
+
     text = shown(HOSTILE)
     assert not any(c in text for c in (*RAW, "\n"))
     for escape in ("\\x1b[2J", "\\x07", "\\r", "\\x9b", "\\u202e", "\\x7f", "\\u2028", "\\n"):
@@ -83,7 +83,7 @@ def test_a_closed_pipe_ends_the_command_quietly_with_its_own_exit_code(tmp_path,
 def test_the_guard_drops_writes_after_the_reader_went_away_and_keeps_the_command_going():
     """In one process: a write to a closed pipe marks the stream gone; the next writes and the
     interpreter's flush at exit go nowhere; what follows the write still runs."""
-    script = (
+    script = (  # the module is imported in the child only
         "import sys\n"
         "from hotdash_release.execution.terminal import guarded_output\n"
         "with guarded_output():\n"
