@@ -205,3 +205,20 @@ def test_the_supabase_check_hides_an_echoed_url_before_it_cuts_the_body(kept_by)
     recorded = json.dumps(result.as_row()).encode()
     assert not find_secret_values(recorded, Redactor(parts, min_length=8)), result.detail
     assert not any(part[:10].encode() in recorded for part in parts.values()), result.detail
+
+
+def test_a_refused_dispatch_names_no_part_of_the_token():
+    """`runbook dispatch` prints GitHub's refusal: the echoed bearer token is hidden before the
+    refusal is cut (the terminal and CI logs keep what it prints)."""
+    import httpx
+
+    from hotdash_release.integrations.github import DispatchError, DispatchRequest, dispatch_workflow
+
+    secret = token("ghp_")
+    with EchoServer(cut_through=(secret,)) as echo, httpx.Client(timeout=5) as client:
+        request = DispatchRequest("hotdash/hotdash", "deploy-production.yml", "main", "hotfix")
+        with pytest.raises(DispatchError) as refused:
+            dispatch_workflow(client, request, token=secret, api_url=f"http://{echo.address}")
+    said = str(refused.value)
+    assert said.startswith("GitHub answered 403 (denied:") and "Bearer [redacted" in said, said
+    assert secret[:10] not in said, said
