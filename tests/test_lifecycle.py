@@ -34,7 +34,7 @@ class Runner:
     """`runbook release` in a session of its own (as a terminal's foreground job would be),
     its progress read line by line."""
 
-    def __init__(self, world, *args: str, outputs: Path | None = None) -> None:
+    def __init__(self, world, *args: str, outputs: Path | None = None, nohup: bool = False) -> None:
         command = [
             *RUNBOOK_COMMAND,
             "release",
@@ -53,6 +53,8 @@ class Runner:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
+            # nohup: SIGHUP ignored from the start, as `nohup runbook release ...` starts it.
+            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
         )
         self.lines: list[str] = []
         self.release_id = ""
@@ -166,6 +168,15 @@ def test_a_signal_at_any_phase_leaves_production_verified_and_the_release_sealed
         sections = {s["key"]: s["outcome"] for s in manifest["sections"]}
         assert sections["rollback"] == "passed" and "notify" not in sections
     assert not lock_paths(good.platform().release_lock_dir, PRODUCTION)[1].exists()
+
+
+def test_a_release_started_under_nohup_outlives_its_terminal(good):
+    runner = Runner(good, nohup=True)
+    runner.wait_for_line(starting("[1/9]"))
+    out, err = runner.hang_up()
+    assert runner.proc.returncode == 0 and err == "", out + err
+    manifest = manifest_of(good.outputs / PRODUCTION / runner.release_id)
+    assert manifest["outcome"] == "released" and not manifest["signals"], manifest["reason"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda sig: sig.name)

@@ -3,7 +3,7 @@
 SIGHUP is what a closed terminal or a dropped SSH connection sends: it is handled like SIGTERM
 (a release is not killed half way through changing production because its operator's
 connection dropped). The terminal is then gone: terminal.py keeps the command's output from
-failing the release.
+failing the release. A command started with SIGHUP ignored (`nohup`) keeps ignoring it.
 
 launch.py installs the handler before any heavy import, so a signal at any moment ends the
 command with exit 130 and one line. A signal is only recorded until code says it may be
@@ -53,7 +53,12 @@ class Signals:
         """Handle the signals in this process; False if already installed or not the main thread."""
         if self._previous is not None or threading.current_thread() is not threading.main_thread():
             return False
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in HANDLED}
+        self._previous = {
+            sig: signal.signal(sig, self._handle)
+            for sig in HANDLED
+            # Started under nohup (SIGHUP ignored): the operator asked to outlive the terminal.
+            if not (sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) == signal.SIG_IGN)
+        }
         return True
 
     def restore(self) -> None:
