@@ -35,7 +35,7 @@ class Runner:
     """`runbook release` in a session of its own (as a terminal's foreground job would be),
     its progress read line by line."""
 
-    def __init__(self, world, *args: str, outputs: Path | None = None) -> None:
+    def __init__(self, world, *args: str, outputs: Path | None = None, nohup: bool = False) -> None:
         command = [
             *RUNBOOK_COMMAND,
             "release",
@@ -54,6 +54,8 @@ class Runner:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
+            # nohup: SIGHUP ignored from the start, as `nohup runbook release ...` starts it.
+            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
         )
         self.lines: list[str] = []
         self.release_id = ""
@@ -70,6 +72,15 @@ class Runner:
     def finish(self, timeout: float = 180) -> tuple[str, str]:
         out, err = self.proc.communicate(timeout=timeout)
         return "".join(self.lines) + out, err
+
+    def hang_up(self, timeout: float = 180) -> tuple[str, str]:
+        """What a closed terminal or a dropped SSH connection does: SIGHUP to the foreground
+        process group, and the terminal is gone (every later line of output meets a closed pipe)."""
+        os.killpg(self.proc.pid, signal.SIGHUP)
+        self.proc.stdout.close()
+        err = self.proc.stderr.read()
+        self.proc.wait(timeout=timeout)
+        return "".join(self.lines), err
 
 
 def starting(prefix: str):
@@ -112,11 +123,14 @@ PHASES = [
 ]
 
 
-#: SIGTERM at every phase; SIGINT as a terminal's Ctrl-C sends it (to the whole foreground
-#: process group: kernels, template, worker and apps must not act on it) where it matters most.
-CASES = [(signal.SIGTERM, *phase) for phase in PHASES] + [
-    (signal.SIGINT, *phase) for phase in PHASES if phase[0] in ("preflight", "deploy_production", "rollback")
-]
+#: SIGTERM and SIGHUP (a closed terminal: Runner.hang_up) at every phase; SIGINT as a terminal's
+#: Ctrl-C sends it (to the whole foreground process group: kernels, template, worker and apps
+#: must not act on it) where it matters most.
+CASES = (
+    [(signal.SIGTERM, *phase) for phase in PHASES]
+    + [(signal.SIGHUP, *phase) for phase in PHASES]
+    + [(signal.SIGINT, *phase) for phase in PHASES if phase[0] in ("preflight", "deploy_production", "rollback")]
+)
 
 
 @pytest.mark.parametrize(
@@ -129,9 +143,12 @@ def test_a_signal_at_any_phase_leaves_production_verified_and_the_release_sealed
     before = len(good.release_dirs())
     runner = Runner(good, *BROKEN)
     runner.wait_for_line(event)
-    # SIGINT as a terminal's Ctrl-C sends it: to the whole foreground process group.
-    os.killpg(runner.proc.pid, sig) if sig == signal.SIGINT else runner.proc.send_signal(sig)
-    out, err = runner.finish()
+    if sig == signal.SIGHUP:
+        out, err = runner.hang_up()
+    else:
+        # SIGINT as a terminal's Ctrl-C sends it: to the whole foreground process group.
+        os.killpg(runner.proc.pid, sig) if sig == signal.SIGINT else runner.proc.send_signal(sig)
+        out, err = runner.finish()
     assert runner.proc.returncode == 130, out + err
     assert_one_line(err)
     assert sig.name in err
@@ -154,14 +171,27 @@ def test_a_signal_at_any_phase_leaves_production_verified_and_the_release_sealed
     assert not lock_paths(good.platform().release_lock_dir, PRODUCTION)[1].exists()
 
 
-def test_a_signal_while_production_changes_gives_5_when_the_rollback_fails(tmp_path):
+def test_a_release_started_under_nohup_outlives_its_terminal(good):
+    runner = Runner(good, nohup=True)
+    runner.wait_for_line(starting("[1/9]"))
+    out, err = runner.hang_up()
+    assert runner.proc.returncode == 0 and err == "", out + err
+    manifest = manifest_of(good.outputs / PRODUCTION / runner.release_id)
+    assert manifest["outcome"] == "released" and not manifest["signals"], manifest["reason"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda sig: sig.name)
+def test_a_signal_while_production_changes_gives_5_when_the_rollback_fails(tmp_path, sig):
     # A first release has nothing to roll back to: the rollback it needs fails.
     world = make_rehearsal(tmp_path, wait_timeout_s=4)
     try:
         runner = Runner(world, *BROKEN)
         runner.wait_for_line(starting("[6/9]"))
-        runner.proc.send_signal(signal.SIGTERM)
-        out, err = runner.finish()
+        if sig == signal.SIGHUP:
+            out, err = runner.hang_up()
+        else:
+            runner.proc.send_signal(sig)
+            out, err = runner.finish()
         assert runner.proc.returncode == 5, out + err
         assert_one_line(err)
         assert "production needs a person" in err
@@ -174,7 +204,7 @@ def test_a_signal_while_production_changes_gives_5_when_the_rollback_fails(tmp_p
         world.platform().stop()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda sig: sig.name)
 def test_a_signal_in_the_first_moments_gives_130_and_one_line(tmp_path, sig):
     world = make_rehearsal(tmp_path, wait_timeout_s=4)
     runner = Runner(world)

@@ -10,7 +10,7 @@ import json
 from urllib.parse import quote, quote_plus
 
 import pytest
-from conftest import make_rehearsal, with_database
+from conftest import make_rehearsal, run_cli, with_database
 
 from hotdash_release.paths import RUNBOOKS_DIR
 
@@ -128,6 +128,59 @@ def test_a_planted_secret_leaves_the_release_unsealed(tmp_path):
         done = world.release()
         assert done.returncode == 1, done.stdout + done.stderr
         assert "secret values found in" in done.stdout and "SHOPIFY_API_SECRET@production" in done.stdout
+        (folder,) = world.release_dirs()
+        assert not (folder / "manifest.json").exists()
+    finally:
+        world.platform().stop()
+
+
+#: Values that are the release's own text: a word every record holds (an outcome), a name from a
+#: runbook's code (every executed notebook and page shows the cell).
+OWN_TEXT = {"a record's word": "released", "a runbook's code": "rehearsal_defect"}
+
+
+@pytest.mark.parametrize("value", OWN_TEXT.values(), ids=OWN_TEXT.keys())
+def test_a_secret_that_is_the_releases_own_text_is_refused_before_anything_changes(tmp_path, value):
+    """Such a value cannot be redacted (every record would be garbled) nor archived: found only
+    by the seal's scan, production has changed by then and the release stays unsealed (exit 1).
+    Refused up front instead: exit 2, naming the secret, never the value; nothing deployed."""
+    from hotdash_release.secrets.required import rehearsal_secret_values
+
+    world = make_rehearsal(tmp_path, wait_timeout_s=4)
+    platform = world.platform()
+    try:
+        for app in APPS:
+            values = rehearsal_secret_values(app)
+            if app == "hotdash-production":
+                values["SUPABASE_ANON_KEY"] = value
+            platform.set_secrets(app, with_database(platform, app, values))
+        done = world.release()
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "SUPABASE_ANON_KEY@production" in done.stderr and value not in done.stderr + done.stdout
+        assert not world.release_dirs(), "nothing is written"
+        assert all(not platform.releases(app) for app in APPS), "nothing is deployed"
+    finally:
+        platform.stop()
+
+
+def test_a_planted_piece_of_the_webhook_url_leaves_the_release_unsealed(tmp_path):
+    """The Slack webhook URL is a credential of the release's environment, not of an app: the
+    seal's scan knows it, and its parts (the path's token here) as well as the whole."""
+    token = "Wh" + base64.b16encode(b"planted-token!").decode()
+    webhook = f"https://hooks.slack.com/services/T0ABCDEFG/B0HIJKLMN/{token}"
+    rows = (RUNBOOKS_DIR / "readiness.csv").read_text().splitlines()
+    rows[1] = rows[1].replace("DATA-024: Production Data Pipeline Monitoring", f"DATA-024: hook {token}")
+    readiness = tmp_path / "readiness.csv"
+    readiness.write_text("\n".join(rows) + "\n")
+    world = make_rehearsal(tmp_path / "world", readiness=readiness, wait_timeout_s=4)
+    try:
+        done = run_cli(
+            *("release", "--config", str(world.config), "--outputs", str(world.outputs)),
+            extra_env={"HOTDASH_SLACK_WEBHOOK_URL": webhook},
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "secret values found in" in done.stdout and "HOTDASH_SLACK_WEBHOOK_URL" in done.stdout
+        assert token not in done.stdout + done.stderr
         (folder,) = world.release_dirs()
         assert not (folder / "manifest.json").exists()
     finally:

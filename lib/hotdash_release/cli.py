@@ -62,7 +62,7 @@ exit codes:
   7  the archive store failed (unreachable, refused) before the release or while uploading it:
      the sealed release stays in OUTPUTS; `runbook archive push <release id>` completes it
   1  internal error (a secret found in the archive, an unexpected failure)
-  130 stopped by SIGINT/SIGTERM, production verified good: before production changes the
+  130 stopped by SIGINT/SIGTERM/SIGHUP, production verified good: before production changes the
       release stops at once; from the production deploy on it finishes the deploy, the smoke
       test and any rollback first (5 if that rollback fails); sealing is never cut short.
       The archive says which signal came when, and what was finished because of it.
@@ -823,4 +823,7 @@ def _platform(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .execution.terminal import guarded_output
+
+    with guarded_output():
+        sys.exit(main())

@@ -1,4 +1,4 @@
-"""The `runbook` command. SIGINT and SIGTERM are handled before anything else is imported
+"""The `runbook` command. SIGINT, SIGTERM and SIGHUP are handled before anything else is imported
 (execution/interrupts.py), so a signal at any moment ends the command with exit 130 and one
 line, never a traceback or a death by signal. For `runbook release` the kernel pool starts
 next, before the rest of the CLI is imported (about 0.2 s): the kernel template's own imports
@@ -11,12 +11,18 @@ from __future__ import annotations
 import sys
 
 from .execution.interrupts import SIGNALS, ReleaseAborted
+from .execution.terminal import guarded_output
 
 EXIT_ABORTED = 130  # as runner.EXIT_ABORTED, which this module must not wait to import
 
 
 def main() -> int:
     SIGNALS.install()
+    with guarded_output():  # control characters escaped; a closed pipe or terminal is no error
+        return _main()
+
+
+def _main() -> int:
     pool = worker = None
     try:
         argv = sys.argv[1:]

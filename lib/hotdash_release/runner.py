@@ -42,7 +42,14 @@ from .results import (
     utc_now,
     write_json_atomic,
 )
-from .secrets.required import attestation_texts, redactor_for, refuse_secrets_in, seed_rehearsal_secrets
+from .secrets.required import (
+    attestation_texts,
+    fixed_texts,
+    redactor_for,
+    refuse_secrets_in,
+    refuse_secrets_in_fixed_text,
+    seed_rehearsal_secrets,
+)
 from .targets import make_target, secret_source_for
 from .targets.standin_app import DEFECTS as STANDIN_DEFECTS
 
@@ -284,9 +291,12 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
 
     operator = options.operator or default_operator()
     # Free text is recorded (manifest, report, terminal): it must hold no secret value, and
-    # every sensitive secret must be long enough to redact. Both known before the lock is taken.
+    # every sensitive secret must be long enough to redact, and must not be part of the
+    # release's own text. All known before the lock is taken.
+    redactor = redactor_for(config, secret_source_for(config, target_name, target))
+    refuse_secrets_in_fixed_text(redactor, fixed_texts(config))
     refuse_secrets_in(
-        redactor_for(config, secret_source_for(config, target_name, target)),
+        redactor,
         {
             "--reason": options.reason,
             "--operator" if options.operator else "HOTDASH_OPERATOR": operator,

@@ -23,6 +23,7 @@ from functools import lru_cache
 from html import escape
 from pathlib import Path
 
+from ..execution.terminal import shown as _shown
 from ..plan import ALL_SECTIONS
 from ..results import utc_now
 from .catalog import OUTCOMES, Catalog, ReleaseSummary, bulk_allocation, load_catalog
@@ -295,12 +296,6 @@ def release_rows(releases: Sequence[ReleaseSummary], slow: set[str]) -> str:
 # -- the terminal view (`runbook history`) --------------------------------------------------------
 
 
-def _shown(value: str) -> str:
-    """A record's text as a terminal shows it: control characters (an escape sequence planted in
-    a manifest can rewrite the screen) as their \\x escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-
-
 def history_lines(
     catalog: Catalog, *, app: str | None = None, outcome: str | None = None, limit: int | None = 20
 ) -> list[str]:
@@ -324,11 +319,11 @@ def history_lines(
         duration = seconds(r.duration_s) + (" ▲" if r.folder in slow else "  ")
         commit = (r.commit or "")[:10] + ("+dirty" if r.commit_dirty else "")
         lines.append(
-            f"{_shown(r.started_at[:19].replace('T', ' ')):19}  {r.release_id:23}  {r.app:20}  "
+            f"{_shown(r.started_at[:19].replace('T', ' ')):19}  {_shown(r.release_id):23}  {_shown(r.app):20}  "
             f"{_shown(r.outcome):15}  {duration:>14}  {_shown(r.operator[:14]):14}  {_shown(commit)}"
         )
         if r.outcome != "released" and r.reason:
-            lines.append(f"{'':21}why: {r.reason}")  # what happened, e.g. "runner died during ..."
+            lines.append(f"{'':21}why: {_shown(r.reason)}")  # what happened, e.g. "runner died during ..."
     shown = f"{len(chosen)} of {len(catalog.select(app=app, outcome=outcome))}"
     lines.append(f"{shown} releases; ▲ slower than the p95 of earlier releases of the app")
     return lines

@@ -250,6 +250,8 @@ def facts_section(record) -> str:
         ("Application", record.config.environment("production").app),
         ("Target", record.target_name),
         ("Operator", record.operator),
+        # --reason as the operator gave it (text: escaped like every value of a record).
+        ("Reason given", getattr(getattr(record, "options", None), "reason", "") or "none given"),
         ("Started", record.started_at),
         ("Finished", record.finished_at),
         ("Rehearsal defects", ", ".join(f"{k}: {v}" for k, v in record.options.defects.items()) or "none"),

@@ -50,7 +50,7 @@ def check_supabase(
     clock: Callable[[], float] = time.perf_counter,
 ) -> SupabaseResult:
     """GET {supabase_url}/auth/v1/health with the anon key; ok when GoTrue answers 200."""
-    hide = _hider(redactor, anon_key)
+    hide = _hider(redactor, anon_key, supabase_url)
     if not supabase_url.strip():
         return SupabaseResult(False, None, None, "SUPABASE_URL is empty")
     if not anon_key:
@@ -65,7 +65,7 @@ def check_supabase(
         return SupabaseResult(False, None, _elapsed_ms(clock, started), hide(problem))
     latency_ms = _elapsed_ms(clock, started)
 
-    problem, version = _health_problem(response)
+    problem, version = _health_problem(response, hide)
     detail = problem or f"{EXPECTED_NAME} {version or '(no version)'} answered"
     return SupabaseResult(problem is None, response.status_code, latency_ms, hide(detail), hide(version))
 
@@ -74,18 +74,19 @@ def _elapsed_ms(clock: Callable[[], float], started: float) -> float:
     return round((clock() - started) * 1000, 1)
 
 
-def _hider(redactor: Redactor | None, anon_key: str) -> Callable[[str], str]:
-    """The caller's redactor (every known secret), then the anon key's own: the key is a
-    credential, hidden even when the caller's redactor does not know it."""
+def _hider(redactor: Redactor | None, anon_key: str, supabase_url: str) -> Callable[[str], str]:
+    """The caller's redactor (every known secret), then the anon key's and the URL's own (with
+    the URL's secret parts): credentials, hidden even when the caller's redactor does not know them."""
     known = redactor or Redactor.empty()
-    own = Redactor({"SUPABASE_ANON_KEY": anon_key})
+    own = Redactor({"SUPABASE_ANON_KEY": anon_key, "SUPABASE_URL": supabase_url})
     return lambda text: own.redact(known.redact(text))
 
 
-def _health_problem(response: httpx.Response) -> tuple[str | None, str]:
+def _health_problem(response: httpx.Response, hide: Callable[[str], str]) -> tuple[str | None, str]:
     """What is wrong with the answer (None when GoTrue answered), and GoTrue's version."""
     if response.status_code != 200:
-        return f"HTTP {response.status_code}: {response.text.strip()[:200]}", ""
+        # Hidden before it is cut: an echoed key or URL cut in two would be found by neither.
+        return f"HTTP {response.status_code}: {hide(response.text.strip())[:200]}", ""
     try:
         document = response.json()
     except ValueError:

@@ -7,4 +7,5 @@
 - warmup.py: what every kernel runs as it starts (IPython's display machinery)
 - engine.py: the papermill engine (how the notebook is saved while cells run)
 - procs.py: whether a process runs, read from /proc
+- interrupts.py, terminal.py: the `runbook` command's process: its signals; what it writes to a terminal
 """

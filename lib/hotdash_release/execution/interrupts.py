@@ -1,4 +1,9 @@
-"""SIGINT and SIGTERM for the `runbook` command: recorded always, raised only where stopping is safe.
+"""SIGINT, SIGTERM and SIGHUP for the `runbook` command: recorded always, raised only where stopping is safe.
+
+SIGHUP is what a closed terminal or a dropped SSH connection sends: it is handled like SIGTERM
+(a release is not killed half way through changing production because its operator's
+connection dropped). The terminal is then gone: terminal.py keeps the command's output from
+failing the release. A command started with SIGHUP ignored (`nohup`) keeps ignoring it.
 
 launch.py installs the handler before any heavy import, so a signal at any moment ends the
 command with exit 130 and one line. A signal is only recorded until code says it may be
@@ -22,15 +27,17 @@ from contextlib import contextmanager
 
 from ..results import utc_now
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+HANDLED = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)  # no SIGHUP on Windows
 
 
 class ReleaseAborted(Exception):
-    """SIGINT or SIGTERM arrived where the command may stop."""
+    """SIGINT, SIGTERM or SIGHUP arrived where the command may stop."""
 
 
 class Signals:
-    """The process's record of SIGINT/SIGTERM, and whether one may interrupt what runs now."""
+    """The process's record of SIGINT/SIGTERM/SIGHUP, and whether one may interrupt what runs now."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []  # {"signal", "at", "during", "deferred"}
@@ -43,10 +50,15 @@ class Signals:
     # -- installing --------------------------------------------------------------------
 
     def install(self) -> bool:
-        """Handle both signals in this process; False if already installed or not the main thread."""
+        """Handle the signals in this process; False if already installed or not the main thread."""
         if self._previous is not None or threading.current_thread() is not threading.main_thread():
             return False
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in HANDLED}
+        self._previous = {
+            sig: signal.signal(sig, self._handle)
+            for sig in HANDLED
+            # Started under nohup (SIGHUP ignored): the operator asked to outlive the terminal.
+            if not (sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) == signal.SIG_IGN)
+        }
         return True
 
     def restore(self) -> None:

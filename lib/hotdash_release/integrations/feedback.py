@@ -80,10 +80,9 @@ def issues_opened_since(
     except httpx.HTTPError as exc:
         return FeedbackResult(False, repo, since, (), hide.redact(f"cannot reach GitHub: {type(exc).__name__}: {exc}"))
     if response.status_code != 200:
-        said = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
-        return FeedbackResult(
-            False, repo, since, (), hide.redact(f"GitHub answered {response.status_code} {said}".strip())
-        )
+        # Hidden before it is cut: an echoed token cut in two would be found by no redactor.
+        said = (hide.redact(response.text.strip()).splitlines() or [""])[0][:200]
+        return FeedbackResult(False, repo, since, (), f"GitHub answered {response.status_code} {said}".strip())
     try:
         documents = response.json()
     except ValueError:
@@ -100,12 +99,15 @@ def issues_opened_since(
         issues.append(
             FeedbackIssue(
                 number=int(item.get("number") or 0),
+                # Every text GitHub answered, hidden as the rest of the record is.
                 title=hide.redact(str(item.get("title") or "")),
-                state=str(item.get("state") or ""),
-                author=str((item.get("user") or {}).get("login") or ""),
-                labels=tuple(str(label.get("name")) for label in item.get("labels") or () if isinstance(label, dict)),
-                created_at=created,
-                url=str(item.get("html_url") or ""),
+                state=hide.redact(str(item.get("state") or "")),
+                author=hide.redact(str((item.get("user") or {}).get("login") or "")),
+                labels=tuple(
+                    hide.redact(str(label.get("name"))) for label in item.get("labels") or () if isinstance(label, dict)
+                ),
+                created_at=hide.redact(created),
+                url=hide.redact(str(item.get("html_url") or "")),
             )
         )
     return FeedbackResult(True, repo, since, tuple(issues))
@@ -115,8 +117,9 @@ class _Hiding:
     """The release's redactor, and the token, which is not one of the release's secrets."""
 
     def __init__(self, redactor: Redactor | None, token: str) -> None:
-        self._redactor, self._token = redactor, token
+        # The token in every spelling (an echoed basic or bearer header, URL-encoded, base64).
+        self._redactor, self._token = redactor, Redactor({"GITHUB_TOKEN": token}) if token else None
 
     def redact(self, text: str) -> str:
         text = self._redactor.redact(text) if self._redactor is not None else text
-        return text.replace(self._token, "[redacted GITHUB_TOKEN]") if self._token else text
+        return self._token.redact(text) if self._token is not None else text

@@ -105,7 +105,7 @@ def dispatch_workflow(
         return Dispatched(request)
     if response.status_code == 200:
         return _with_run_details(request, response)
-    raise DispatchError(hide_token.redact(_refusal(request, response)), status_code=response.status_code)
+    raise DispatchError(_refusal(request, response, hide_token), status_code=response.status_code)
 
 
 def _request_headers(token: str) -> dict[str, str]:
@@ -127,8 +127,9 @@ def _with_run_details(request: DispatchRequest, response: httpx.Response) -> Dis
     )
 
 
-def _refusal(request: DispatchRequest, response: httpx.Response) -> str:
-    said = _json_object(response).get("message") or response.text.strip()[:200]
+def _refusal(request: DispatchRequest, response: httpx.Response, hide: Redactor) -> str:
+    # Hidden before it is cut: an echoed token cut in two would be found by no redactor.
+    said = hide.redact(str(_json_object(response).get("message") or response.text.strip()))[:200]
     line = f"GitHub answered {response.status_code}" + (f" ({said})" if said else "")
     cause = _LIKELY_CAUSE.get(response.status_code)
     if cause:

@@ -18,6 +18,7 @@ import httpx
 from ..checks.tls import tls_context
 from ..config import Notification
 from ..results import utc_now
+from ..secrets.redact import Redactor
 from ..tables import ShowsAsRecord
 
 
@@ -120,6 +121,9 @@ def _to_slack(
     body = response.text.strip()
     if response.status_code == 200 and body == "ok":
         return NotificationResult("slack", notification.recipient, True, "Slack answered 200 ok", message)
+    # An error page may echo the request (the webhook's path, its query, a basic Authorization
+    # header): the URL's parts hidden before the body is cut, so no piece of one is kept.
+    said = Redactor({notification.webhook_env: webhook_url}).redact(body)[:200]
     return NotificationResult(
-        "slack", notification.recipient, False, f"Slack answered {response.status_code} {body[:200]}", message
+        "slack", notification.recipient, False, f"Slack answered {response.status_code} {said}", message
     )

@@ -9,9 +9,12 @@ Secrets show up in other spellings than their raw value: percent-encoded in quer
 strings and Location headers, HTML-escaped in rendered pages, JSON-escaped in notebooks
 and results (a quote or a backslash gains a backslash), as Python's repr in errors,
 base64-encoded in headers and data URLs. A multi-line value (a PEM key) also shows up one
-line at a time (an HTTP library complaining about an "illegal header line"). The Redactor
-replaces all of those, and ``find_secret_values`` scans bytes about to be archived for
-any of them, as the last check before anything is written.
+line at a time (an HTTP library complaining about an "illegal header line"). A URL that is a
+secret (a Slack webhook, a database URL) also shows up in parts: a server's error page echoes
+the request's path, a log line the query string, an HTTP client sends the userinfo as a basic
+Authorization header; so its secret-bearing parts (`url_secret_parts`) are secrets of their
+own name too. The Redactor replaces all of those, and ``find_secret_values`` scans bytes about
+to be archived for any of them, as the last check before anything is written.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 #: Values shorter than this are too likely to occur by chance ("prod", "1234"):
 #: replacing them inside other text would mangle it. A release refuses sensitive secrets
@@ -51,6 +54,46 @@ def _base64_cores(text: str) -> set[str]:
             if len(core) >= MIN_SUBSTRING_LENGTH:
                 cores.add(core)
     return cores
+
+
+#: Query parameters whose value is a credential whatever it looks like.
+_SECRET_KEYS = re.compile(r"token|key|secret|sig|signature|pass|auth|code|credential|session", re.IGNORECASE)
+#: A plain word or a name made of them ("services", "hotdash_production", "read-only"): a path
+#: segment or query value that names something, not a credential.
+_WORDS = re.compile(r"[A-Za-z]+(?:[-_.][A-Za-z]+)*")
+
+
+def url_secret_parts(value: str, min_length: int = MIN_SUBSTRING_LENGTH) -> set[str]:
+    """The parts of a URL that carry its secret when it is shown in pieces: the userinfo's
+    password (and a user name that is not a word), every path segment, query value and fragment
+    that is not a plain word, and every value of a query parameter named like a credential
+    (token, key, sig ...); each raw and percent-decoded, when at least min_length long.
+    Words and names are left out: a database URL's database name or a webhook's `/services/`
+    would otherwise be redacted in every text that names them. Not a URL: no parts."""
+    if "://" not in value:
+        return set()
+    try:
+        url = urlsplit(value.strip())
+        password, user = url.password, url.username
+    except ValueError:
+        return set()
+    if not url.netloc:
+        return set()
+
+    def token_like(piece: str) -> bool:
+        return not _WORDS.fullmatch(piece)
+
+    parts = {password or ""}
+    if user and token_like(unquote(user)):
+        parts.add(user)
+    parts |= {segment for segment in url.path.split("/") if token_like(unquote(segment))}
+    for key, item in parse_qsl(url.query, keep_blank_values=True):
+        if _SECRET_KEYS.search(key) or token_like(item):
+            parts.add(item)
+    if url.fragment and token_like(unquote(url.fragment)):
+        parts.add(url.fragment)
+    found = parts | {unquote(part) for part in parts}
+    return {part for part in found if len(part) >= min_length and part != value}
 
 
 def _spellings(value: str, min_length: int = MIN_SUBSTRING_LENGTH) -> set[str]:
@@ -93,7 +136,12 @@ class Redactor:
                 self._weak[name] = value
         self.weak_names: tuple[str, ...] = tuple(self._weak)
 
-        self._spellings_by_name = {name: _spellings(value, min_length) for name, value in self._strong.items()}
+        self._spellings_by_name = {
+            name: set().union(
+                *(_spellings(piece, min_length) for piece in {value, *url_secret_parts(value, min_length)})
+            )
+            for name, value in self._strong.items()
+        }
         marker_for_spelling: dict[str, str] = {}
         for name, spellings in self._spellings_by_name.items():
             for spelling in spellings:

@@ -264,7 +264,21 @@ def redactor_for(config, source: SecretSource):
 
     # The archive store's credentials (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN): never in a record either.
     known.update(secret_credential_values())
+    known.update(environment_credentials(config))
     return Redactor(known, min_length=config.secret_min_length)
+
+
+#: Credentials for services outside the target that the release reads from its environment
+#: (besides [notification] webhook_env, the Slack webhook URL).
+ENVIRONMENT_CREDENTIALS = ("GITHUB_TOKEN", "GH_TOKEN", "FLY_API_TOKEN", "FLY_ACCESS_TOKEN")
+
+
+def environment_credentials(config, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{variable: value} of the credentials in the environment that a service may echo back (a
+    webhook's error page, an API's error body): the redactor hides them, the seal scans for them."""
+    environ = os.environ if environ is None else environ
+    names = (config.notification.webhook_env, *ENVIRONMENT_CREDENTIALS)
+    return {name: value for name in dict.fromkeys(names) if (value := environ.get(name, "").strip())}
 
 
 def refuse_secrets_in(redactor, texts: Mapping[str, str | Iterable[str]]) -> None:
@@ -277,6 +291,56 @@ def refuse_secrets_in(redactor, texts: Mapping[str, str | Iterable[str]]) -> Non
                 f"{field_name}: holds the value of {', '.join(names)}; it would be recorded in the archive, "
                 "leave the secret out"
             )
+
+
+#: The text every release writes as it is, which redaction cannot touch without garbling the
+#: record: the runbooks' cells (in every executed notebook and page), the report's and pages'
+#: wording and styles, the names and keys of records and the manifest (outcomes such as
+#: "released", section titles, fields). Relative to the package; the configuration is added.
+FIXED_TEXT = (
+    "runbook.py",
+    "results.py",
+    "tables.py",
+    "plan.py",
+    "archive/report.py",
+    "archive/htmlpage.py",
+    "archive/htmlexport.py",
+    "archive/databases.py",
+    "archive/charts.py",
+    "archive/catalog.py",
+    "archive/seal.py",
+    "archive/integrity.py",
+    "archive/archive.css",
+    "archive/templates/archive_notebook.html.j2",
+)
+
+
+def fixed_texts(config) -> dict[str, str]:
+    """{where: text} of the release's own fixed text: FIXED_TEXT, the runbooks, the configuration."""
+    from pathlib import Path
+
+    from ..paths import RUNBOOKS_DIR
+
+    package = Path(__file__).resolve().parents[1]
+    files = [package / name for name in FIXED_TEXT] + sorted(RUNBOOKS_DIR.glob("*.ipynb")) + [Path(config.path)]
+    return {path.name: path.read_text(encoding="utf-8", errors="replace") for path in files if path.is_file()}
+
+
+def refuse_secrets_in_fixed_text(redactor, texts: Mapping[str, str]) -> None:
+    """A sensitive value that occurs in the release's own text (a common word such as "released",
+    a runbook's code, the configuration) would be in every record, where it can be neither
+    redacted nor left: refused before anything changes, naming the secret and where, never the value."""
+    found: dict[str, list[str]] = {}
+    for where, text in texts.items():
+        for name in redactor.names_in([text]):
+            found.setdefault(name, []).append(where)
+    if found:
+        places = sorted({where for wheres in found.values() for where in wheres})
+        raise UsageError(
+            f"secret {', '.join(found)}: its value occurs in the release's own text ({', '.join(places[:3])}"
+            f"{' ...' if len(places) > 3 else ''}), which every record holds as it is; it can be neither "
+            "redacted nor archived: set another value"
+        )
 
 
 def attestation_texts(attestations: Mapping[str, Sequence[Mapping]]) -> list[str]:
