@@ -234,8 +234,11 @@ def test_a_failed_rollback_exits_5_when_the_store_fails_too(tmp_path):
     proxy = FaultyProxy(moto.endpoint)
     rehearsal = make_rehearsal(tmp_path, wait_timeout_s=4)
     try:
-        moto.bucket(BUCKET)
-        rehearsal.config.write_text(rehearsal.config.read_text() + f'\n[archive]\nurl = "{URL}"\n')
+        # A bucket of its own: moto's servers in one process share one backend (the module's world's).
+        moto.bucket("rollback-archive")
+        rehearsal.config.write_text(
+            rehearsal.config.read_text() + '\n[archive]\nurl = "s3://rollback-archive/hotdash"\n'
+        )
         proxy.fail_puts = ("SHA256SUMS",)
         run = run_cli(
             "release",

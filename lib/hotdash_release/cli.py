@@ -564,6 +564,7 @@ def _verify(args) -> int:
 
 def _verify_folder(args, *, where: str, more: list = ()) -> int:
     from .archive.integrity import verify_archive
+    from .archive.summary import summary_problems
 
     heads = {}
     for pin in args.expect_head:
@@ -572,7 +573,12 @@ def _verify_folder(args, *, where: str, more: list = ()) -> int:
             raise UsageError(f"--expect-head: {pin!r} is not APP:SHA256 (64 lowercase hex digits)")
         heads[app] = digest
     result = verify_archive(
-        args.outputs, args.release_id, expect_apps=args.expect_app, expect_heads=heads, trust_keys=args.trust_key
+        args.outputs,
+        args.release_id,
+        expect_apps=args.expect_app,
+        expect_heads=heads,
+        trust_keys=args.trust_key,
+        app_checks=(summary_problems,),
     )
     result.problems += [p for p in more if not args.release_id or p.release.endswith("/" + args.release_id)]
     if args.release_id and not result.checked:

@@ -32,6 +32,7 @@ from .integrity import MANIFEST
 
 CACHE_FILE = ".index-cache.json"
 CACHE_VERSION = 2
+SUMMARY = "summary.json"  # an app's summary from the archive store (archive/summary.py)
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}\Z")
 #: Outcomes a sealed manifest can carry, plus the two the catalog gives folders it cannot read.
 OUTCOMES = (
@@ -271,13 +272,23 @@ def store_summaries(root: Path) -> list[ReleaseSummary]:
     """Releases known here only from an app's summary a pull brought from the archive store
     (archive/summary.py: `<app>/summary.json`, used only when it matched the store's chain head):
     the catalog of a copy that read one object per app instead of each manifest."""
-    from .summary import SUMMARY, summary_releases
-
     try:
         app_dirs = [e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
     except FileNotFoundError:
         return []
     return [r for path in app_dirs if os.path.isfile(os.path.join(path, SUMMARY)) for r in summary_releases(Path(path))]
+
+
+def summary_releases(app_dir: Path) -> list[ReleaseSummary]:
+    """The catalog rows of a summary a pull left in this copy (`<app>/summary.json`); [] when
+    there is none or it does not parse. The app comes from the folder, as for a manifest."""
+    try:
+        summary = json.loads((app_dir / SUMMARY).read_bytes())
+        return [
+            ReleaseSummary.from_json(row[4])._replace(app=app_dir.name, release_id=row[0]) for row in summary["rows"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return []
 
 
 def read_summary(folder: str, app: str, release_id: str) -> ReleaseSummary:

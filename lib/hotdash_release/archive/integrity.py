@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,13 +321,16 @@ def verify_archive(
     expect_apps: list[str] = (),
     expect_heads: dict[str, str] | None = None,
     trust_keys: list[Path] = (),
+    app_checks: tuple[Callable[[Path], list[Problem]], ...] = (),
 ) -> Verification:
     """Check one release (by id) or every release under outputs/.
 
     expect_apps: apps that must be there (a deleted or renamed app folder is otherwise
     invisible); expect_heads: {app: manifest sha256} kept outside the archive (a pinned head):
     that manifest must still be in the app's chain, which proves nothing before it was removed
-    or rewritten. trust_keys: public key files to trust besides keys/trusted.toml."""
+    or rewritten. trust_keys: public key files to trust besides keys/trusted.toml. app_checks: more
+    checks of each app folder when the whole archive is verified (the store's summaries: given by
+    the caller, since the summary module reads the catalog, which reads this one)."""
     outputs = Path(outputs)
     trust = trusted_keys(list(trust_keys))
     expect_heads = expect_heads or {}
@@ -352,9 +356,9 @@ def verify_archive(
             if manifest and manifest["signing_key"] in trust:
                 result.signers[manifest["signing_key"]] = trust[manifest["signing_key"]].holder
         if not release_id:
-            from .summary import summary_problems
-
-            result.problems += verify_chain(app_dir) + verify_checkpoint(app_dir, trust) + summary_problems(app_dir)
+            result.problems += verify_chain(app_dir) + verify_checkpoint(app_dir, trust)
+            for check in app_checks:
+                result.problems += check(app_dir)
         elif folders:
             result.problems += [p for p in verify_chain(app_dir) if p.release.endswith("/" + release_id)]
     for app, pinned in sorted(expect_heads.items()):

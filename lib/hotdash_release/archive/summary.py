@@ -29,10 +29,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .catalog import RELEASE_ID, ReleaseSummary, summarize_manifest
+from .catalog import RELEASE_ID, SUMMARY, summarize_manifest
 from .integrity import GENESIS, MANIFEST, Problem, sealed_releases, sha256_bytes
 
-SUMMARY = "summary.json"
 FORMAT = "hotdash-summary/1"
 
 
@@ -150,18 +149,6 @@ def local_manifest(app_dir: Path) -> Callable[[str], bytes | None]:
             return None
 
     return read
-
-
-def summary_releases(app_dir: Path) -> list[ReleaseSummary]:
-    """The catalog rows of a summary a pull left in this copy (`<app>/summary.json`); [] when
-    there is none or it does not parse. The app comes from the folder, as for a manifest."""
-    try:
-        summary = json.loads((app_dir / SUMMARY).read_bytes())
-        return [
-            ReleaseSummary.from_json(row[4])._replace(app=app_dir.name, release_id=row[0]) for row in summary["rows"]
-        ]
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return []
 
 
 def summary_problems(app_dir: Path) -> list[Problem]:
