@@ -524,7 +524,7 @@ def _seal(args) -> int:
         from .archive.index import rebuild_after_release
 
         rebuild_after_release(args.outputs.resolve(), _progress)
-        return 0 if not record.archive_problems else EXIT_ERROR
+        return EXIT_ERROR if record.archive_problems else (record.exit_code if record.production_needs_person else 0)
     if not args.session:
         raise UsageError("seal: give a session folder (or --abandoned RELEASE_ID)")
 

@@ -372,13 +372,23 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.myshopify\.com", shop):
         smoke.fail("smoke.shop", f"{shop!r} is not a shop domain like name.myshopify.com")
     max_latency_ms = int(smoke.number("max_latency_ms", 1500))
+    environments = _environments(root.sub("environments"))
+    notification = _notification(root.sub("notification"))
+    # Nothing writes inside the archive's release folders but the seal: the inbox lies beside them.
+    first = PurePosixPath(notification.file.replace("\\", "/")).parts[0]
+    if notification.channel == "file" and first in {*(e.app for e in environments.values()), "interactive"}:
+        raise ConfigError(
+            "notification.file",
+            f"{notification.file!r} must lie outside the archive's release folders (not under {first}/)",
+            path=str(path),
+        )
     return ReleaseConfig(
         path=path.resolve(),
         product=release.text("product", "HotDash"),
         plan=release.text("plan", ""),
         default_target=default_target,
         readiness_file=(path.parent / release.text("readiness_file", "readiness.csv")).resolve(),
-        environments=_environments(root.sub("environments")),
+        environments=environments,
         required_secrets=_secret_names(root.sub("secrets")),
         secrets_must_differ=_secrets_must_differ(root.sub("secrets")),
         public_secrets=_public_secrets(root.sub("secrets")),
@@ -389,7 +399,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         smoke_checks=_smoke_checks(smoke, max_latency_ms),
         timeline_minutes=_timeline(root.sub("timeline")),
         criteria=_criteria(root.sub("go_no_go")),
-        notification=_notification(root.sub("notification")),
+        notification=notification,
         targets=targets,
         github=_github(root.sub("github")) if "github" in root.data else GitHubSettings(),
         manual_checks=_manual_checks(smoke),

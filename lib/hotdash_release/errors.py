@@ -12,7 +12,8 @@
     ├── StoreError                the archive's object store failed or refused (archive/store.py)
     │   └── StoreConflict         a conditional write lost: the object exists, or changed since read
     └── GateFailed                a gate decided that the release must stop here
-        └── DeployRefused         production may not change: its preconditions are not recorded
+        └── Refused               an action's preconditions over the release's record are not met
+            └── DeployRefused     production may not change: its preconditions are not recorded
 
 Foreign errors (subprocess, httpx, papermill) are wrapped where they enter, with the
 original kept as ``__cause__``. Context is keyword-only.
@@ -107,6 +108,11 @@ class GateFailed(ReleaseError):
         super().__init__(message)
 
 
-class DeployRefused(GateFailed):
+class Refused(GateFailed):
+    """An action's precondition over the release's record is not met: nothing was done
+    (decisions/release_gate.py holds the table of what each action needs)."""
+
+
+class DeployRefused(Refused):
     """A production deploy refused before changing anything: this release's records lack what
     the plan requires first (secrets verified, staging healthy and smoke-tested, a GO)."""

@@ -224,6 +224,51 @@ def release_lock(lock_dir: Path, app: str, *, release_id: str, operator: str, **
         lock.release()
 
 
+# -- the live-release lock ---------------------------------------------------------------------
+
+
+def live_lock_path(release_dir: Path) -> Path:
+    """Where a release folder's live lock is: outside the folder (the seal signs all it holds),
+    named by the folder's resolved path, in the machine's temporary folder that kernels share."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256(str(Path(release_dir).resolve()).encode()).hexdigest()[:32]
+    return Path(tempfile.gettempdir()) / "hotdash-live" / f"{key}.lock"
+
+
+@contextmanager
+def live_release(release_dir: Path) -> Iterator[None]:
+    """Held by `runbook release` for its release folder and by `runbook lab` for its session
+    folder, for their whole life: what makes a release live. Production changes only in a live
+    release (decisions/release_gate.py); the kernel lets go of it when the holder ends."""
+    path = live_lock_path(release_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = UnixFileLock(path, blocking=False, thread_local=False, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ReleaseLocked(f"{release_dir} is already being run by pid {flock_holder_pid(path)}", holder={}) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def live_holder(release_dir: Path) -> int | None:
+    """The pid of the live process holding this release folder now; None if none."""
+    pid = flock_holder_pid(live_lock_path(release_dir))
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
 # -- the store lease --------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import events
 from .archive.seal import deployed_image, watched_release
 from .checks import http as checks
 from .checks.database import DatabaseResult, check_database
@@ -27,8 +28,9 @@ from .config import ReleaseConfig, load_config
 from .decisions import attest
 from .decisions.gonogo import Decision, collect_measures, decide, person_required, with_person_decision
 from .decisions.readiness import read_readiness
-from .decisions.release_gate import production_gate
-from .errors import DeployRefused, GateFailed, ReleaseError, SecretError, TargetError, UsageError
+from .decisions.release_gate import World, production_gate
+from .errors import DeployRefused, GateFailed, Refused, ReleaseError, SecretError, TargetError, UsageError
+from .events import recorded_results, refuse_if_sealed
 from .integrations.feedback import FeedbackResult, issues_opened_since
 from .integrations.notify import (
     NotificationResult,
@@ -38,7 +40,7 @@ from .integrations.notify import (
     send_notification,
 )
 from .interactive import recorded
-from .interactive.session import default_release_dir, is_session, refuse_if_sealed
+from .interactive.session import default_release_dir, is_session
 from .interactive.widgets import DecisionPanel, ManualChecksPanel, RecordView, evidence_by_check
 from .paths import RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
@@ -164,6 +166,7 @@ class SectionRun:
         watching: Path | None = None,
         watch_minutes: float = 0.0,
     ) -> None:
+        refuse_if_sealed(release_dir)  # a sealed release is read-only to every path, papermill's too
         self.config = config
         self.watching = watching  # a later watch: the sealed release it follows
         self.watch_minutes = check_watch_minutes(watch_minutes)
@@ -187,7 +190,9 @@ class SectionRun:
         self._traceback: list[str] = []  # of the error the gate cell raised, kept out of its output
         # What production served before this release first deployed it: a section run again
         # (a lab session) keeps the first record, so that a rollback restores what was there.
-        earlier = (read_section_result(release_dir, section.key) or {}).get("records") or {}
+        # Only what this release's log vouches for: a hand-edited result brings nothing back.
+        earlier_result = recorded_results(release_dir)[0].get(section.key) or {}
+        earlier = earlier_result.get("records") or {}
         if earlier.get("serving_before"):
             self._records["serving_before"] = earlier["serving_before"]
             made = [*(earlier.get("earlier_deployments") or []), earlier.get("deployment") or {}]
@@ -198,7 +203,7 @@ class SectionRun:
         self._ledger = attest.Ledger(attest.required_for(section.key, config.manual_checks))
         # A person's attestations stand until that person withdraws them: a re-run of the
         # section (Run All, a restarted kernel) shows them again instead of erasing them.
-        for row in (read_section_result(release_dir, section.key) or {}).get("attestations") or []:
+        for row in earlier_result.get("attestations") or []:
             if row.get("source") == "widget":
                 self._ledger.add(attest.Attestation(**{k: row[k] for k in ("check", "by", "at", "note", "source")}))
         for given in attest.from_parameters(attestations, section_key=section.key, manual_checks=config.manual_checks):
@@ -420,7 +425,7 @@ class SectionRun:
             )
             wrong = self._verify_machines(env.app, release.image_ref)
             result = DeploymentResult(
-                env.app, not wrong, release.version, release.status, release.image_ref, previous, self.app_url(), wrong
+                env.app, not wrong, release.version, release.status, release.image_ref, previous, self._url(), wrong
             )
         except TargetError as exc:  # a DeployError carries the failed release, when one was made
             failed = getattr(exc, "release", None)
@@ -431,24 +436,71 @@ class SectionRun:
                 failed.status if failed else "not started",
                 failed.image_ref if failed else "",
                 previous,
-                self.app_url(),
+                self._url(),
                 self.redactor.redact(str(exc)),
             )
         self._measures[f"{env.name}_deploy_complete"] = result.ok
+        self._event(
+            "deploy_verified" if result.ok else "deploy_failed",
+            app=env.app,
+            version=result.version,
+            image_ref=result.image_ref,
+            previous_image=previous,
+        )
         # Migrations run when the new build starts: the schema before and after, for the report.
         self._record("schema", {"app": env.app, "before": schema_before, "after": self._schema_version(env)})
         return self._record("deployment", result)
 
     def _refuse_unless_production_may_change(self) -> None:
-        """Guard at the point of change: the runner's order is a convenience, this is the gate."""
+        """Guard at the point of change: the runner's order is a convenience, this is the gate.
+        It reads the release's own record (what its log vouches for), asks whether the release is
+        live, and checks what the record says of staging against staging itself."""
+        from .locks import live_holder
+
         apps = [env.app for env in self.config.environments.values()]
-        verdict = production_gate(read_all_results(self.release_dir), apps)
+        results, unrecorded = recorded_results(self.release_dir)
+        world = World(live_holder(self.release_dir) is not None, tuple(unrecorded))
+        if not unrecorded:
+            world = self._staging_now(world)
+        verdict = production_gate(results, apps, world)
         self._record("preconditions", verdict)
         if verdict.ok:
+            # The GO this deploy runs under, kept with it: a later change of mind never hides it.
+            taken = events.decisions(self.release_dir)
+            self._record("ran_under_decision", taken[-1] if taken else {})
+            self._event("deploy_requested", app=self._require_environment().app)
             return
-        self._refusal = f"{self.section.title}: refused, nothing deployed: {verdict.line()}"
-        self._save("refused", [self._refusal])
-        raise DeployRefused(self._refusal, section=self.section.key, findings=[self._refusal])
+        self._refuse(f"{self.section.title}: refused, nothing deployed: {verdict.line()}", DeployRefused)
+
+    def _staging_now(self, world: World) -> World:
+        """What staging serves now, and whether it answers its health check (one look)."""
+        staging = self.config.environment("staging")
+        try:
+            image = self.target.status(staging.app).image_ref or ""
+            url = self.target.url(staging.app) if self.target_name == "local" else staging.base_url
+        except TargetError as exc:
+            return replace(
+                world, staging_image="", staging_healthy=False, staging_detail=self.redactor.redact(str(exc))
+            )
+        if not url:
+            return replace(world, staging_image=image, staging_healthy=False, staging_detail="staging is not running")
+        with checks.make_client() as client:
+            health = checks.check_health(
+                client,
+                url + self.config.health.path,
+                deadline_s=min(self.config.health.deadline_s, 10.0),
+                max_age_s=self.config.health.max_age_s,
+                expected_status=self.config.health.expected_status,
+                redactor=self.redactor,
+            )
+        return replace(world, staging_image=image, staging_healthy=health.ok, staging_detail=health.detail)
+
+    def _refuse(self, line: str, error: type[Refused] = Refused) -> None:
+        """One line naming what is missing and what to run; recorded, nothing done."""
+        self._refusal = line
+        self._event("refused", line=line)
+        self._save("refused", [line])
+        raise error(line, section=self.section.key, findings=[line])
 
     def _verify_machines(self, app: str, image_ref: str) -> str:
         """Record each machine's image against the one deployed; "" when all serve it, else why not."""
@@ -461,10 +513,38 @@ class SectionRun:
         )
 
     def app_url(self) -> str:
+        """The URL this release deployed its environment to, and nothing else: on the local
+        platform the platform's own URL (never the configured remote one); refused (one line)
+        when this release did not deploy the environment, or it is not running."""
+        env = self._require_environment()
+        missing = self._not_deployed_here(env)
+        if missing:
+            self._refuse(f"{self.section.title}: refused, nothing checked: {missing}")
+        url = self._url()
+        if not url:
+            self._refuse(
+                f"{self.section.title}: refused, nothing checked: {env.app} is not running on the {self.target_name} "
+                f"target (run deploy_{env.name} first)"
+            )
+        return url
+
+    def _url(self) -> str:
+        """The environment's URL on the target; "" when the local platform does not run it."""
         env = self._require_environment()
         if self.target_name == "local":
-            return self.target.url(env.app) or env.base_url
+            return self.target.url(env.app) or ""
         return env.base_url
+
+    def _not_deployed_here(self, env) -> str:
+        """ "" when this release deployed (or rolled back) the environment, or a later watch follows
+        a sealed release that did; else what is missing and what to run."""
+        if self.watching is not None or self._records.get("deployment") or self._records.get("rollback"):
+            return ""
+        recorded, _ = recorded_results(self.release_dir)
+        deployed = ((recorded.get(f"deploy_{env.name}") or {}).get("records") or {}).get("deployment")
+        if deployed:
+            return ""
+        return f"{env.name} was not deployed in this release (no recorded deploy_{env.name}: run it first)"
 
     def check_health(self) -> checks.HealthResult:
         """`curl <app>/health`, expecting {"status":"ok","timestamp":"..."}, retried up to a deadline."""
@@ -590,7 +670,7 @@ class SectionRun:
 
     def _judge(self) -> Decision:
         own = {self.section.key: {"measures": self._measures}}
-        measures = collect_measures({**read_all_results(self.release_dir), **own})
+        measures = collect_measures({**recorded_results(self.release_dir)[0], **own})
         criteria = self.config.criteria
         if is_session(self.release_dir):  # a person is at the keyboard: no GO before they decide
             criteria = person_required(criteria)
@@ -598,6 +678,10 @@ class SectionRun:
         self._decision = decision
         criteria_ok = all(c.ok for c in decision.criteria)
         self._record("criteria", ResultTable.of("Go/No-Go criteria", decision.criteria, ok=criteria_ok))
+        row = decision.as_row()
+        taken = events.decisions(self.release_dir)
+        if not taken or {k: taken[-1].get(k) for k in row} != row:  # appended, never overwritten
+            self._event("decision_recorded", **row)
         return self._record("decision", decision)
 
     def criteria_table(self) -> RecordView:
@@ -611,7 +695,19 @@ class SectionRun:
 
     # -- step 6: notify ------------------------------------------------------------------------
     def notify(self) -> NotificationResult:
+        """Tell the CEO production is deployed: only when this release deployed and verified it."""
         production = self.config.environment("production")
+        recorded, _ = recorded_results(self.release_dir)
+        unverified = [
+            f"{key} {(recorded.get(key) or {}).get('outcome') or 'not run'}"
+            for key in ("deploy_production", "production_smoke")
+            if (recorded.get(key) or {}).get("outcome") != "passed"
+        ]
+        if unverified:
+            self._refuse(
+                f"{self.section.title}: refused, nothing sent: production was not deployed and verified in this "
+                f"release ({'; '.join(unverified)}): run deploy_production and production_smoke first"
+            )
         status = self.target.status(production.app)
         message = compose_message(
             self.config.notification,
@@ -624,6 +720,7 @@ class SectionRun:
         result = send_notification(
             self.config.notification, self.redactor.redact(message), inbox_dir=self.release_dir.parent.parent
         )
+        self._event("notification_sent" if result.ok else "notification_failed", channel=result.channel)
         return self._record("notification", result)
 
     # -- post-deployment: the watch during CEO testing ------------------------------------------
@@ -775,6 +872,7 @@ class SectionRun:
         else:
             result = self._redeploy(env.app, current, version, image)
         self._note_schema_after_rollback(env, schema_before, restored=result.ok, image=image)
+        self._event("rollback", app=env.app, ok=result.ok, to_image=result.to_image, detail=result.detail)
         return self._record("rollback", result)
 
     def _note_schema_after_rollback(self, env, schema_before: int | None, *, restored: bool, image: str) -> None:
@@ -783,7 +881,7 @@ class SectionRun:
         self._record("schema", {"app": env.app, "before": schema_before, "after": after})
         if not image:
             return  # nothing was served before: no earlier image to read the schema
-        deployed = read_section_result(self.release_dir, "deploy_production") or {}
+        deployed = recorded_results(self.release_dir)[0].get("deploy_production") or {}
         served_with = ((deployed.get("records") or {}).get("schema") or {}).get("before")
         if served_with is None or after is None or after <= served_with:
             return
@@ -801,7 +899,7 @@ class SectionRun:
     def _served_before(self) -> dict | None:
         """This release's record of what production served before its production deploy; for a
         later watch (`watching`), the watched release's record: what was there before it."""
-        recorded = read_section_result(self.release_dir, "deploy_production")
+        recorded = recorded_results(self.release_dir)[0].get("deploy_production")
         if recorded is None and self.watching is not None:
             recorded = read_section_result(self.watching, "deploy_production")
         return ((recorded or {}).get("records") or {}).get("serving_before")
@@ -1001,6 +1099,10 @@ class SectionRun:
             }
             | ({"traceback": self._traceback} if self._traceback else {}),
         )
+        events.note_result(self.release_dir, self.section.key, by=self.operator, outcome=outcome)
+
+    def _event(self, kind: str, **data) -> None:
+        events.append(self.release_dir, kind, by=self.operator, section=self.section.key, **data)
 
     def _print_output(self, line: str) -> None:
         print(self.redactor.redact(line), flush=True)

@@ -25,12 +25,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import events
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .decisions.attest import check_release_attestations, section_parameters
 from .errors import UsageError
 from .execution.interrupts import SIGNALS, ReleaseAborted
 from .execution.pool import KERNELS_AHEAD, KernelPool
-from .locks import LeaseLost, ReleaseLocked, pid_alive, process_identity, release_lock, store_release_lock
+from .locks import (
+    LeaseLost,
+    ReleaseLocked,
+    live_release,
+    pid_alive,
+    process_identity,
+    release_lock,
+    store_release_lock,
+)
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, WATCH, Section
 from .results import (
@@ -149,6 +158,7 @@ class ReleaseRecord:
     lock_dir: Path | None = None  # where the app's release lock is (locks.py)
     signals: list[dict] = field(default_factory=list)  # SIGINT/SIGTERM received: when, during what
     abandoned: dict | None = None  # sealed by another process after its runner died
+    production_needs_person: bool = False  # it died after production's deploy began, before it was verified
     resumed_from: str | None = None
     running_kernel: object = None  # the kernel manager of the section running now (the watch interrupts it)
     resume_folder: Path | None = None
@@ -165,6 +175,7 @@ class ReleaseRecord:
     store_failure: tuple[str, str] | None = None  # ("head" | "upload", message): not (all) in the store
     lease: object = None  # locks.StoreLease: the store lock this runner holds while it runs
     lease_lost: str = ""  # why a production-changing action was refused: the lease was not ours
+    notify_failed: str = ""  # the CEO's channel failed: reported, and the watch ran all the same
 
     @property
     def plan(self) -> tuple[Section, ...]:
@@ -173,6 +184,8 @@ class ReleaseRecord:
 
     @property
     def exit_code(self) -> int:
+        if self.production_needs_person:  # as a failed rollback: production may serve a failed build
+            return EXIT_ROLLBACK_FAILED
         if self.signals and self.outcome in ("released", "watched", "blocked", "rolled back"):
             # Stopped by a signal, with production verified good (it finished what it was doing).
             return EXIT_ABORTED
@@ -284,6 +297,8 @@ def prepare_release(options: ReleaseOptions) -> ReleaseRecord:
     _check_kernel(options.kernel_name)
     _check_writable(options.outputs)
     target = make_target(config, target_name)
+    if resumed:
+        _check_resumed_world(*resumed, options.resume, target, config.environment("production").app)
     from .archive.signing import signer_for
     from .results import default_operator
 
@@ -448,7 +463,8 @@ def run_release(
                 sealed = seal_abandoned_releases(record, left, progress)
                 if record.lock_note and sealed:
                     record.lock_note["sealed_abandoned"] = sealed
-                _run_and_seal(record, progress, kernel_pool, export_worker)
+                with live_release(record.release_dir):  # what lets its kernels change production
+                    _run_and_seal(record, progress, kernel_pool, export_worker)
                 if record.store and record.lease is not None and record.lease.lost:
                     # The app's lock (and its chain) may be another runner's now: nothing of ours goes in.
                     lease, kept = record.lease, f"; the release is kept in {record.release_dir}"
@@ -662,6 +678,22 @@ def resume_point(manifest: dict) -> int:
     return len(PLAN)
 
 
+def _check_resumed_world(folder: Path, manifest: dict, resume_id: str, target, app: str) -> None:
+    """A resume reuses recorded results only while they are still true of the target: when it
+    would reuse production's deploy and checks, production must still serve what they verified."""
+    if resume_point(manifest) <= PLAN.index(ALL_SECTIONS["deploy_production"]):
+        return  # production is deployed again (from what served before the resumed release: carried)
+    verified = (
+        ((read_section_result(folder, "deploy_production") or {}).get("records") or {}).get("deployment") or {}
+    ).get("image_ref") or ""
+    serving = target.status(app).image_ref or ""
+    if serving != verified:
+        raise UsageError(
+            f"--resume: production no longer serves what release {resume_id} verified ({verified or 'nothing'}); "
+            f"it serves {serving or 'nothing'} now: start a new release"
+        )
+
+
 def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
     """Copy the recorded results of the sections that passed before; return where to go on."""
     old_folder, manifest = record.resume_folder, record.resume_manifest
@@ -687,8 +719,46 @@ def _reuse_resumed_sections(record: ReleaseRecord, progress: Progress) -> int:
                 reused_from=record.resumed_from,
             )
         )
+        if (record.release_dir / RESULTS_DIR / f"{section.key}.json").is_file():
+            events.note_result(
+                record.release_dir,
+                section.key,
+                by=record.operator,
+                outcome=old["outcome"],
+                reused_from=record.resumed_from,
+            )
         progress(f"[{index}/{len(PLAN)}] {section.title}: {old['outcome']} (reused from {record.resumed_from})")
+    _carry_serving_before(record, old_folder, start)
     return start
+
+
+def _carry_serving_before(record: ReleaseRecord, old_folder: Path, start: int) -> None:
+    """A resume that deploys production again restores, on failure, what production served
+    before the release it resumes began (that release recorded it), not what serves now."""
+    if start > PLAN.index(ALL_SECTIONS["deploy_production"]):
+        return
+    old = (read_section_result(old_folder, "deploy_production") or {}).get("records") or {}
+    if not old.get("serving_before"):
+        return
+    made = [*(old.get("earlier_deployments") or []), old.get("deployment") or {}]
+    write_json_atomic(
+        results_path(record.release_dir, "deploy_production"),
+        {
+            "section": "deploy_production",
+            "outcome": "carried",
+            "release_id": record.release_id,
+            "carried_from": record.resumed_from,
+            "records": {
+                "serving_before": old["serving_before"],
+                "earlier_deployments": [d for d in made if d.get("version") is not None],
+            },
+            "failures": [],
+            "measures": {},
+        },
+    )
+    events.note_result(
+        record.release_dir, "deploy_production", by=record.operator, outcome="carried", carried_from=record.resumed_from
+    )
 
 
 def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redactor) -> None:
@@ -733,16 +803,19 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
             if result.outcome != "failed":  # the watch could not run: production was verified by its smoke test
                 record.outcome, record.reason = (
                     "released",
-                    f"released, but the watch did not complete ({_first(result)})",
+                    f"released, but the watch did not complete ({_first(result)})"
+                    + (f"; {record.notify_failed}" if record.notify_failed else ""),
                 )
                 return
             # A breach while the CEO tests: "if blocking, roll back immediately" (on_breach = rollback).
             _roll_back(record, where, "the watch found production degraded", progress, redactor)
             return
         if section.key == "notify":
-            # A failed notification is reported; it does not undo a good release.
-            record.outcome, record.reason = "released", f"released, but the notification failed ({_first(result)})"
-            return
+            # A failed notification is reported; it neither undoes a good release nor stops the
+            # watch: production changed, so it is watched whatever the CEO's channel did.
+            record.notify_failed = f"the notification failed ({_first(result)})"
+            progress(f"  {record.notify_failed}: the watch runs all the same")
+            continue
         if section.key in PRODUCTION_CHANGING:
             _roll_back(record, where, "production failed its checks", progress, redactor)
             return
@@ -755,6 +828,8 @@ def _run_sections(record: ReleaseRecord, start: int, progress: Progress, redacto
         record.outcome, record.reason = "watched", f"watch of release {record.options.watch_of}: conditions met"
         return
     record.outcome, record.reason = "released", "all sections passed"
+    if record.notify_failed:
+        record.reason = f"released, but {record.notify_failed}"
     if record.options.skip_staging_check:
         record.reason += f" (staging check skipped by {record.operator}: {record.options.reason})"
 
@@ -794,6 +869,9 @@ def _skip_section(record: ReleaseRecord, section: Section, index: int, progress:
             "finished_at": override["at"],
             "release_id": record.release_id,
         },
+    )
+    events.note_result(
+        record.release_dir, section.key, by=record.operator, outcome="skipped", reason=override["reason"]
     )
     record.sections.append(
         SectionRecord(
@@ -836,6 +914,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
         else f"[{section.key}] {section.title}"
     )
     progress(f"{label} ...")
+    events.append(record.release_dir, "section_started", by=record.operator, section=section.key, notebook=output.name)
     started_at, started = utc_now(), time.perf_counter()
     error, internal = "", False
     try:
@@ -883,6 +962,14 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
         internal=internal,
     )
     record.sections.append(section_record)
+    events.append(
+        record.release_dir,
+        "section_ended",
+        by=record.operator,
+        section=section.key,
+        outcome=outcome,
+        duration_s=round(duration, 3),
+    )
     over = budget is not None and duration > budget * 60
     budget_text = f" (budget {budget:g} min{', OVER' if over else ''})" if budget is not None else ""
     progress(
@@ -1045,6 +1132,17 @@ def _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_rel
     serving = _production_serving(target, config.environment("production").app)
     record.outcome = "aborted"
     record.reason = f"runner died {during}; {serving['text']}"
+    before = ((results.get("deploy_production") or {}).get("records") or {}).get("serving_before")
+    verified = (results.get("production_smoke") or {}).get("outcome") == "passed"
+    rolled_back = (results.get("rollback") or {}).get("outcome") == "passed"
+    if before and not verified and not rolled_back:
+        # Its production deploy began and nothing verified production since: say it, loudly.
+        record.production_needs_person = True
+        record.reason += (
+            f"; production's deploy began and was never verified: it may serve the failed build; it served "
+            f"v{before.get('version')} ({before.get('image_ref') or 'nothing'}) before: a person must act "
+            f"(roll back to it, or verify production)"
+        )
     record.finished_at = max([r.get("finished_at") or "" for r in results.values()] + [record.started_at])
     record.abandoned = {"sealed_by": sealed_by, "sealed_at": utc_now(), "runner_died": during, "production": serving}
     redactor = redactor_for(config, secret_source_for(config, record.target_name, target))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..events import EVENTS, recorded_results
 from .signing import (
     CHECKPOINT,
     SIGNATURE,
@@ -186,6 +187,8 @@ def verify_release(folder: Path, trust: dict[str, TrustedKey] | None = None) -> 
         if sha256_file(folder / path) != listed[path]:
             problems.append(Problem(name, f"modified file {path} (sha256 differs from the manifest)"))
     problems += [Problem(name, what) for what in _sums_problems(folder)]
+    if (folder / EVENTS).is_file():  # releases sealed before the event log have none
+        problems += [Problem(name, what) for what in recorded_results(folder)[1]]
     return problems
 
 

@@ -84,6 +84,11 @@ def send_notification(
 
 def _to_file(notification: Notification, message: str, path: Path) -> NotificationResult:
     entry = {"at": utc_now(), "to": notification.recipient, "text": message}
+    inside = next((p for p in path.parents if (p / "manifest.json").exists() or (p / "runner.json").exists()), None)
+    if inside is not None:  # a release folder: nothing writes inside it but the seal
+        return NotificationResult(
+            "file", notification.recipient, False, f"refused: {path} lies inside the release folder {inside}", message
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as inbox:

@@ -36,15 +36,15 @@ from typing import TYPE_CHECKING
 from ..config import ReleaseConfig, load_config
 from ..decisions.attest import check_person
 from ..errors import UsageError
+from ..events import EVENTS, SESSION_MARKER, recorded_results
 from ..paths import DEFAULT_CONFIG, RUNBOOKS_DIR, outputs_root
 from ..plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
-from ..results import RESULTS_DIR, read_all_results, results_path, utc_now, write_json_atomic
+from ..results import RESULTS_DIR, results_path, utc_now, write_json_atomic
 
 if TYPE_CHECKING:
     import nbformat
 from ..runner import ReleaseOptions, ReleaseRecord, SectionRecord, new_release_id, release_inputs, release_lock_dir
 
-SESSION_MARKER = ".hotdash-session.json"
 #: The session's Jupyter data folder (its kernel spec), first on JupyterLab's JUPYTER_PATH; hidden in the file browser.
 LAB_DATA_DIR = ".hotdash-lab"
 CHECKPOINTS = ".ipynb_checkpoints"  # JupyterLab's (FileCheckpoints): <name>-checkpoint.ipynb
@@ -74,27 +74,6 @@ def default_release_dir(cwd: Path | None = None) -> Path:
 
 def is_session(folder: Path) -> bool:
     return (folder / SESSION_MARKER).is_file()
-
-
-def sealed_as(folder: Path) -> str | None:
-    """The release a session folder was sealed as; None while it is open (or not a session)."""
-    path = Path(folder) / SESSION_MARKER
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("sealed_as") or None
-    except (OSError, ValueError):
-        return None
-
-
-def refuse_if_sealed(folder: Path) -> None:
-    """A sealed session is read-only: its archive was made from these results."""
-    release = sealed_as(folder)
-    if release:
-        raise UsageError(
-            f"session {Path(folder).name} was sealed as release {release}: it is read-only, nothing is "
-            "recorded; start a new session (make lab) to change anything"
-        )
 
 
 def section_file(section: Section) -> str:
@@ -266,13 +245,17 @@ def start_lab(launch: LabLaunch, *, operator: str) -> int:
     import signal
     import subprocess
 
+    from ..locks import live_release
+
     require_jupyterlab()
-    lab = subprocess.Popen(launch.command(), env=lab_environment(launch, operator))
-    previous = signal.signal(signal.SIGTERM, lambda *_: lab.terminate())
-    try:
-        return lab.wait()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # The session is a live release while this command runs: its kernels may change production.
+    with live_release(launch.folder):
+        lab = subprocess.Popen(launch.command(), env=lab_environment(launch, operator))
+        previous = signal.signal(signal.SIGTERM, lambda *_: lab.terminate())
+        try:
+            return lab.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def lab_environment(launch: LabLaunch, operator: str) -> dict[str, str]:
@@ -324,7 +307,9 @@ def read_session(folder: Path) -> SessionFindings:
     marker = read_marker(folder)
     if marker.get("sealed_as"):
         raise UsageError(f"seal: session {folder.name} was sealed already as release {marker['sealed_as']}")
-    results = read_all_results(folder)
+    results, unrecorded = recorded_results(folder)
+    if unrecorded:  # the archive holds the session's own record, or nothing
+        raise UsageError(f"seal: session {folder.name}: {unrecorded[0]}; restore it or start a new session")
     ran = [s for s in SECTION_ORDER if s.key in results]
     if not ran:
         raise UsageError(f"seal: nothing was run in session {folder.name}: no results/ to archive")
@@ -555,6 +540,7 @@ def _copy_session_files(findings: SessionFindings, release_dir: Path) -> None:
         archive_notebook(findings.folder / record.notebook, release_dir / record.notebook, findings.results)
         name = f"{RESULTS_DIR}/{record.section.key}.json"
         shutil.copy2(findings.folder / name, release_dir / name)
+    shutil.copy2(findings.folder / EVENTS, release_dir / EVENTS)  # the record the results are views of
 
 
 def archive_notebook(saved: Path, archived: Path, results: dict[str, dict]) -> None:
