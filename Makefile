@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-base
 LAB_VENV  ?= .venv-lab
 LAB_STAMP := $(LAB_VENV)/.installed-interactive
 
-.PHONY: help setup compile rehearsal test test-bounds lab seal stop bench clean
+.PHONY: help setup compile rehearsal test test-bounds test-model lab seal stop bench clean
 
 help:
 	@echo "make rehearsal   set up, then run a full release rehearsal on the local platform (archive in outputs/)"
@@ -17,6 +17,8 @@ help:
 	@echo "                 own (outputs/interactive/); ARGS=--no-browser prints the URL only"
 	@echo "make seal SESSION=outputs/interactive/<session id>   archive a lab session like a release"
 	@echo "make stop        stop the rehearsal apps left running by 'make rehearsal'"
+	@echo "make test-model  the model-based test of the release record with many examples (MODEL_EXAMPLES=2000;"
+	@echo "                 MODEL_SEED=N replays a run)"
 
 setup: $(STAMP)
 
@@ -45,6 +47,14 @@ test: compile $(LAB_STAMP)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
 	HOTDASH_LAB_VENV=$(LAB_VENV) HOTDASH_REQUIRE_LAB_UI=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# The model-based test (tests/test_release_model.py) with many examples: `make test` runs a few.
+# Each run draws a new seed and prints it; MODEL_SEED=<seed> replays that run.
+MODEL_EXAMPLES ?= 2000
+MODEL_SEED ?=
+test-model: compile
+	HOTDASH_MODEL_EXAMPLES=$(MODEL_EXAMPLES) HOTDASH_MODEL_SEED=$(MODEL_SEED) $(BIN)/python -m pytest -s $(PYTEST_ARGS) \
+		tests/test_release_model.py
 
 # The kernel stack's lowest supported versions (tests/bounds/lowest.txt) in a venv of their own:
 # the version guards, the kernel tests and whole releases. `make test` covers the highest (the

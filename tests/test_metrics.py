@@ -171,3 +171,31 @@ def test_rehearsals_and_fly_deployments_are_never_mixed(tmp_path):
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["target"] for r in rows if r["app"] == "hotdash-production"] == ["fly", "local"]
     assert rows[0]["deployments"] == "1"
+
+
+def test_a_refused_production_deploy_is_no_deployment():
+    """The archive index counted a production deploy its gate refused as a deployment (issue 24)."""
+    from hotdash_release.archive.catalog import SectionTiming
+    from hotdash_release.archive.metrics import is_deployment
+
+    def with_deploy(outcome: str) -> ReleaseSummary:
+        deploy = SectionTiming("deploy_production", outcome, 0.1, "2026-12-05T10:00:00.000Z", False)
+        return ReleaseSummary(
+            "hotdash-production",
+            "20261205T100000Z-abcdef",
+            "blocked",
+            "",
+            "",
+            "ops",
+            "local",
+            "",
+            None,
+            None,
+            None,
+            None,
+            (deploy,),
+            True,
+        )
+
+    assert not is_deployment(with_deploy("refused"))
+    assert is_deployment(with_deploy("failed")) and is_deployment(with_deploy("passed"))

@@ -21,11 +21,11 @@ import pytest
 from conftest import make_rehearsal, run_cli, write_config
 from test_lifecycle import Runner, starting
 
-from hotdash_release import events
 from hotdash_release.decisions.release_gate import ACTIONS, actions_markdown
 from hotdash_release.errors import DeployRefused, Refused, UsageError
 from hotdash_release.locks import live_holder, live_release
 from hotdash_release.paths import RUNBOOKS_DIR
+from hotdash_release.record import events
 from hotdash_release.results import read_section_result, results_path, write_json_atomic
 
 PRODUCTION = "hotdash-production"
@@ -264,29 +264,66 @@ def test_out_of_order_sections_never_probe_a_remote_url_nor_tell_the_ceo(world, 
     assert "fly.dev" not in json.dumps(read_section_result(folder, "production_smoke"))
 
 
-def test_an_undeployed_local_app_is_a_refusal_not_the_configured_url(world, tmp_path):
-    """The local platform stops staging: its URL is gone, and the configured remote one is never used."""
-    folder = tmp_path / "session"
-    events.note_result  # noqa: B018 - the record below is written as a run writes it
+def plan_up_to_go(world, folder: Path, call: str = "Go") -> None:
+    """Sections 1-5 as a person runs them in JupyterLab, with a decision recorded."""
+    from hotdash_release.results import utc_now
+
+    run = section(world, "preflight", folder)
+    run.checklist(), run.readiness(), run.gate()
+    run = section(world, "verify_secrets", folder)
+    run.verify_secrets(), run.gate()
     run = section(world, "deploy", folder, environment="staging")
-    run._records["deployment"] = {"ok": True}
-    run.target = type("NoUrl", (), {"url": staticmethod(lambda app: None)})()
-    with pytest.raises(Refused, match="is not running on the local target"):
-        run.app_url()
+    run.deploy(), run.check_health(), run.gate()
+    run = section(world, "smoke_test", folder, environment="staging")
+    run.smoke_test(), run.gate()
+    attestation = {"check": call, "by": "erin", "at": utc_now(), "note": f"{call} after the checks"}
+    run = section(world, "go_no_go", folder, attestations=[attestation])
+    run.go_no_go()
+    if call == "Go":
+        run.gate()
 
 
-def test_decisions_are_appended_and_the_deploy_keeps_the_go_it_ran_under(world, tmp_path):
-    folder = tmp_path / "decisions"
-    from hotdash_release.decisions.gonogo import Decision
+def test_an_app_the_local_platform_never_ran_is_a_refusal_never_the_configured_url(tmp_path):
+    """The release's record says staging was deployed, but this local platform has never run it
+    (its state was reset): the checks refuse in one line instead of falling back to the configured
+    https://...fly.dev URL, which is what sent a rehearsal's requests to the real production."""
+    fresh = make_rehearsal(tmp_path / "fresh")
+    folder = tmp_path / "session"
+    write_json_atomic(
+        results_path(folder, "deploy_staging"),
+        {"outcome": "passed", "records": {"deployment": {"ok": True, "image_ref": "x"}}},
+    )
+    events.note_result(folder, "deploy_staging", by="erin", outcome="passed")
+    smoke = section(fresh, "smoke_test", folder, environment="staging")
+    with pytest.raises(Refused, match="hotdash-staging is not running on the local target"):
+        smoke.smoke_test()
+    assert "fly.dev" not in (folder / "results" / "staging_smoke.json").read_text()
 
-    run = section(world, "go_no_go", folder)
-    run._decision = None
-    for go in (False, True, False):
-        events.append(folder, "decision_recorded", by="erin", section="go_no_go", decision="GO" if go else "NO-GO")
-    taken = events.decisions(folder)
-    assert [d["decision"] for d in taken] == ["NO-GO", "GO", "NO-GO"]
-    assert all(d["by"] == "erin" and d["at"] for d in taken)
-    assert isinstance(Decision, type)
+
+def test_a_decision_changed_after_the_deploy_never_hides_the_go_it_ran_under(world, tmp_path):
+    """Go, 06 deployed, then a No-go: the record keeps both, in order, and the deploy's record and
+    the report show the GO the deploy ran under."""
+    from hotdash_release.archive.report import decision_timeline
+    from hotdash_release.results import read_all_results, utc_now
+
+    folder = tmp_path / "session"
+    good = world.platform().status(PRODUCTION).image_ref
+    try:
+        with live_release(folder):
+            plan_up_to_go(world, folder)
+            deploy = section(world, "deploy", folder, environment="production")
+            assert deploy.deploy().ok
+            no_go = {"check": "No-go", "by": "erin", "at": utc_now(), "note": "changed my mind"}
+            section(world, "go_no_go", folder, attestations=[no_go]).go_no_go()
+        taken = events.decisions(folder)
+        assert [d["decision"] for d in taken] == ["GO", "NO-GO"] and all(d["by"] == "erin" for d in taken)
+        ran_under = read_section_result(folder, "deploy_production")["records"]["ran_under_decision"]
+        assert ran_under["decision"] == "GO" and ran_under == taken[0]
+        page = decision_timeline(folder, read_all_results(folder))
+        assert "the production deploy ran under this decision" in page
+        assert "recorded after production was deployed" in page and "changed my mind" in page
+    finally:
+        world.platform().deploy(PRODUCTION, image=good, wait_timeout_s=10)
 
 
 def test_the_event_log_is_a_chain_a_changed_line_breaks(tmp_path):
@@ -323,4 +360,24 @@ def test_a_deploy_refusal_is_one_line_naming_what_to_run(world, tmp_path):
         run = section(world, "deploy", folder, environment="production")
         with pytest.raises(DeployRefused) as refused:
             run.deploy()
-    assert "\n" not in str(refused.value) and "verify_secrets has no result in this release: run it" in str(refused.value)
+    assert "\n" not in str(refused.value) and "verify_secrets has no result in this release: run it" in str(
+        refused.value
+    )
+
+
+def test_a_notebook_cut_off_by_the_runners_death_is_kept_and_the_release_still_sealed(world):
+    """A runner killed while papermill was saving its notebook leaves a file that is not JSON;
+    the seal keeps it byte for byte beside the record (and says so) instead of failing."""
+    runner = Runner(world)
+    runner.wait_for_line(starting("[3/9]"))
+    os.kill(runner.proc.pid, signal.SIGKILL)
+    runner.finish()
+    folder = world.outputs / PRODUCTION / runner.release_id
+    notebook = folder / "03-deploy_staging.ipynb"
+    notebook.write_text('{"cells": [{"cell_type": "code", "sou')  # as a write cut off mid-way leaves it
+    sealed = world.runbook("seal", "--abandoned", runner.release_id, "--outputs", str(world.outputs))
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    manifest = manifest_of(folder)
+    assert manifest["outcome"] == "aborted" and "03-deploy_staging.ipynb.partial" in manifest["reason"]
+    assert (folder / "03-deploy_staging.ipynb.partial").read_text().endswith('"sou')
+    assert world.runbook("verify", "--outputs", str(world.outputs)).returncode == 0

@@ -21,7 +21,9 @@ import pytest
 from conftest import make_rehearsal
 
 from hotdash_release.decisions.release_gate import production_gate
+from hotdash_release.locks import live_release
 from hotdash_release.paths import RUNBOOKS_DIR
+from hotdash_release.record import events
 from hotdash_release.results import read_section_result
 
 APPS = ("hotdash-staging", "hotdash-production")
@@ -127,38 +129,59 @@ def test_plain_papermill_on_an_empty_release_dir_refuses_and_deploys_nothing(reh
         env={**os.environ, "HOTDASH_CONFIG": str(rehearsal.config), "HOTDASH_OUTPUTS": str(rehearsal.outputs)},
     )
     assert done.returncode != 0
-    assert "DeployRefused" in done.stderr and "refused, nothing deployed: missing: secrets verified" in done.stderr
+    assert "DeployRefused" in done.stderr and "refused, nothing deployed: missing: a live release" in done.stderr
     assert rehearsal.platform().releases("hotdash-production") == []
     result = read_section_result(release_dir, "deploy_production")
     assert result["outcome"] == "refused"
     [line] = result["failures"]
-    for missing in ("secrets verified on both apps", "staging deployed", "staging smoke", "go/no-go decision of GO"):
+    for missing in (
+        "a live release",
+        "secrets verified on both apps",
+        "staging deployed",
+        "staging smoke",
+        "go/no-go decision of GO",
+    ):
         assert missing in line
     assert result["records"]["preconditions"]["ok"] is False
     assert "deployment" not in result["records"]
 
 
 def test_the_runner_treats_a_refused_production_deploy_as_blocked_without_a_rollback(rehearsal):
-    """Resuming a release whose records say NO-GO: the runner's order reaches the production
-    deploy, the deploy reads the records and refuses; exit 3, nothing to roll back."""
+    """Resuming a release at its production deploy after staging changed behind it: the runner's
+    order reaches the production deploy, which checks staging against the target and refuses;
+    exit 3, nothing to roll back."""
     first = rehearsal.release("--break", "production:crash_at_start")
     assert first.returncode == 5, first.stdout + first.stderr  # a first release: nothing to restore
     [folder] = rehearsal.release_dirs()
-    decision = folder / "results" / "go_no_go.json"
-    tampered = json.loads(decision.read_text())
-    tampered["records"]["decision"]["decision"] = "NO-GO"
-    decision.write_text(json.dumps(tampered))
-    production_before = rehearsal.platform().releases("hotdash-production")
+    platform = rehearsal.platform()
+    platform.deploy("hotdash-staging", build_args={"HOTDASH_DEFECT": "wrong_api_key"}, wait_timeout_s=10)
+    production_before = platform.releases("hotdash-production")
 
     resumed = rehearsal.runbook("release", "--resume", folder.name, "--outputs", str(rehearsal.outputs))
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
-    assert "BLOCKED (exit 3)" in resumed.stdout and "decision NO-GO" in resumed.stdout
+    assert "BLOCKED (exit 3)" in resumed.stdout and "staging serving the image this release checked" in resumed.stdout
     second = rehearsal.release_dirs()[-1]
     manifest = json.loads((second / "manifest.json").read_text())
     assert [(s["key"], s["outcome"]) for s in manifest["sections"]][-1] == ("deploy_production", "refused")
     assert "rollback" not in {s["key"] for s in manifest["sections"]}
     assert manifest["reason"].startswith("production not changed")
-    assert rehearsal.platform().releases("hotdash-production") == production_before
+    assert platform.releases("hotdash-production") == production_before
+
+
+def test_a_resume_of_a_release_whose_record_was_changed_is_refused(rehearsal):
+    """A hand-edited result in a sealed release (the decision turned to NO-GO here) is no ground
+    to reuse anything: the resume refuses before anything is written."""
+    first = rehearsal.release("--break", "production:crash_at_start")
+    assert first.returncode == 5, first.stdout + first.stderr
+    [folder] = rehearsal.release_dirs()
+    decision = folder / "results" / "go_no_go.json"
+    tampered = json.loads(decision.read_text())
+    tampered["records"]["decision"]["decision"] = "NO-GO"
+    decision.write_text(json.dumps(tampered))
+    resumed = rehearsal.runbook("release", "--resume", folder.name, "--outputs", str(rehearsal.outputs))
+    assert resumed.returncode == 2, resumed.stdout + resumed.stderr
+    assert "does not verify (modified file results/go_no_go.json" in resumed.stderr
+    assert rehearsal.release_dirs() == [folder]
 
 
 def test_a_secret_changed_since_the_last_good_release_fails_the_rollback_naming_it(tmp_path):
@@ -206,6 +229,7 @@ def test_a_production_deploy_run_again_keeps_what_served_before_the_first(rehear
         results_path(tmp_path, "deploy_production"),
         {"outcome": "passed", "records": {"serving_before": first, "deployment": {"version": 8, "status": "complete"}}},
     )
+    events.note_result(tmp_path, "deploy_production", by="test", outcome="passed")  # as the first run wrote it
     again = open_section(
         "deploy", environment="production", config_path=str(rehearsal.config), release_dir=str(tmp_path)
     )
@@ -235,8 +259,10 @@ def release_that_may_deploy_production(world, release_id: str) -> Path:
     from hotdash_release.results import results_path, write_json_atomic
 
     folder = world.outputs / PRODUCTION / release_id
-    for key, result in recorded().items():
+    staging = {"deployment": {"ok": True, "image_ref": world.platform().status("hotdash-staging").image_ref}}
+    for key, result in recorded(deploy_staging={"records": {**staging, "health": {"ok": True}}}).items():
         write_json_atomic(results_path(folder, key), result)
+        events.note_result(folder, key, by="test", outcome=result["outcome"])  # as the sections' runs record them
     return folder
 
 
@@ -249,6 +275,8 @@ def test_a_second_production_deploy_in_one_release_keeps_what_served_before_the_
     platform = released.platform()
     good = platform.status(PRODUCTION).image_ref
     folder = release_that_may_deploy_production(released, "20261205T000000Z-5ec0d1")
+    live = live_release(folder)  # as `runbook lab` holds its session
+    live.__enter__()
     try:
         section = dict(environment="production", config_path=str(released.config), release_dir=str(folder))
         run = open_section("deploy", **section)
@@ -262,6 +290,7 @@ def test_a_second_production_deploy_in_one_release_keeps_what_served_before_the_
         assert restored.ok and restored.to_image == good and restored.new_version is not None, restored
         assert platform.status(PRODUCTION).image_ref == good
     finally:
+        live.__exit__(None, None, None)
         shutil.rmtree(folder)
         if platform.status(PRODUCTION).image_ref != good:  # the module's production as it was
             platform.deploy(PRODUCTION, image=good, wait_timeout_s=20)

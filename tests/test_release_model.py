@@ -24,6 +24,8 @@ sequence, step by step, as code.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import os
@@ -124,14 +126,16 @@ def make_machine(world, root: Path):
 
         def cells(self, kind: str, steps, **more) -> bool:
             """Run a section's cells in order, as Run All does; True when its gate passed."""
-            try:
-                run = self.section(kind, **more)
-                for step in steps:
-                    step(run)
-                run.gate()
-                return True
-            except ReleaseError:
-                return False
+            # The cells' progress lines (a deploy's build output) are not the model's output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    run = self.section(kind, **more)
+                    for step in steps:
+                        step(run)
+                    run.gate()
+                    return True
+                except ReleaseError:
+                    return False
 
         def production(self) -> str:
             return platform.status(PRODUCTION).image_ref or ""

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import events
 from .archive.seal import deployed_image, watched_release
 from .checks import http as checks
 from .checks.database import DatabaseResult, check_database
@@ -30,7 +29,6 @@ from .decisions.gonogo import Decision, collect_measures, decide, person_require
 from .decisions.readiness import read_readiness
 from .decisions.release_gate import World, production_gate
 from .errors import DeployRefused, GateFailed, Refused, ReleaseError, SecretError, TargetError, UsageError
-from .events import recorded_results, refuse_if_sealed
 from .integrations.feedback import FeedbackResult, issues_opened_since
 from .integrations.notify import (
     NotificationResult,
@@ -44,6 +42,8 @@ from .interactive.session import default_release_dir, is_session
 from .interactive.widgets import DecisionPanel, ManualChecksPanel, RecordView, evidence_by_check
 from .paths import RUNBOOKS_DIR
 from .plan import PLAN, Section, section_for
+from .record import events
+from .record.events import recorded_results, refuse_if_sealed
 from .results import (
     default_operator,
     read_all_results,

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import events
 from .config import ENVIRONMENTS, ReleaseConfig, load_config
 from .decisions.attest import check_release_attestations, section_parameters
 from .errors import UsageError
@@ -42,6 +41,7 @@ from .locks import (
 )
 from .paths import OUTPUTS_DIR, RUNBOOKS_DIR
 from .plan import ALL_SECTIONS, PLAN, PRODUCTION_CHANGING, ROLLBACK, WATCH, Section
+from .record import events
 from .results import (
     RESULTS_DIR,
     check_operator,
@@ -422,6 +422,13 @@ def _resume_source(options: ReleaseOptions) -> tuple[Path, dict]:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if manifest["outcome"] == "released":
         raise UsageError(f"--resume: release {options.resume} was released; there is nothing to resume")
+    from .archive.integrity import verify_release
+
+    damaged = verify_release(folders[0])
+    if damaged:  # a record that does not verify is no ground to reuse anything from
+        raise UsageError(
+            f"--resume: release {options.resume} does not verify ({damaged[0].what}); see `runbook verify`"
+        )
     return folders[0], manifest
 
 
@@ -1121,6 +1128,7 @@ def _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_rel
         inputs=start.get("inputs") or {},
         resumed_from=start.get("resumed_from"),
     )
+    cut_off = _set_aside_cut_off_notebooks(folder)
     results = read_all_results(folder)
     record.sections = _sections_left(folder, results, record.resumed_from, start.get("section"))
     running = [s for s in record.sections if s.outcome == "aborted"]
@@ -1132,6 +1140,8 @@ def _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_rel
     serving = _production_serving(target, config.environment("production").app)
     record.outcome = "aborted"
     record.reason = f"runner died {during}; {serving['text']}"
+    if cut_off:
+        record.reason += f"; kept as written when it died, not a notebook: {', '.join(cut_off)}"
     before = ((results.get("deploy_production") or {}).get("records") or {}).get("serving_before")
     verified = (results.get("production_smoke") or {}).get("outcome") == "passed"
     rolled_back = (results.get("rollback") or {}).get("outcome") == "passed"
@@ -1151,6 +1161,20 @@ def _seal_abandoned(folder, start, config, target, sealed_by, progress, seal_rel
         record.outcome, record.reason = "error", "; ".join(record.archive_problems)
     progress(f"sealed release {folder.name}, abandoned by its runner, as {record.outcome.upper()}: {record.reason}")
     return record
+
+
+def _set_aside_cut_off_notebooks(folder: Path) -> list[str]:
+    """A notebook the dead runner was writing (papermill saves it as cells run) may be cut off
+    mid-write: kept byte for byte as <name>.partial, so the seal neither exports nor drops it."""
+    cut_off = []
+    for notebook in sorted(folder.glob("[0-9][0-9]-*.ipynb")):
+        try:
+            json.loads(notebook.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            partial = notebook.with_name(notebook.name + ".partial")
+            notebook.rename(partial)
+            cut_off.append(partial.name)
+    return cut_off
 
 
 def _sections_left(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..events import EVENTS, recorded_results
+from ..record.events import EVENTS, recorded_results
 from .signing import (
     CHECKPOINT,
     SIGNATURE,

@@ -201,7 +201,9 @@ class Dora:
 
 
 def is_deployment(release: ReleaseSummary) -> bool:
-    return release.section("deploy_production") is not None
+    """A release whose production deploy ran: one its gate refused changed nothing, and is none."""
+    deploy = release.section("deploy_production")
+    return deploy is not None and deploy.outcome != "refused"
 
 
 def section_end(release: ReleaseSummary, key: str) -> datetime | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plan import ALL_SECTIONS
+from ..record.events import decisions
 from ..results import read_all_results
 from .catalog import ReleaseSummary, SectionTiming, load_catalog, seconds_between
 from .charts import line_chart
@@ -93,6 +94,7 @@ def render_report(record, results: dict[str, dict], history: History | None = No
         watched_release_line(record),
         lead_callouts(results, this, history),
         go_no_go_section(results),
+        decision_timeline(record.release_dir, results),
         facts_section(record),
         timing_section(record),
         history_section(this, history),
@@ -225,6 +227,29 @@ def go_no_go_section(results: dict[str, dict]) -> str:
         + table(("Criterion", "Measured", "Threshold", "Verdict", "Measured in", "Override"), rows)
         + overrides_table(results)
     )
+
+
+def decision_timeline(folder: Path, results: dict[str, dict]) -> str:
+    """Every go/no-go decision of the release, oldest first, from its event log: a decision
+    changed after production was deployed is shown as such, next to the GO the deploy ran under."""
+    taken = decisions(folder)
+    if not taken:
+        return ""
+    ran_under = ((results.get("deploy_production") or {}).get("records") or {}).get("ran_under_decision") or {}
+    deployed_at = ran_under.get("at") or ""
+    rows = [
+        (
+            d.get("at"),
+            d.get("by"),
+            badge(d.get("decision", "?")),
+            d.get("explanation", ""),
+            "the production deploy ran under this decision"
+            if deployed_at and d.get("at") == deployed_at
+            else ("recorded after production was deployed" if deployed_at and d.get("at", "") > deployed_at else ""),
+        )
+        for d in taken
+    ]
+    return "<h2>Decision timeline</h2>" + table(("When", "Who", "Decision", "Why", ""), rows)
 
 
 def overrides_table(results: dict[str, dict]) -> str:
@@ -575,6 +600,9 @@ def notification_section(result: dict | None) -> str:
     if not result:
         return "<h2>Notification</h2><p class=muted>Not sent: the release did not reach step 6.</p>"
     note = result.get("records", {}).get("notification", {})
+    if not note:
+        why = "; ".join(result.get("failures") or []) or result.get("outcome", "")
+        return f"<h2>Notification {badge(result.get('outcome', '?'))}</h2><p>Not sent: {text(why)}</p>"
     return (
         f"<h2>Notification to {text(note.get('recipient', ''))} {badge('passed' if note.get('ok') else 'failed')}</h2>"
         f"<p>{text(note.get('channel', ''))}: {text(note.get('detail', ''))}</p>"

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING
 from ..config import ReleaseConfig, load_config
 from ..decisions.attest import check_person
 from ..errors import UsageError
-from ..events import EVENTS, SESSION_MARKER, recorded_results
 from ..paths import DEFAULT_CONFIG, RUNBOOKS_DIR, outputs_root
 from ..plan import PLAN, PRODUCTION_CHANGING, ROLLBACK, Section
+from ..record.events import EVENTS, SESSION_MARKER, recorded_results
 from ..results import RESULTS_DIR, results_path, utc_now, write_json_atomic
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
-from .results import RESULTS_DIR, results_path, utc_now
+from ..errors import UsageError
+from ..results import RESULTS_DIR, results_path, utc_now
 
 EVENTS = "events.jsonl"
 MANIFEST = "manifest.json"
