@@ -381,3 +381,24 @@ def test_a_notebook_cut_off_by_the_runners_death_is_kept_and_the_release_still_s
     assert manifest["outcome"] == "aborted" and "03-deploy_staging.ipynb.partial" in manifest["reason"]
     assert (folder / "03-deploy_staging.ipynb.partial").read_text().endswith('"sou')
     assert world.runbook("verify", "--outputs", str(world.outputs)).returncode == 0
+
+
+def test_the_ceo_is_not_told_again_after_a_deploy_its_smoke_test_did_not_follow(world, tmp_path):
+    """Found by the model test: deploy, smoke test, notify; deploy production again; notify again
+    told the CEO "deployed" about a build no smoke test had checked."""
+    folder = tmp_path / "session"
+    good = world.platform().status(PRODUCTION).image_ref
+    try:
+        with live_release(folder):
+            plan_up_to_go(world, folder)
+            for _ in range(2):  # the deploy, then the deploy run again after the CEO was told
+                deploy = section(world, "deploy", folder, environment="production")
+                deploy.deploy(), deploy.check_health(), deploy.gate()
+                if not (folder / "results" / "notify.json").exists():
+                    smoke = section(world, "smoke_test", folder, environment="production")
+                    smoke.smoke_test(), smoke.gate()
+                    assert section(world, "notify", folder).notify().ok
+            with pytest.raises(Refused, match="production_smoke ran before the last deploy_production"):
+                section(world, "notify", folder).notify()
+    finally:
+        world.platform().deploy(PRODUCTION, image=good, wait_timeout_s=10)

@@ -703,6 +703,10 @@ class SectionRun:
             for key in ("deploy_production", "production_smoke")
             if (recorded.get(key) or {}).get("outcome") != "passed"
         ]
+        deployed_at = (recorded.get("deploy_production") or {}).get("finished_at") or ""
+        smoked_at = (recorded.get("production_smoke") or {}).get("finished_at") or ""
+        if not unverified and smoked_at < deployed_at:  # found by the model test: a deploy run again since
+            unverified = ["production_smoke ran before the last deploy_production"]
         if unverified:
             self._refuse(
                 f"{self.section.title}: refused, nothing sent: production was not deployed and verified in this "
