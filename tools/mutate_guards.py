@@ -143,6 +143,13 @@ M = [
         "if False:",
         T1 + "::test_the_event_log_is_a_chain_a_changed_line_breaks",
     ),
+    (
+        "M19 notify only after the last deploy was smoke-tested",
+        L + "runbook.py",
+        "        if not unverified and smoked_at < deployed_at:",
+        "        if False:",
+        T1 + "::test_the_ceo_is_not_told_again_after_a_deploy_its_smoke_test_did_not_follow",
+    ),
 ]
 only = sys.argv[1:]
 for name, path, old, new, test in M:
