@@ -133,6 +133,8 @@ def _problem(key: str, result: dict | None, apps: Sequence[str]) -> str:
     if key == "staging_smoke" and outcome == "skipped":
         override = result.get("override") or {}
         return "" if str(override.get("reason") or "").strip() else "skipped without a recorded reason"
+    if outcome == "running":  # its gate cell has not run since: the friction seen in JupyterLab
+        return f"{key} running: run its last cell (the gate) to finish it"
     if outcome != "passed":
         return f"{key} {outcome or 'has no outcome'}"
     records = result.get("records") or {}
