@@ -627,10 +627,25 @@ def _interrupt_unfinished(releases: list[dict]) -> None:
             record["status"] = "interrupted"
 
 
+#: Where an app's port is chosen: below the kernel's ephemeral range (32768-60999 on Linux), from
+#: which every outgoing connection takes its local port. An app keeps its port across releases and
+#: is stopped between them; a port from the ephemeral range could be taken by any client socket in
+#: that moment ("Address already in use", seen under load), one below it only by an explicit bind.
+APP_PORTS = range(20000, 32768)
+
+
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port nobody listens on now, chosen at random outside the ephemeral range."""
+    import random
+
+    for port in random.sample(APP_PORTS, 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise DeployError(f"no free port on 127.0.0.1 in {APP_PORTS.start}-{APP_PORTS.stop - 1}")
 
 
 def _launched_with(token: str | None) -> list[tuple[int, int]]:
