@@ -484,15 +484,7 @@ class SectionRun:
             )
         if not url:
             return replace(world, staging_image=image, staging_healthy=False, staging_detail="staging is not running")
-        with checks.make_client() as client:
-            health = checks.check_health(
-                client,
-                url + self.config.health.path,
-                deadline_s=min(self.config.health.deadline_s, 10.0),
-                max_age_s=self.config.health.max_age_s,
-                expected_status=self.config.health.expected_status,
-                redactor=self.redactor,
-            )
+        health = self._health_at(url, min(self.config.health.deadline_s, 10.0))
         return replace(world, staging_image=image, staging_healthy=health.ok, staging_detail=health.detail)
 
     def _refuse(self, line: str, error: type[Refused] = Refused) -> None:
@@ -553,17 +545,21 @@ class SectionRun:
         change = self._records.get("deployment") or self._records.get("rollback")
         # After a failed deploy or rollback one look is enough to record whether the app answers at all.
         deadline = spec.deadline_s if not change or change["ok"] else 1.0
+        result = self._health_at(self.app_url(), deadline)
+        self._measures[f"{env.name}_health_ok"] = result.ok
+        return self._record("health", result)
+
+    def _health_at(self, url: str, deadline_s: float) -> checks.HealthResult:
+        spec = self.config.health
         with checks.make_client() as client:
-            result = checks.check_health(
+            return checks.check_health(
                 client,
-                self.app_url() + spec.path,
-                deadline_s=deadline,
+                url + spec.path,
+                deadline_s=deadline_s,
                 max_age_s=spec.max_age_s,
                 expected_status=spec.expected_status,
                 redactor=self.redactor,
             )
-        self._measures[f"{env.name}_health_ok"] = result.ok
-        return self._record("health", result)
 
     def releases(self, limit: int = 10) -> Table:
         """`flyctl releases --app <app>`: the newest releases, for the record (`.frame()`: pandas)."""
