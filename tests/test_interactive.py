@@ -494,3 +494,49 @@ def test_the_archive_draws_every_recorded_view_from_the_results_and_drops_empty_
     shown = cell.outputs[0]["data"]["text/html"]
     assert "all attested" in shown and "2026-11-25T19:05:12Z" in shown and "none attested" not in shown
     assert shown.index("Test navigation") < shown.index("Check dashboard loads"), "in the plan's order"
+
+
+# -- a decision given after the gate ran: the gate decides again, the page shows the record -------------------
+
+
+def test_a_decision_after_the_gate_decides_again_and_the_archive_shows_the_record_not_the_stale_error(lab):
+    """Observed: after a decision the gate cell had to be re-run by hand (06 then refused with
+    "go_no_go running"), and the sealed 05 page showed the recorded GO above the stale output of an
+    earlier gate run (GateFailed ... NO-GO)."""
+    folder = create_session(lab.outputs, operator="alice", config_path=lab.config)
+    with live_release(folder):  # what `runbook lab` holds while JupyterLab runs
+        for name in SESSION[:3]:
+            assert execute(folder / f"{name}.ipynb", folder / f"{name}.ipynb", cwd=folder) is None, name
+        smoke = folder / "04-staging_smoke.ipynb"
+        assert execute(smoke, smoke, cwd=folder, clicks=TICK_EVERY_CHECK) is None
+
+        # 05 run top to bottom with nobody deciding: the gate stops it (a person must decide) ...
+        decide = folder / "05-go_no_go.ipynb"
+        notebook = nbformat.read(decide, as_version=4)
+        panel_at = next(i for i, c in enumerate(notebook.cells) if c.source.strip() == "run.attest_decision()")
+        notebook.cells.insert(panel_at + 1, nbformat.v4.new_code_cell("panel = _"))
+        # ... then the person decides in the panel, and nobody runs the gate cell again.
+        notebook.cells.append(nbformat.v4.new_code_cell(DECIDE_GO.replace("panel = _  #", "#")))
+        NotebookClient(
+            notebook, kernel_name="python3", timeout=120, allow_errors=True, store_widget_state=True,
+            resources={"metadata": {"path": str(folder)}},
+        ).execute()
+        nbformat.write(notebook, decide)
+        [gate_cell] = [c for c in notebook.cells if c.source.strip() == "run.gate()"]
+        assert gate_cell.outputs[-1]["output_type"] == "error", "the gate ran before the decision and failed"
+
+        decided = read_section_result(folder, "go_no_go")
+        assert decided["outcome"] == "passed", "the decision re-ran the gate: no cell to re-run by hand"
+        assert decided["records"]["decision"]["decision"] == "GO"
+        assert execute(folder / "06-deploy_production.ipynb", folder / "06-deploy_production.ipynb", cwd=folder) is None
+    assert read_section_result(folder, "deploy_production")["outcome"] == "passed"
+
+    from hotdash_release.interactive.session import archive_notebook
+
+    archived = lab.root / "archived-05.ipynb"
+    archive_notebook(decide, archived, {"go_no_go": decided}, "go_no_go")
+    [shown] = [c for c in nbformat.read(archived, as_version=4).cells if c.source.strip() == "run.gate()"]
+    assert [o["output_type"] for o in shown.outputs] == ["display_data"], "the stale error is not archived"
+    page = shown.outputs[0]["data"]["text/html"]
+    assert "earlier run of the gate" in page and "passed: the release may go on" in page
+    assert "GateFailed" not in json.dumps(shown.outputs)

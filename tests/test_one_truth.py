@@ -402,3 +402,30 @@ def test_the_ceo_is_not_told_again_after_a_deploy_its_smoke_test_did_not_follow(
                 section(world, "notify", folder).notify()
     finally:
         world.platform().deploy(PRODUCTION, image=good, wait_timeout_s=10)
+
+
+# -- the report says one thing per outcome ---------------------------------------------------------------
+
+
+def test_the_report_never_headlines_a_go_its_gate_did_not_pass_and_calls_a_refusal_refused():
+    """Observed: report.html headlined "Go/No-Go decision GO" on a BLOCKED release (the GO was
+    recorded, the gate never passed) and listed the production deploy as FAILED in one table and
+    REFUSED in another."""
+    from hotdash_release.archive.report import deployments_section, go_no_go_section
+
+    decided = {"decision": "GO", "ok": True, "explanation": "Go by alice"}
+    undecided_gate = {"go_no_go": {"outcome": "running", "records": {"decision": decided}}}
+    headline = go_no_go_section(undecided_gate)
+    assert "badge go'" not in headline and "badge nogo'" in headline and ">RUNNING<" in headline
+    assert "did not pass" in headline
+    assert "did not pass" not in go_no_go_section({"go_no_go": {"outcome": "passed", "records": {"decision": decided}}})
+
+    refused = {
+        "deploy_production": {
+            "title": "Deploy production",
+            "outcome": "refused",
+            "records": {"preconditions": {"ok": False, "detail": "no standing GO"}},
+        }
+    }
+    table = deployments_section(refused)
+    assert ">REFUSED<" in table and ">FAILED<" not in table

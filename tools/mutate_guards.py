@@ -14,6 +14,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 L = "lib/hotdash_release/"
 T1 = "tests/test_one_truth.py"
+TI = "tests/test_interactive.py"
 M = [
     (
         "M1 log vouches for results",
@@ -149,6 +150,34 @@ M = [
         "        if not unverified and smoked_at < deployed_at:",
         "        if False:",
         T1 + "::test_the_ceo_is_not_told_again_after_a_deploy_its_smoke_test_did_not_follow",
+    ),
+    (
+        "M20 a decision re-runs a gate that has run",
+        L + "runbook.py",
+        "        if self._gated and not self._refusal:",
+        "        if False:",
+        TI + "::test_a_decision_after_the_gate_decides_again_and_the_archive_shows_the_record_not_the_stale_error",
+    ),
+    (
+        "M21 the archive shows the record, not a superseded gate output",
+        L + "interactive/recorded.py",
+        "        if superseded is not None:",
+        "        if False:",
+        TI + "::test_a_decision_after_the_gate_decides_again_and_the_archive_shows_the_record_not_the_stale_error",
+    ),
+    (
+        "M22 the report's go/no-go headline follows the gate",
+        L + "archive/report.py",
+        'verdict = "go" if decision.get("ok") and outcome == "passed" else "nogo"',
+        'verdict = "go" if decision.get("ok") else "nogo"',
+        T1 + "::test_the_report_never_headlines_a_go_its_gate_did_not_pass_and_calls_a_refusal_refused",
+    ),
+    (
+        "M23 a refused deploy is REFUSED in the deployments table",
+        L + "archive/report.py",
+        'badge("refused" if result.get("outcome") == "refused" else',
+        'badge(',
+        T1 + "::test_the_report_never_headlines_a_go_its_gate_did_not_pass_and_calls_a_refusal_refused",
     ),
 ]
 only = sys.argv[1:]

@@ -187,6 +187,7 @@ class SectionRun:
         self._refusal = ""  # why this section refused to change production, if it did
         self._views: list[RecordView | ManualChecksPanel | DecisionPanel] = []  # redrawn after each change
         self._saved: tuple[str, list[str]] = ("running", [])  # the outcome and failures last recorded
+        self._gated = False  # the gate cell has run: later attestations and decisions re-run it
         self._traceback: list[str] = []  # of the error the gate cell raised, kept out of its output
         # What production served before this release first deployed it: a section run again
         # (a lab session) keeps the first record, so that a rollback restores what was there.
@@ -1010,14 +1011,8 @@ class SectionRun:
         if self._refusal:
             self._save("refused", [self._refusal])
             raise DeployRefused(self._refusal, section=self.section.key, findings=[self._refusal])
-        failures = self._failures + [
-            f"{name}: {_why(value)}"
-            for name, value in self._records.items()
-            if isinstance(value, dict)
-            and value.get("ok") is False
-            and name != "secrets_since_last_good"
-            and name not in self._advisory
-        ]
+        self._gated = True
+        failures = self._gate_findings()
         self._save("failed" if failures else "passed", failures)
         if failures:
             raise GateFailed(
@@ -1026,6 +1021,17 @@ class SectionRun:
                 findings=failures,
             )
         return Message(f"{self.section.title}: passed")
+
+    def _gate_findings(self) -> list[str]:
+        """What stops the release, from this section's records: empty when it may go on."""
+        return self._failures + [
+            f"{name}: {_why(value)}"
+            for name, value in self._records.items()
+            if isinstance(value, dict)
+            and value.get("ok") is False
+            and name != "secrets_since_last_good"
+            and name not in self._advisory
+        ]
 
     # -- attestations (widget callbacks) ------------------------------------------------------------
     def _attest(self, check: str, note: str) -> None:
@@ -1060,11 +1066,16 @@ class SectionRun:
         return lambda: recorded.VIEWS[view](read_section_result(self.release_dir, self.section.key) or {})
 
     def _attestations_changed(self) -> None:
-        """Measures follow the attestations; a decision taken is taken again; the gate must run again."""
+        """Measures follow the attestations; a decision taken is taken again; a gate that has run
+        decides again at once (the record never waits for a cell to be re-run by hand)."""
         self._measures.update(attest.measures_for(self.section.key, self.section.environment, self._ledger))
         if self._decision is not None:
             self._judge()
-        self._save("running")
+        if self._gated and not self._refusal:
+            failures = self._gate_findings()
+            self._save("failed" if failures else "passed", failures)
+        else:
+            self._save("running")
         for view in self._views:
             view.refresh()
 

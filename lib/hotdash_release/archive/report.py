@@ -220,10 +220,19 @@ def go_no_go_section(results: dict[str, dict]) -> str:
         )
         for c in records.get("criteria", {}).get("rows", [])
     ]
-    verdict = "go" if decision.get("ok") else "nogo"
+    # The headline is the section's outcome as recorded, never a GO its gate did not pass.
+    outcome = result.get("outcome") or "not run"
+    verdict = "go" if decision.get("ok") and outcome == "passed" else "nogo"
+    gate = (
+        ""
+        if outcome == "passed"
+        else f"<p><b>The go/no-go section did not pass</b> {badge(outcome)}: the decision shown did not open "
+        "the production gate.</p>"
+    )
     return (
         f"<h2>Go/No-Go decision <span class='badge {verdict}'>{text(decision.get('decision', '?'))}</span></h2>"
-        f"<p>{text(decision.get('explanation', ''))}</p>"
+        + gate
+        + f"<p>{text(decision.get('explanation', ''))}</p>"
         + table(("Criterion", "Measured", "Threshold", "Verdict", "Measured in", "Override"), rows)
         + overrides_table(results)
     )
@@ -550,7 +559,8 @@ def deployments_section(results: dict[str, dict]) -> str:
                 result.get("title", key),
                 deploy.get("version") or deploy.get("new_version"),
                 deploy.get("image_ref") or deploy.get("to_image"),
-                badge("passed" if deploy.get("ok") else "failed"),
+                # One word per outcome: a refused deploy is "refused" here as in every other table.
+                badge("refused" if result.get("outcome") == "refused" else "passed" if deploy.get("ok") else "failed"),
                 badge("passed" if health.get("ok") else "failed") if health else "not checked",
                 health.get("attempts"),
                 health.get("detail") or deploy.get("detail"),

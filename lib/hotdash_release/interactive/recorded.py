@@ -41,7 +41,7 @@ def manual_checks_html(result: Mapping) -> str:
         else f"{len(missing)} of {len(evidence)} not attested yet"
     )
     title = html.escape(shown.get("title") or "Manual checks")
-    return f"<p><b>Recorded</b> ({title}): {verdict}</p>" + html_table(rows)
+    return f"<p><b>Recorded</b> ({title}): {verdict}</p>" + html_table(rows) + gate_html(result)
 
 
 def decision_panel_html(result: Mapping) -> str:
@@ -53,6 +53,28 @@ def decision_panel_html(result: Mapping) -> str:
         "<p><b>Recorded</b> (Go/No-Go decision attested by a person)</p>"
         + html_table(rows)
         + f"<p>{html.escape(explanation)}</p>"
+        + gate_html(result)
+    )
+
+
+#: What a section's recorded outcome means for the person at the keyboard.
+GATE_WORDS = {
+    "passed": "passed: the release may go on to the next section",
+    "failed": "failed: the release stops here",
+    "refused": "refused: nothing changed",
+    "running": "not decided yet: run the gate cell (the last cell of this section)",
+}
+
+
+def gate_html(result: Mapping) -> str:
+    """The section's outcome as recorded last, with what stops it: a gate that has run decides
+    again after each attestation or decision, so this line is the gate's current answer."""
+    outcome = str(result.get("outcome") or "not run")
+    failures = "".join(f"<li>{html.escape(str(f))}</li>" for f in result.get("failures") or [])
+    return (
+        f"<p class=gate><b>This section</b>: {html.escape(GATE_WORDS.get(outcome, outcome))}"
+        f" <span class=muted>(recorded {html.escape(str(result.get('finished_at') or ''))})</span></p>"
+        + (f"<ul>{failures}</ul>" if failures else "")
     )
 
 
@@ -89,6 +111,7 @@ VIEWS: dict[str, Callable[[Mapping], str]] = {
     "decision_panel": decision_panel_html,
     "decision": decision_html,
     "criteria": criteria_html,
+    "gate": gate_html,
 }
 
 
@@ -107,14 +130,50 @@ def output_metadata(view: str, section: str) -> dict:
     return {RECORDED: {"view": view, "section": section}}
 
 
-def redraw_outputs(notebook, results: Mapping[str, Mapping]) -> int:
+def redraw_outputs(notebook, results: Mapping[str, Mapping], section: str | None = None) -> int:
     """Draw every output that shows a view again from `results` (section key -> results dict);
-    return how many were drawn."""
+    return how many were drawn. The gate cell's output of a run the record has since superseded
+    (a decision or attestation given after it) is replaced by the gate's recorded answer."""
     drawn = 0
     for cell in notebook.cells:
+        superseded = _superseded_gate(cell, results.get(section)) if section else None
+        if superseded is not None:
+            cell["outputs"] = [superseded]
+            drawn += 1
+            continue
         for output in cell.get("outputs") or []:
             shows = (output.get("metadata") or {}).get(RECORDED) or {}
             if shows.get("view") in VIEWS and "data" in output:
                 output["data"]["text/html"] = VIEWS[shows["view"]](results.get(shows.get("section")) or {})
                 drawn += 1
     return drawn
+
+
+#: The cell every section ends with (tools/make_notebooks.py writes it).
+GATE_CELL = "run.gate()"
+
+
+def _superseded_gate(cell, result: Mapping | None) -> dict | None:
+    """A gate cell whose shown answer (an error, or ": passed") differs from its section's recorded
+    outcome: the output to show instead, drawn from the record; None when the cell agrees."""
+    if cell.get("cell_type") != "code" or cell.get("source", "").strip() != GATE_CELL:
+        return None
+    outputs = cell.get("outputs") or []
+    shown = "failed" if any(o.get("output_type") == "error" for o in outputs) else "passed" if outputs else None
+    recorded_outcome = (result or {}).get("outcome")
+    if shown is None or result is None or recorded_outcome in (None, shown) or (
+        shown == "failed" and recorded_outcome == "refused"
+    ):
+        return None
+    import nbformat
+
+    return nbformat.v4.new_output(
+        "display_data",
+        metadata=output_metadata("gate", str(result.get("section"))),
+        data={
+            "text/plain": f"superseded: the record says {recorded_outcome}",
+            "text/html": "<p class=muted>This cell showed an earlier run of the gate; the record has "
+            "changed since (a decision or attestation given after it). The gate's recorded answer:</p>"
+            + gate_html(result),
+        },
+    )

@@ -537,13 +537,15 @@ def _copy_session_files(findings: SessionFindings, release_dir: Path) -> None:
     """The saved notebooks and the results of the sections that ran; never the marker or checkpoints."""
     (release_dir / RESULTS_DIR).mkdir(parents=True)
     for record in findings.sections:
-        archive_notebook(findings.folder / record.notebook, release_dir / record.notebook, findings.results)
+        archive_notebook(
+            findings.folder / record.notebook, release_dir / record.notebook, findings.results, record.section.key
+        )
         name = f"{RESULTS_DIR}/{record.section.key}.json"
         shutil.copy2(findings.folder / name, release_dir / name)
     shutil.copy2(findings.folder / EVENTS, release_dir / EVENTS)  # the record the results are views of
 
 
-def archive_notebook(saved: Path, archived: Path, results: dict[str, dict]) -> None:
+def archive_notebook(saved: Path, archived: Path, results: dict[str, dict], section: str | None = None) -> None:
     """A session's notebook as the archive keeps it: as JupyterLab saved it, but with every view of
     a record drawn from the results being archived (a page saved before the last change, or after a
     reload, shows what was recorded then), and without empty cells (Shift+Enter on the last cell)."""
@@ -553,6 +555,6 @@ def archive_notebook(saved: Path, archived: Path, results: dict[str, dict]) -> N
 
     notebook = nbformat.read(saved, as_version=4)
     notebook.cells = [cell for cell in notebook.cells if cell.source.strip() or cell.get("outputs")]
-    redraw_outputs(notebook, results)
+    redraw_outputs(notebook, results, section)
     nbformat.write(notebook, archived)
     shutil.copystat(saved, archived)
