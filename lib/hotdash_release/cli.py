@@ -261,6 +261,30 @@ def build_parser() -> argparse.ArgumentParser:
     seal.add_argument("--operator", default="", help="who seals (default: the operator the session was made for)")
     seal.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
+    approve = commands.add_parser(
+        "approve",
+        help="approve what a waiting release will ship, signed with your SSH key",
+        description="Sign, with your SSH key (ssh-keygen -Y sign), the digest of what release RELEASE_ID will "
+        "deploy to production: the image staging serves, the configuration, the runbooks, the go/no-go decision "
+        "and its measurements, as its go/no-go section recorded them. The approval is left in "
+        "OUTPUTS/approvals/RELEASE_ID/, where the production deploy reads it; it counts only if your key is in "
+        "keys/allowed_signers under your name, you are not the release's operator, and nothing of what ships "
+        "changed since.",
+        epilog="exit codes: 0 approval written; 2 nothing to approve, a bad name, reason or key",
+    )
+    approve.add_argument("release_id", help="the release waiting for approval (its go/no-go shows the command)")
+    approve.add_argument("--reason", required=True, help="why you approve; signed and kept with the release")
+    approve.add_argument(
+        "--key",
+        type=Path,
+        default=Path.home() / ".ssh" / "id_ed25519",
+        help="your SSH private key, or its .pub with the key in ssh-agent (default: ~/.ssh/id_ed25519)",
+    )
+    approve.add_argument(
+        "--as", dest="approver", default="", help="your name as keys/allowed_signers lists it (default: the operator)"
+    )
+    approve.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+
     index = commands.add_parser(
         "index",
         help="rebuild outputs/index.html, metrics.json and metrics.csv",
@@ -428,6 +452,8 @@ def main(
             return 0
         if args.command == "dispatch":
             return _dispatch(args)
+        if args.command == "approve":
+            return _approve(args)
         if args.command == "archive":
             return _archive_push(args)
         if args.command == "lock":
@@ -531,6 +557,25 @@ def _seal(args) -> int:
     return seal_session(
         args.session, outputs=args.outputs.resolve(), operator=args.operator, progress=_progress
     ).exit_code
+
+
+def _approve(args) -> int:
+    from .decisions.approval import give_approval
+    from .results import default_operator, utc_now
+
+    path, request = give_approval(
+        args.outputs.resolve(),
+        args.release_id,
+        approver=args.approver or default_operator(),
+        reason=args.reason,
+        key=args.key,
+        at=utc_now(),
+    )
+    payload = request.get("payload") or {}
+    print(f"approved release {args.release_id}: digest {request['digest']}")
+    print(f"  ships image {payload.get('image')} to {payload.get('app')} under {payload.get('decision')}")
+    print(f"  approval: {path}")
+    return 0
 
 
 def _verify(args) -> int:

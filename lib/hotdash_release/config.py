@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from .checks.database import SSLMODES as DATABASE_SSLMODES
 from .checks.http import SmokeCheck
 from .checks.watch import WatchSettings, watch_settings
+from .decisions.approval import ApprovalPolicy
 from .errors import ConfigError, UsageError
 from .paths import default_config
 
@@ -194,6 +195,7 @@ class ReleaseConfig:
     # [watch], per target: [watch.local] and [watch.fly] change keys of [watch] for one target.
     watch: dict[str, WatchSettings] = field(default_factory=dict)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
     @property
     def sensitive_secrets(self) -> tuple[str, ...]:
@@ -358,6 +360,7 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
             "github",
             "watch",
             "archive",
+            "approval",
         )
     )
     release = root.sub("release")
@@ -405,7 +408,30 @@ def load_config(path: str | Path | None = None) -> ReleaseConfig:
         manual_checks=_manual_checks(smoke),
         watch=_watch(root.data.get("watch", {}), targets, path),
         archive=_archive(root.sub("archive")) if "archive" in root.data else ArchiveSettings(),
+        approval=_approval(root.sub("approval"), path.parent) if "approval" in root.data else ApprovalPolicy(),
     )
+
+
+def _approval(table: _Table, base: Path) -> ApprovalPolicy:
+    table.reject_unknown(("required", "prevent_self_approval", "allowed_signers", "wait_minutes"))
+    required = table.get("required", int, 0)
+    if required < 0 or required > 10:
+        table.fail("approval.required", f"must be a whole number from 0 to 10, got {required}")
+    signers = table.text("allowed_signers", "../keys/allowed_signers")
+    allowed = (base / signers).resolve()
+    if required and not allowed.is_file():
+        table.fail("approval.allowed_signers", f"{signers!r} is not a file (ssh-keygen's allowed_signers format)")
+    policy = ApprovalPolicy(
+        required=required,
+        prevent_self_approval=table.get("prevent_self_approval", bool, True),
+        allowed_signers=allowed,
+        wait_minutes=float(table.number("wait_minutes", 0, positive=False)),
+    )
+    if policy.wait_minutes < 0 or policy.wait_minutes > 24 * 60:
+        table.fail("approval.wait_minutes", f"must be from 0 to 1440 minutes, got {policy.wait_minutes:g}")
+    if required and len([a for a in policy.approvers()]) < required:
+        table.fail("approval.required", f"{required} approvals, but {signers} names {len(policy.approvers())} approver(s)")
+    return policy
 
 
 def _environments(table: _Table) -> dict[str, Environment]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from .checks.database import DatabaseResult, check_database
 from .checks.supabase import SupabaseResult, check_supabase
 from .checks.watch import MachineWatch, NewLogLines, WatchResult, check_watch_minutes, watch_production
 from .config import ReleaseConfig, load_config
-from .decisions import attest
+from .decisions import approval, attest
 from .decisions.gonogo import Decision, collect_measures, decide, person_required, with_person_decision
 from .decisions.readiness import read_readiness
 from .decisions.release_gate import World, production_gate
@@ -465,6 +466,8 @@ class SectionRun:
             world = self._staging_now(world)
         verdict = production_gate(results, apps, world)
         self._record("preconditions", verdict)
+        if verdict.ok and self.config.approval.required:
+            self._refuse_unless_approved(results, world)
         if verdict.ok:
             # The GO this deploy runs under, kept with it: a later change of mind never hides it.
             taken = events.decisions(self.release_dir)
@@ -472,6 +475,76 @@ class SectionRun:
             self._event("deploy_requested", app=self._require_environment().app)
             return
         self._refuse(f"{self.section.title}: refused, nothing deployed: {verdict.line()}", DeployRefused)
+
+    # -- approvals: a second person signs what ships ---------------------------------------------
+    def _shipping_digest(self, results: Mapping[str, dict], staging_image: str) -> tuple[dict, str]:
+        """What ships, as approval.shipping_payload names it, and its digest."""
+        decided = (results.get("go_no_go") or {}).get("records") or {}
+        payload = approval.shipping_payload(
+            release_id=self.release_id,
+            app=self.config.environment("production").app,
+            image=staging_image,
+            config_path=self.config.path,
+            runbooks=RUNBOOKS_DIR,
+            decision=decided.get("decision") or {},
+            criteria=(decided.get("criteria") or {}).get("rows") or [],
+        )
+        return payload, approval.digest_of(payload)
+
+    def _approval_request(self) -> None:
+        """At a GO: what must be approved, by whom, and the command to give them (shown and recorded)."""
+        policy = self.config.approval
+        if not policy.required or self._decision is None or not self._decision.go:
+            if self._records.pop("approval_request", None) is not None:
+                self._save("running")
+            return
+        own = {self.section.key: {"records": self._records}}
+        results = {**recorded_results(self.release_dir)[0], **own}
+        staging = ((results.get("deploy_staging") or {}).get("records") or {}).get("deployment") or {}
+        payload, digest = self._shipping_digest(results, staging.get("image_ref") or "")
+        verdict = approval.judge(policy, [], digest=digest, release_id=self.release_id, operator=self.operator)
+        request = {
+            "digest": digest,
+            "payload": payload,
+            "required": policy.required,
+            "who_may_approve": verdict.who_may_approve(),
+            "command": f"runbook approve {self.release_id} --reason '...'",
+        }
+        if (self._records.get("approval_request") or {}).get("digest") != digest:
+            self._event("approval_requested", digest=digest, required=policy.required)
+        self._record("approval_request", request)
+
+    def _refuse_unless_approved(self, results: Mapping[str, dict], world: World) -> None:
+        """Approvals of the digest of what ships now (staging's image as the target serves it, the
+        configuration and runbooks on disk, the recorded decision): waits up to [approval]
+        wait_minutes for them, then refuses naming who may approve and the command."""
+        policy = self.config.approval
+        archive_root = self.release_dir.parent.parent
+        deadline = time.monotonic() + policy.wait_minutes * 60
+        said = ""
+        while True:
+            # Computed again on every look: what ships may change while the deploy waits.
+            _, digest = self._shipping_digest(results, world.staging_image or "")
+            found, unreadable = approval.read_approvals(archive_root, self.release_id)
+            verdict = approval.judge(policy, found, digest=digest, release_id=self.release_id, operator=self.operator)
+            if verdict.ok or time.monotonic() >= deadline:
+                break
+            line = f"waiting for approval: {verdict.line(self.release_id)}"
+            if line != said:
+                self._print_output(line)
+                said = line
+            time.sleep(2)  # approvals arrive from another person's machine: nothing to wait on but the folder
+        self._record("approvals", {**verdict.as_row(), "digest": digest, "unreadable": unreadable})
+        if not verdict.ok:
+            self._refuse(f"{self.section.title}: refused, nothing deployed: missing: {verdict.line(self.release_id)}", DeployRefused)
+        for given in verdict.accepted:
+            self._event(
+                "approval_accepted",
+                approver=given["approver"],
+                fingerprint=given.get("fingerprint", ""),
+                digest=digest,
+                source=given.get("source", "ssh"),
+            )
 
     def _staging_now(self, world: World) -> World:
         """What staging serves now, and whether it answers its health check (one look)."""
@@ -679,7 +752,9 @@ class SectionRun:
         taken = events.decisions(self.release_dir)
         if not taken or {k: taken[-1].get(k) for k in row} != row:  # appended, never overwritten
             self._event("decision_recorded", **row)
-        return self._record("decision", decision)
+        self._record("decision", decision)
+        self._approval_request()
+        return decision
 
     def criteria_table(self) -> RecordView:
         """Each criterion: measured value, threshold, met / not met (acceptable) / blocking; shown

@@ -921,6 +921,8 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
         else f"[{section.key}] {section.title}"
     )
     progress(f"{label} ...")
+    if section.key == "deploy_production":
+        _say_who_must_approve(record, progress)
     events.append(record.release_dir, "section_started", by=record.operator, section=section.key, notebook=output.name)
     started_at, started = utc_now(), time.perf_counter()
     error, internal = "", False
@@ -984,6 +986,20 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
         + (f" - {_first(section_record)}" if outcome != "passed" else "")
     )
     return section_record
+
+
+def _say_who_must_approve(record: ReleaseRecord, progress: Progress) -> None:
+    """The deploy waits for approvals in its kernel; the operator's terminal says for whom."""
+    request = ((read_section_result(record.release_dir, "go_no_go") or {}).get("records") or {}).get(
+        "approval_request"
+    )
+    if not request:
+        return
+    who = ", ".join(request.get("who_may_approve") or []) or "nobody (keys/allowed_signers)"
+    progress(
+        f"  waiting up to {record.config.approval.wait_minutes:g} min for {request.get('required')} approval(s) "
+        f"from {who}: each runs `{request.get('command')}` (digest {str(request.get('digest'))[:12]})"
+    )
 
 
 def _interrupt_running_kernel(record: ReleaseRecord) -> None:

@@ -79,13 +79,28 @@ def gate_html(result: Mapping) -> str:
 
 
 def decision_html(result: Mapping) -> str:
-    """The decision as judged last: GO or NO-GO and why."""
+    """The decision as judged last: GO or NO-GO and why; under a GO, the approvals it needs."""
     decision = (result.get("records") or {}).get("decision")
     if not decision:
         return "<p><b>Decision</b>: not judged yet</p>"
     return (
         f"<p><b>Decision</b>: {html.escape(str(decision.get('decision', '?')))}</p>"
         f"<p>{html.escape(str(decision.get('explanation', '')))}</p>"
+    ) + approval_request_html(result)
+
+
+def approval_request_html(result: Mapping) -> str:
+    """Who must approve what ships, and the command to give them ([approval] in hotdash.toml)."""
+    request = (result.get("records") or {}).get("approval_request")
+    if not request:
+        return ""
+    who = ", ".join(request.get("who_may_approve") or []) or "nobody: keys/allowed_signers names no other approver"
+    return (
+        f"<p><b>Approval needed before production</b>: {int(request.get('required') or 0)} of {html.escape(who)}. "
+        f"Each approver runs, on their own machine:</p><pre>{html.escape(str(request.get('command')))}</pre>"
+        f"<p class=muted>They sign digest {html.escape(str(request.get('digest')))} of what ships (image "
+        f"{html.escape(str((request.get('payload') or {}).get('image')))}, the configuration, the runbooks, this "
+        "decision and its measurements); 06-deploy_production waits for it. A change to any of them voids it.</p>"
     )
 
 

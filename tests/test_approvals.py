@@ -1,0 +1,188 @@
+"""A second person approves what ships: real SSH keys (ssh-keygen), real releases on the local
+platform, the approval travelling through the archive folder to the waiting deploy.
+
+Observed before: the go/no-go was recorded with a name anyone could type, by the person who ran
+the deploy, and nothing tied it to what shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import RUNBOOK_COMMAND, Rehearsal, make_rehearsal
+
+from hotdash_release.decisions import approval
+from hotdash_release.results import read_section_result
+
+APPROVER, OTHER = "bob", "mallory"
+WAIT_S = 240  # bound on a whole waiting release; every wait below ends on an event first
+
+
+def _keypair(folder: Path, name: str) -> Path:
+    key = folder / f"{name}_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@test", "-f", str(key)], check=True, timeout=30
+    )
+    return key
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("approvals")
+    keys = {name: _keypair(root, name) for name in (APPROVER, OTHER, "test-operator")}
+    signers = root / "allowed_signers"
+    # bob and the operator may approve; mallory's key is not in the file.
+    signers.write_text(
+        "".join(
+            f'{name} namespaces="{approval.NAMESPACE}" {Path(f"{keys[name]}.pub").read_text().split(" ", 2)[0]} '
+            f'{Path(f"{keys[name]}.pub").read_text().split(" ", 2)[1]}\n'
+            for name in (APPROVER, "test-operator")
+        )
+    )
+    edits = {"[notification]": f'[approval]\nrequired = 1\nallowed_signers = "{signers}"\nwait_minutes = 1\n\n[notification]'}
+    lab = make_rehearsal(root, edits=edits)
+    yield lab, keys
+    lab.platform().stop()
+
+
+def _events(folder: Path) -> list[dict]:
+    path = folder / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _start(lab: Rehearsal, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*RUNBOOK_COMMAND, "release", "--config", str(lab.config), "--outputs", str(lab.outputs),
+         "--operator", "test-operator", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _waiting_release(lab: Rehearsal, before: set[Path], runner: subprocess.Popen) -> Path:
+    """The new release's folder, once its go/no-go has asked for approval (an event in its log)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and runner.poll() is None:
+        for folder in set(lab.release_dirs()) - before:
+            if any(e["kind"] == "approval_requested" for e in _events(folder)):
+                return folder
+        time.sleep(0.2)
+    runner.kill()
+    raise AssertionError("the release never asked for approval: " + runner.communicate()[1][-2000:])
+
+
+def _approve(lab: Rehearsal, release_id: str, who: str, key: Path, reason: str = "read the plan page") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RUNBOOK_COMMAND, "approve", release_id, "--as", who, "--key", str(key), "--reason", reason,
+         "--outputs", str(lab.outputs)],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_production_waits_for_an_approval_of_what_ships_and_ships_with_it(world):
+    lab, keys = world
+    before = set(lab.release_dirs())
+    runner = _start(lab)
+    folder = _waiting_release(lab, before, runner)
+    request = read_section_result(folder, "go_no_go")["records"]["approval_request"]
+    assert request["who_may_approve"] == [APPROVER], "the operator may not approve their own release"
+
+    self_approval = _approve(lab, folder.name, "test-operator", keys["test-operator"])
+    assert self_approval.returncode == 2 and "someone else must approve" in self_approval.stderr
+
+    given = _approve(lab, folder.name, APPROVER, keys[APPROVER])
+    assert given.returncode == 0, given.stderr
+    out, err = runner.communicate(timeout=WAIT_S)
+    assert runner.returncode == 0, out + err
+    assert "approval(s) from bob: each runs `runbook approve" in out
+
+    approvals = read_section_result(folder, "deploy_production")["records"]["approvals"]
+    [accepted] = approvals["accepted"]
+    assert accepted["approver"] == APPROVER and accepted["digest"] == request["digest"]
+    assert accepted["fingerprint"].startswith("SHA256:")
+    assert any(e["kind"] == "approval_accepted" and e["data"]["approver"] == APPROVER for e in _events(folder))
+
+    # Anyone re-checks it with ssh-keygen alone, as README shows.
+    signed = approval.Approval(**{k: accepted[k] for k in approval.Approval.__dataclass_fields__})
+    sig = lab.root / "approval.sig"
+    sig.write_text(signed.signature)
+    checked = subprocess.run(
+        ["ssh-keygen", "-Y", "verify", "-f", str(lab.root / "allowed_signers"),
+         "-I", APPROVER, "-n", approval.NAMESPACE, "-s", str(sig)],
+        input=signed.statement(), capture_output=True, timeout=30,
+    )
+    assert checked.returncode == 0 and b"Good" in checked.stdout + checked.stderr
+
+
+def test_without_an_approval_production_is_refused_naming_who_may_approve(world):
+    lab, _ = world
+    config = lab.config.read_text()
+    lab.config.write_text(config.replace("wait_minutes = 1", "wait_minutes = 0"))
+    try:
+        production_before = lab.platform().releases("hotdash-production")
+        done = lab.release()
+    finally:
+        lab.config.write_text(config)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"who may approve: {APPROVER}" in done.stdout + done.stderr
+    assert "runbook approve " in done.stdout + done.stderr
+    assert lab.platform().releases("hotdash-production") == production_before, "nothing deployed"
+
+
+def test_forged_replayed_and_stale_approvals_do_not_count(world):
+    """mallory's key is not an approver's; a key pretending to be bob's; bob's approval replayed
+    from another release; bob's approval of a digest the configuration no longer has."""
+    lab, keys = world
+    before = set(lab.release_dirs())
+    runner = _start(lab)
+    folder = _waiting_release(lab, before, runner)
+    request = read_section_result(folder, "go_no_go")["records"]["approval_request"]
+    at = "2026-12-06T05:00:00.000Z"
+
+    def forged(who: str, key: Path, release_id: str, digest: str) -> None:
+        a = approval.Approval(release_id, digest, who, at, "forged", "")
+        signed = approval.Approval(**{**a.as_row(), "signature": approval.sign(a.statement(), key)})
+        target = approval.approvals_dir(lab.outputs, folder.name) / f"{who}-{release_id[-6:]}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)  # placed where this release reads them
+        target.write_text(json.dumps(signed.as_row()))
+
+    forged(OTHER, keys[OTHER], folder.name, request["digest"])  # not in allowed_signers
+    forged(APPROVER, keys[OTHER], folder.name, request["digest"])  # bob's name, mallory's key
+    forged(APPROVER, keys[APPROVER], "20260101T000000Z-aaaaaa", request["digest"])  # another release's
+    # The configuration changes after the go/no-go; bob approves what the go/no-go recorded: that is
+    # not what would ship now.
+    original = lab.config.read_text()
+    lab.config.write_text(original + "\n# changed after the decision\n")
+    try:
+        assert _approve(lab, folder.name, APPROVER, keys[APPROVER]).returncode == 0
+        out, err = runner.communicate(timeout=WAIT_S)
+    finally:
+        lab.config.write_text(original)
+    assert runner.returncode == 3, out + err
+    rejected = read_section_result(folder, "deploy_production")["records"]["approvals"]["rejected"]
+    text = " | ".join(rejected)
+    assert f"{OTHER}: not an approver" in text
+    assert f"{APPROVER}: signature does not verify" in text
+    assert "20260101T000000Z-aaaaaa" in text or "not this one" in text
+    assert f"{APPROVER}: approved another digest" in text
+    assert read_section_result(folder, "deploy_production")["records"]["approvals"]["accepted"] == []
+
+
+def test_judge_refuses_self_approval_when_prevented(tmp_path):
+    """The operator's own signed approval: refused when prevent_self_approval, counted when not."""
+    key = _keypair(tmp_path, "carol")
+    signers = tmp_path / "allowed_signers"
+    kind, blob = Path(f"{key}.pub").read_text().split(" ", 2)[:2]
+    signers.write_text(f'carol namespaces="{approval.NAMESPACE}" {kind} {blob}\n')
+    a = approval.Approval("r1", "d" * 64, "carol", "2026-12-06T05:00:00Z", "mine", "")
+    a = approval.Approval(**{**a.as_row(), "signature": approval.sign(a.statement(), key)})
+    prevented = approval.judge(approval.ApprovalPolicy(1, True, signers), [a], digest="d" * 64, release_id="r1", operator="carol")
+    assert not prevented.ok and "own operator cannot approve" in prevented.rejected[0]
+    allowed = approval.judge(approval.ApprovalPolicy(1, False, signers), [a], digest="d" * 64, release_id="r1", operator="carol")
+    assert allowed.ok and allowed.accepted[0]["fingerprint"].startswith("SHA256:")
+    tampered = approval.Approval(**{**a.as_row(), "reason": "changed after signing"})
+    assert not approval.judge(approval.ApprovalPolicy(1, False, signers), [tampered], digest="d" * 64, release_id="r1", operator="x").ok
