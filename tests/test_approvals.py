@@ -186,3 +186,31 @@ def test_judge_refuses_self_approval_when_prevented(tmp_path):
     assert allowed.ok and allowed.accepted[0]["fingerprint"].startswith("SHA256:")
     tampered = approval.Approval(**{**a.as_row(), "reason": "changed after signing"})
     assert not approval.judge(approval.ApprovalPolicy(1, False, signers), [tampered], digest="d" * 64, release_id="r1", operator="x").ok
+
+
+def test_verify_checks_the_sealed_approvals_again(world):
+    """The released record of the first test: verify passes; an approval forged into it (another
+    release's, another digest, the operator's own, a signature by another key) is named."""
+    lab, keys = world
+    released = [f for f in lab.release_dirs() if (read_section_result(f, "deploy_production") or {}).get("outcome") == "passed"]
+    assert released, "test_production_waits_for_an_approval_of_what_ships_and_ships_with_it ran first"
+    folder = released[0]
+    done = lab.runbook("verify", "--outputs", str(lab.outputs))
+    assert done.returncode == 0, done.stdout + done.stderr
+    deploy = read_section_result(folder, "deploy_production")
+    assert approval.record_problems(deploy) == []
+
+    def forged(**change) -> list[str]:
+        approvals = deploy["records"]["approvals"]
+        row = {**approvals["accepted"][0], **change}
+        return approval.record_problems({**deploy, "records": {**deploy["records"], "approvals": {**approvals, "accepted": [row]}}})
+
+    assert any("is for release 2025" in p for p in forged(release_id="20250101T000000Z-aaaaaa"))
+    assert any("not the one shipped" in p for p in forged(digest="0" * 64))
+    assert any("approved their own release" in p for p in forged(approver="test-operator"))
+    assert any("does not verify" in p for p in forged(reason="a reason bob never signed"))
+    other = approval.Approval(**{k: deploy["records"]["approvals"]["accepted"][0][k] for k in approval.Approval.__dataclass_fields__})
+    by_mallory = approval.sign(other.statement(), keys[OTHER])
+    assert any("bob's signature does not verify" in p for p in forged(signature=by_mallory))
+    none = {**deploy, "records": {**deploy["records"], "approvals": {**deploy["records"]["approvals"], "accepted": []}}}
+    assert any("deployed with 0 of 1 required" in p for p in approval.record_problems(none))

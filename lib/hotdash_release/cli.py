@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sign, with your SSH key (ssh-keygen -Y sign), the digest of what release RELEASE_ID will "
         "deploy to production: the image staging serves, the configuration, the runbooks, the go/no-go decision "
         "and its measurements, as its go/no-go section recorded them. The approval is left in "
-        "OUTPUTS/approvals/RELEASE_ID/, where the production deploy reads it; it counts only if your key is in "
+        "OUTPUTS/_approvals/RELEASE_ID/, where the production deploy reads it; it counts only if your key is in "
         "keys/allowed_signers under your name, you are not the release's operator, and nothing of what ships "
         "changed since.",
         epilog="exit codes: 0 approval written; 2 nothing to approve, a bad name, reason or key",

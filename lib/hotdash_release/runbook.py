@@ -534,7 +534,10 @@ class SectionRun:
                 self._print_output(line)
                 said = line
             time.sleep(2)  # approvals arrive from another person's machine: nothing to wait on but the folder
-        self._record("approvals", {**verdict.as_row(), "digest": digest, "unreadable": unreadable})
+        signers = policy.allowed_signers.read_text() if policy.allowed_signers else ""
+        self._record(
+            "approvals", {**verdict.as_row(), "digest": digest, "unreadable": unreadable, "allowed_signers": signers}
+        )
         if not verdict.ok:
             self._refuse(f"{self.section.title}: refused, nothing deployed: missing: {verdict.line(self.release_id)}", DeployRefused)
         for given in verdict.accepted:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..decisions import approval
 from ..record.events import EVENTS, recorded_results
 from .signing import (
     CHECKPOINT,
@@ -188,7 +189,10 @@ def verify_release(folder: Path, trust: dict[str, TrustedKey] | None = None) -> 
             problems.append(Problem(name, f"modified file {path} (sha256 differs from the manifest)"))
     problems += [Problem(name, what) for what in _sums_problems(folder)]
     if (folder / EVENTS).is_file():  # releases sealed before the event log have none
-        problems += [Problem(name, what) for what in recorded_results(folder)[1]]
+        results, unvouched = recorded_results(folder)
+        problems += [Problem(name, what) for what in unvouched]
+        deploy = results.get("deploy_production") or {}
+        problems += [Problem(name, what) for what in approval.record_problems(deploy)]
     return problems
 
 

@@ -14,7 +14,7 @@ verify` against the repository's `keys/allowed_signers` (the principals there ar
 We call ssh-keygen rather than a Python library: it is the tool the auditor has, the format is
 its own (SSHSIG), and people's keys (and agents) already work with it.
 
-How it travels: into `<archive root>/approvals/<release id>/<approver>.json`, outside the
+How it travels: into `<archive root>/_approvals/<release id>/<approver>.json`, outside the
 release folder (which only its own run writes). The deploy reads it there, checks it, and keeps
 it in its record (`records.approvals`), so the sealed release carries its approvals and
 `runbook verify` checks them again.
@@ -35,7 +35,7 @@ from pathlib import Path
 from ..errors import UsageError
 
 NAMESPACE = "hotdash-approval"
-APPROVALS_DIR = "approvals"
+APPROVALS_DIR = "_approvals"  # beside the apps; "_" keeps verify, the index and the store sync out
 _PRINCIPAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 #: ssh-keygen -Y verify on success: Good "hotdash-approval" signature for bob with ED25519 key SHA256:...
 _GOOD = re.compile(r'^Good "[^"]+" signature for (?P<who>\S+) with (?P<kind>\S+) key (?P<fingerprint>SHA256:\S+)')
@@ -249,6 +249,7 @@ class ApprovalVerdict:
     def as_row(self) -> dict:
         return {
             "ok": self.ok,
+            "operator": self.operator,
             "required": self.required,
             "accepted": list(self.accepted),
             "rejected": list(self.rejected),
@@ -320,3 +321,44 @@ def give_approval(archive_root: Path, release_id: str, *, approver: str, reason:
     given = Approval(release_id, request["digest"], approver, at, reason.strip(), "")
     given = Approval(**{**given.as_row(), "signature": sign(given.statement(), key)})
     return write_approval(archive_root, given), request
+
+
+# -- runbook verify ----------------------------------------------------------------------------
+
+#: The repository's approvers and their keys, as ssh-keygen reads them.
+DEFAULT_ALLOWED_SIGNERS = Path(__file__).resolve().parents[3] / "keys" / "allowed_signers"
+
+
+def record_problems(deploy_result: Mapping, allowed_signers: Path | None = None) -> list[str]:
+    """A sealed production deploy's approvals, checked again: each signature by its approver's
+    key (the repository's keys/allowed_signers when it names the approver, else the copy the
+    deploy recorded), for this release and the digest the deploy shipped under, never by the
+    release's operator when self-approval was prevented, and as many as were required."""
+    given = (deploy_result.get("records") or {}).get("approvals")
+    if not given:
+        return []
+    problems = []
+    accepted = given.get("accepted") or []
+    if len(accepted) < int(given.get("required") or 0) and (deploy_result.get("records") or {}).get("deployment"):
+        problems.append(f"approvals: production deployed with {len(accepted)} of {given.get('required')} required")
+    with tempfile.TemporaryDirectory(prefix="hotdash-verify-") as tmp:
+        recorded = Path(tmp) / "allowed_signers"
+        recorded.write_text(str(given.get("allowed_signers") or ""))
+        for row in accepted:
+            a = Approval(**{k: str(row.get(k, "")) for k in Approval.__dataclass_fields__})
+            who = a.approver
+            if a.release_id != deploy_result.get("release_id"):
+                problems.append(f"approvals: {who}'s approval is for release {a.release_id}")
+            if a.digest != given.get("digest"):
+                problems.append(f"approvals: {who} approved digest {a.digest[:12]}, not the one shipped")
+            if given.get("prevent_self_approval", True) and who == (given.get("operator") or deploy_result.get("operator")):
+                problems.append(f"approvals: {who} approved their own release")
+            if a.source != "ssh":
+                continue
+            signers = allowed_signers or DEFAULT_ALLOWED_SIGNERS
+            if not (signers.is_file() and who in allowed_principals(signers)):
+                signers = recorded
+            good, said = verify_signature(a.statement(), a.signature, who, signers)
+            if not good:
+                problems.append(f"approvals: {who}'s signature does not verify ({said})")
+    return problems
