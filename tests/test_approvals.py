@@ -214,3 +214,95 @@ def test_verify_checks_the_sealed_approvals_again(world):
     assert any("bob's signature does not verify" in p for p in forged(signature=by_mallory))
     none = {**deploy, "records": {**deploy["records"], "approvals": {**deploy["records"]["approvals"], "accepted": []}}}
     assert any("deployed with 0 of 1 required" in p for p in approval.record_problems(none))
+
+
+# -- in CI: the production environment's reviewer, read from GitHub's REST API ---------------------------------
+
+
+def _review(login: str, state: str = "approved", environment: str = "production") -> dict:
+    """One row of GET /repos/{owner}/{repo}/actions/runs/{run_id}/approvals, as GitHub documents it."""
+    return {
+        "environments": [{"id": 161088068, "node_id": "MDExOkVudmlyb25tZW50MTYxMDg4MDY4", "name": environment}],
+        "state": state,
+        "comment": f"{login} reviewed the plan page",
+        "user": {"login": login, "id": 1, "type": "User"},
+    }
+
+
+def test_in_ci_the_environment_reviewer_approves_and_the_dispatcher_cannot(world, loopback):
+    from loopback import Reply
+
+    lab, _ = world
+    reviews: list[dict] = []
+    seen: list[str] = []
+
+    @loopback.route("/repos/acme/hotdash/actions/runs/4242/approvals")
+    def approvals(request):
+        seen.append(request.headers.get("Authorization", ""))
+        return Reply.json(reviews)
+
+    ci = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_REPOSITORY": "acme/hotdash",
+        "GITHUB_ACTOR": "alice",
+        "GITHUB_TOKEN": "ghs_runTokenNeverPrinted0123456789",
+        "HOTDASH_GITHUB_API_URL": loopback.base_url,
+    }
+    config = lab.config.read_text()
+    lab.config.write_text(config.replace("wait_minutes = 1", "wait_minutes = 0"))
+    try:
+        from conftest import run_cli
+
+        def release():
+            return run_cli(
+                "release", "--config", str(lab.config), "--outputs", str(lab.outputs),
+                "--operator", "github-actions", extra_env=ci,
+            )
+
+        reviews[:] = [_review("alice"), _review("carol", environment="staging"), _review("dave", state="rejected")]
+        production_before = lab.platform().releases("hotdash-production")
+        refused = release()
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        said = refused.stdout + refused.stderr
+        assert "alice: dispatched this run and cannot approve it" in said
+        assert lab.platform().releases("hotdash-production") == production_before
+        assert ci["GITHUB_TOKEN"] not in said
+        assert seen and all(h == f"Bearer {ci['GITHUB_TOKEN']}" for h in seen)
+
+        reviews[:] = [_review("alice"), _review("carol")]
+        shipped = release()
+        assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    finally:
+        lab.config.write_text(config)
+    folder = lab.release_dirs()[-1]
+    approvals = read_section_result(folder, "deploy_production")["records"]["approvals"]
+    assert [(a["approver"], a["source"]) for a in approvals["accepted"]] == [("carol", "github")]
+    assert approvals["dispatched_by"] == "alice"
+    assert approval.record_problems(read_section_result(folder, "deploy_production")) == []
+
+
+def test_verify_names_a_forged_approval_even_when_the_log_was_rewritten_to_match(world, tmp_path):
+    """An adversary who rewrites the deploy's result and appends a matching log line (the hash
+    chain holds: it needs no secret): verify names the approval itself, not only the changed files."""
+    import shutil
+
+    from hotdash_release.archive.integrity import verify_release
+    from hotdash_release.record import events
+    from hotdash_release.results import results_path, write_json_atomic
+
+    lab, _ = world
+    released = [f for f in lab.release_dirs() if (read_section_result(f, "deploy_production") or {}).get("outcome") == "passed"]
+    copy = tmp_path / "hotdash-production" / released[0].name
+    shutil.copytree(released[0], copy)
+    deploy = read_section_result(copy, "deploy_production")
+    approvals = deploy["records"]["approvals"]
+    forged = {**approvals, "accepted": [{**approvals["accepted"][0], "approver": "test-operator"}]}
+    manifest = copy / "manifest.json"
+    kept = manifest.read_bytes()
+    manifest.unlink()  # as an adversary with the folder may
+    write_json_atomic(results_path(copy, "deploy_production"), {**deploy, "records": {**deploy["records"], "approvals": forged}})
+    events.note_result(copy, "deploy_production", by="test-operator", outcome="passed")
+    manifest.write_bytes(kept)
+    problems = [p.what for p in verify_release(copy)]
+    assert any(p.startswith("approvals: test-operator") for p in problems), problems

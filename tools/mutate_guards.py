@@ -15,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 L = "lib/hotdash_release/"
 T1 = "tests/test_one_truth.py"
 TI = "tests/test_interactive.py"
+TA = "tests/test_approvals.py"
 M = [
     (
         "M1 log vouches for results",
@@ -178,6 +179,48 @@ M = [
         'badge("refused" if result.get("outcome") == "refused" else',
         'badge(',
         T1 + "::test_the_report_never_headlines_a_go_its_gate_did_not_pass_and_calls_a_refusal_refused",
+    ),
+    (
+        "M24 production waits for approvals",
+        L + "runbook.py",
+        "        if verdict.ok and self.config.approval.required:",
+        "        if False:",
+        TA + "::test_without_an_approval_production_is_refused_naming_who_may_approve",
+    ),
+    (
+        "M25 an approval is for what ships now",
+        L + "decisions/approval.py",
+        "        elif a.digest != digest:",
+        "        elif False:",
+        TA + "::test_forged_replayed_and_stale_approvals_do_not_count",
+    ),
+    (
+        "M26 an approval's signature is checked",
+        L + "decisions/approval.py",
+        "            if not good:\n                rejected.append",
+        "            if False:\n                rejected.append",
+        TA + "::test_forged_replayed_and_stale_approvals_do_not_count",
+    ),
+    (
+        "M27 no self-approval",
+        L + "decisions/approval.py",
+        "        if policy.prevent_self_approval and a.approver == operator:",
+        "        if False:",
+        TA + "::test_judge_refuses_self_approval_when_prevented",
+    ),
+    (
+        "M28 the dispatcher cannot approve the run",
+        L + "decisions/approval.py",
+        'if policy.prevent_self_approval and a.source == "github" and dispatched_by and a.approver == dispatched_by:',
+        "if False:",
+        TA + "::test_in_ci_the_environment_reviewer_approves_and_the_dispatcher_cannot",
+    ),
+    (
+        "M29 verify checks approvals",
+        L + "archive/integrity.py",
+        "        problems += [Problem(name, what) for what in approval.record_problems(deploy)]",
+        "        pass",
+        TA + "::test_verify_names_a_forged_approval_even_when_the_log_was_rewritten_to_match",
     ),
 ]
 only = sys.argv[1:]

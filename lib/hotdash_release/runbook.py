@@ -518,7 +518,12 @@ class SectionRun:
         """Approvals of the digest of what ships now (staging's image as the target serves it, the
         configuration and runbooks on disk, the recorded decision): waits up to [approval]
         wait_minutes for them, then refuses naming who may approve and the command."""
+        import os
+
+        from .integrations.github import CiRun
+
         policy = self.config.approval
+        ci = CiRun.from_environ(os.environ)
         archive_root = self.release_dir.parent.parent
         deadline = time.monotonic() + policy.wait_minutes * 60
         said = ""
@@ -526,7 +531,15 @@ class SectionRun:
             # Computed again on every look: what ships may change while the deploy waits.
             _, digest = self._shipping_digest(results, world.staging_image or "")
             found, unreadable = approval.read_approvals(archive_root, self.release_id)
-            verdict = approval.judge(policy, found, digest=digest, release_id=self.release_id, operator=self.operator)
+            found += self._github_reviews(digest)
+            verdict = approval.judge(
+                policy,
+                found,
+                digest=digest,
+                release_id=self.release_id,
+                operator=self.operator,
+                dispatched_by=ci.actor if ci else "",
+            )
             if verdict.ok or time.monotonic() >= deadline:
                 break
             line = f"waiting for approval: {verdict.line(self.release_id)}"
@@ -548,6 +561,27 @@ class SectionRun:
                 digest=digest,
                 source=given.get("source", "ssh"),
             )
+
+    def _github_reviews(self, digest: str) -> list[approval.Approval]:
+        """In GitHub Actions: the run's approved reviews of the production environment, as
+        approvals of what ships now (GitHub's reviewer approved this run, which deploys it)."""
+        import os
+
+        from .errors import DispatchError
+        from .integrations.github import CiRun
+
+        ci = CiRun.from_environ(os.environ)
+        if ci is None:
+            return []
+        try:
+            reviews = ci.production_approvers(os.environ)
+        except (DispatchError, UsageError) as exc:
+            self._warnings.append(f"GitHub run approvals not read: {self.redactor.redact(str(exc))}")
+            return []
+        return [
+            approval.Approval(self.release_id, digest, r.login, utc_now(), r.comment, "", source="github")
+            for r in reviews
+        ]
 
     def _staging_now(self, world: World) -> World:
         """What staging serves now, and whether it answers its health check (one look)."""

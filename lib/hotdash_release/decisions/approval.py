@@ -229,6 +229,7 @@ class ApprovalVerdict:
     approvers: tuple[str, ...]
     operator: str
     prevent_self_approval: bool
+    dispatched_by: str = ""
 
     @property
     def ok(self) -> bool:
@@ -250,6 +251,7 @@ class ApprovalVerdict:
         return {
             "ok": self.ok,
             "operator": self.operator,
+            "dispatched_by": self.dispatched_by,
             "required": self.required,
             "accepted": list(self.accepted),
             "rejected": list(self.rejected),
@@ -259,10 +261,18 @@ class ApprovalVerdict:
 
 
 def judge(
-    policy: ApprovalPolicy, approvals: Sequence[Approval], *, digest: str, release_id: str, operator: str
+    policy: ApprovalPolicy,
+    approvals: Sequence[Approval],
+    *,
+    digest: str,
+    release_id: str,
+    operator: str,
+    dispatched_by: str = "",
 ) -> ApprovalVerdict:
     """Each approval: for this release, for this digest, by an approver who is not the operator
-    (when self-approval is prevented), signed by that approver's key. One approval per person."""
+    (when self-approval is prevented), signed by that approver's key. One approval per person.
+    In CI, `dispatched_by` is the GitHub user who started the run: their own review of it is a
+    self-approval too."""
     approvers = policy.approvers()
     accepted: dict[str, dict] = {}
     rejected: list[str] = []
@@ -270,6 +280,9 @@ def judge(
         # Who first (is it theirs, may they), then what (this release, what ships now).
         if policy.prevent_self_approval and a.approver == operator:
             rejected.append(f"{a.approver}: the release's own operator cannot approve it")
+            continue
+        if policy.prevent_self_approval and a.source == "github" and dispatched_by and a.approver == dispatched_by:
+            rejected.append(f"{a.approver}: dispatched this run and cannot approve it (GitHub review)")
             continue
         if a.source == "github":
             fingerprint = ""
@@ -288,7 +301,13 @@ def judge(
         else:
             accepted.setdefault(a.approver, {**a.as_row(), "fingerprint": fingerprint})
     return ApprovalVerdict(
-        policy.required, tuple(accepted.values()), tuple(rejected), approvers, operator, policy.prevent_self_approval
+        policy.required,
+        tuple(accepted.values()),
+        tuple(rejected),
+        approvers,
+        operator,
+        policy.prevent_self_approval,
+        dispatched_by,
     )
 
 
@@ -351,7 +370,10 @@ def record_problems(deploy_result: Mapping, allowed_signers: Path | None = None)
                 problems.append(f"approvals: {who}'s approval is for release {a.release_id}")
             if a.digest != given.get("digest"):
                 problems.append(f"approvals: {who} approved digest {a.digest[:12]}, not the one shipped")
-            if given.get("prevent_self_approval", True) and who == (given.get("operator") or deploy_result.get("operator")):
+            if given.get("prevent_self_approval", True) and who in {
+                given.get("operator") or deploy_result.get("operator"),
+                given.get("dispatched_by") if a.source == "github" else None,
+            }:
                 problems.append(f"approvals: {who} approved their own release")
             if a.source != "ssh":
                 continue

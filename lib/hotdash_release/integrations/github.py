@@ -197,6 +197,78 @@ def resolve_token(environ: Mapping[str, str]) -> str:
     raise UsageError(f"no GitHub token: set {' or '.join(TOKEN_ENVS)} to a token with repo scope (or Actions: write)")
 
 
+# --------------------------------------------------------------------------- approvals in CI
+
+
+@dataclass(frozen=True)
+class RunReview:
+    """One review of a workflow run's deployment (GET .../actions/runs/{run_id}/approvals):
+    who, approved or rejected, with what comment, for which environments."""
+
+    login: str
+    state: str  # "approved" | "rejected"
+    comment: str
+    environments: tuple[str, ...]
+
+
+def run_reviews(
+    client: httpx.Client, repo: str, run_id: str, *, token: str, api_url: str = DEFAULT_API_URL
+) -> list[RunReview]:
+    """The run's review history, as GitHub keeps it for environments with required reviewers."""
+    hide_token = Redactor({"GitHub token": token})
+    url = f"{api_url.rstrip('/')}/repos/{repo}/actions/runs/{run_id}/approvals"
+    try:
+        response = client.get(url, headers=_request_headers(token))
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise DispatchError(hide_token.redact(f"cannot reach the GitHub API at {api_url}: {type(exc).__name__}")) from exc
+    if response.status_code != 200:
+        raise DispatchError(
+            hide_token.redact(f"GitHub answered {response.status_code} for the run's approvals ({url})"),
+            status_code=response.status_code,
+        )
+    try:
+        rows = response.json()
+        return [
+            RunReview(
+                str(row["user"]["login"]),
+                str(row.get("state") or ""),
+                str(row.get("comment") or ""),
+                tuple(str(e.get("name") or "") for e in row.get("environments") or []),
+            )
+            for row in rows
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DispatchError(f"GitHub's run approvals are not the documented list ({type(exc).__name__})") from exc
+
+
+@dataclass(frozen=True)
+class CiRun:
+    """The workflow run this process is part of, from the variables GitHub Actions sets."""
+
+    repo: str
+    run_id: str
+    actor: str  # who dispatched (triggered) the run
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> CiRun | None:
+        if environ.get("GITHUB_ACTIONS") != "true" or not environ.get("GITHUB_RUN_ID"):
+            return None
+        actor = environ.get("GITHUB_TRIGGERING_ACTOR") or environ.get("GITHUB_ACTOR") or ""
+        return cls(environ.get("GITHUB_REPOSITORY", ""), environ["GITHUB_RUN_ID"], actor)
+
+    def production_approvers(self, environ: Mapping[str, str], environment: str = "production") -> list[RunReview]:
+        """Who approved this run's `environment` deployment (the environment's required reviewers)."""
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S, verify=tls_context()) as client:
+            reviews = run_reviews(
+                client,
+                self.repo,
+                self.run_id,
+                token=resolve_token(environ),
+                api_url=environ.get(API_URL_ENV, DEFAULT_API_URL),
+            )
+        return [r for r in reviews if r.state == "approved" and environment in r.environments]
+
+
 # --------------------------------------------------------------------------- job summary
 
 
