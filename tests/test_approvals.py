@@ -306,3 +306,67 @@ def test_verify_names_a_forged_approval_even_when_the_log_was_rewritten_to_match
     manifest.write_bytes(kept)
     problems = [p.what for p in verify_release(copy)]
     assert any(p.startswith("approvals: test-operator") for p in problems), problems
+
+
+# -- the auditor's evidence ----------------------------------------------------------------------------------
+
+
+def test_audit_lists_every_production_change_with_its_approvers_and_exceptions(world, tmp_path):
+    """Over this module's archive (approved by bob, approved by a GitHub reviewer, refused ones that
+    changed nothing) plus a release without approvals whose staging check was skipped and whose
+    production build failed and was rolled back, and three altered copies (a decision changed
+    after the deploy, a failed rollback, an abandoned seal: each also fails verify)."""
+    import shutil
+
+    import pandas
+
+    from hotdash_release.record import events
+
+    lab, _ = world
+    config = lab.config.read_text()
+    lab.config.write_text(config.replace("required = 1", "required = 0"))
+    try:
+        broken = lab.release("--break", "production:wrong_api_key", "--skip-staging-check", "--reason", "hotfix, staging busy")
+    finally:
+        lab.config.write_text(config)
+    assert broken.returncode == 4, broken.stdout + broken.stderr
+    rolled = lab.release_dirs()[-1]
+
+    def altered(name: str, change) -> None:
+        copy = lab.outputs / "hotdash-production" / (rolled.name[:-6] + name)
+        shutil.copytree(rolled, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        (copy / "manifest.json").unlink()
+        change(copy, manifest)
+        (copy / "manifest.json").write_text(json.dumps({**manifest, "release_id": copy.name}))
+
+    altered("zzzzz1", lambda c, m: events.append(c, "decision_recorded", by="erin", decision="NO-GO", explanation="late"))
+    altered("zzzzz2", lambda c, m: m.update(outcome="rollback failed"))
+    altered("zzzzz3", lambda c, m: m.update(abandoned={"sealed_by": "erin"}))
+
+    out = tmp_path / "audit"
+    done = lab.runbook("audit", "--outputs", str(lab.outputs), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = pandas.read_csv(out / "audit.csv")
+    by_id = {row.release_id: row for row in table.itertuples()}
+    assert len(table) == len(by_id), "one row per production change"
+    changed = [f.name for f in lab.release_dirs() if (read_section_result(f, "deploy_production") or {}).get("records", {}).get("deployment")]
+    assert sorted(by_id) == sorted(changed), "every change, and no refused deploy"
+
+    approved = [r for r in table.itertuples() if isinstance(r.approvers, str) and "bob (ssh, SHA256:" in r.approvers]
+    assert approved and all(r.requester == "test-operator" for r in approved)
+    assert any(isinstance(r.approvers, str) and "carol (github" in r.approvers for r in table.itertuples())
+    row = by_id[rolled.name]
+    assert "no approval recorded" in row.exceptions and "staging check skipped: hotfix, staging busy" in row.exceptions
+    assert "rolled back" in row.exceptions and row.rolled_back and row.time_to_restore_s > 0
+    assert not any("does not verify" in str(r.exceptions) for r in approved), "the real records verify"
+    copies = {name: by_id[rolled.name[:-6] + name].exceptions for name in ("zzzzz1", "zzzzz2", "zzzzz3")}
+    assert "decision changed after deploy" in copies["zzzzz1"]
+    assert "rollback failed" in copies["zzzzz2"]
+    assert "sealed as abandoned" in copies["zzzzz3"]
+    assert all("record does not verify" in text for text in copies.values())
+
+    page = (out / "audit.html").read_text()
+    assert "bob (ssh" in page and "hotfix, staging busy" in page
+    assert f"hotdash-production/{rolled.name}/report.html" in page
+    assert "04-staging_smoke.html" in page or "07-production_smoke.html" in page, "links to the section pages"

@@ -285,6 +285,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     approve.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
 
+    audit = commands.add_parser(
+        "audit",
+        help="the auditor's evidence: every production change, its requester, approvers, checks, outcome",
+        description="Write OUT/audit.html (offline) and OUT/audit.csv: one row per production change in the "
+        "archive (a sealed release whose production deploy ran), with who requested it, who approved it, the "
+        "evidence (smoke outcomes, criteria, links to the section pages), the outcome, the time to restore when "
+        "it was rolled back, and every exception: approved by its own author, no approval, staging check "
+        "skipped, rolled back, rollback failed, decision changed after deploy, sealed as abandoned, a record "
+        "that does not verify.",
+        epilog="exit codes: 0 written (exceptions are listed, not failures); 2 bad dates or folders",
+    )
+    audit.add_argument("--since", help="only changes started at or after this date (2026-11-01 or an ISO time)")
+    audit.add_argument("--until", help="only changes started at or before this date")
+    audit.add_argument("--app", help="only this app's changes (default: every app in the archive)")
+    audit.add_argument("--out", type=Path, default=None, help="where to write (default: OUTPUTS/_audit)")
+    audit.add_argument("--outputs", type=Path, default=outputs_root(), help=OUTPUTS_HELP)
+    audit.add_argument(
+        "--archive",
+        metavar="URL",
+        default=None,
+        help="read the archive's object store (s3://BUCKET[/PREFIX]) instead of --outputs; its releases are "
+        "copied into OUT/archive so the page's links work offline",
+    )
+
     index = commands.add_parser(
         "index",
         help="rebuild outputs/index.html, metrics.json and metrics.csv",
@@ -454,6 +478,8 @@ def main(
             return _dispatch(args)
         if args.command == "approve":
             return _approve(args)
+        if args.command == "audit":
+            return _audit(args)
         if args.command == "archive":
             return _archive_push(args)
         if args.command == "lock":
@@ -575,6 +601,40 @@ def _approve(args) -> int:
     print(f"approved release {args.release_id}: digest {request['digest']}")
     print(f"  ships image {payload.get('image')} to {payload.get('app')} under {payload.get('decision')}")
     print(f"  approval: {path}")
+    return 0
+
+
+def _audit(args) -> int:
+    from .archive.audit import production_changes, write_audit
+    from .archive.catalog import parse_time
+
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        if value and parse_time(value if "T" in value else value + "T00:00:00Z") is None:
+            raise UsageError(f"--{name}: {value!r} is not a date (2026-11-01) or an ISO time (2026-11-01T09:00:00Z)")
+    since = args.since if not args.since or "T" in args.since else args.since + "T00:00:00Z"
+    until = args.until if not args.until or "T" in args.until else args.until + "T23:59:59.999Z"
+    outputs = args.outputs.resolve()
+    out = (args.out or outputs / "_audit").resolve()
+    store = _store_of(args) if args.archive else None
+    if store is not None:
+        from .archive.storesync import pull_all
+
+        outputs = out / "archive"
+        outputs.mkdir(parents=True, exist_ok=True)
+        print(f"audit: {store.url}: {pull_all(store, outputs)} object(s) read into {outputs}")
+    if not outputs.is_dir():
+        raise UsageError(f"--outputs: {outputs} is not a folder")
+    changes = production_changes(outputs, since=since, until=until, app=args.app)
+    span = f"{args.since or 'the first release'} to {args.until or 'now'}"
+    html_path, csv_path = write_audit(
+        changes, out, title=f"HotDash production changes, {span}", archive_root=outputs
+    )
+    flagged = [c for c in changes if c.exceptions]
+    print(f"audit: {len(changes)} production change(s), {len(flagged)} with exceptions")
+    for c in flagged:
+        print(f"  {c.release_id} ({c.outcome}): {'; '.join(c.exceptions)}")
+    print(f"  page: {html_path}\n  csv:  {csv_path}")
     return 0
 
 
