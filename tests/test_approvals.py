@@ -44,7 +44,11 @@ def world(tmp_path_factory):
             for name in (APPROVER, "test-operator")
         )
     )
-    edits = {"[notification]": f'[approval]\nrequired = 1\nallowed_signers = "{signers}"\nwait_minutes = 1\n\n[notification]'}
+    edits = {
+        "[approval]\nrequired = 0\n": "[approval]\nrequired = 1\n",
+        'allowed_signers = "../keys/allowed_signers"': f'allowed_signers = "{signers}"',
+        "wait_minutes = 30 ": "wait_minutes = 1 ",
+    }
     lab = make_rehearsal(root, edits=edits)
     yield lab, keys
     lab.platform().stop()
@@ -370,3 +374,34 @@ def test_audit_lists_every_production_change_with_its_approvers_and_exceptions(w
     assert "bob (ssh" in page and "hotfix, staging busy" in page
     assert f"hotdash-production/{rolled.name}/report.html" in page
     assert "04-staging_smoke.html" in page or "07-production_smoke.html" in page, "links to the section pages"
+
+
+def test_in_a_lab_session_the_go_no_go_names_the_approvers_and_06_waits_for_them(world):
+    """JupyterLab's path (nbclient kernels as JupyterLab runs them, the live lock `runbook lab` holds):
+    the decision shows who must approve and the command; 06 refuses without; bob's approval opens it."""
+    from test_interactive import DECIDE_GO, SESSION, TICK_EVERY_CHECK, execute
+
+    from hotdash_release.interactive.session import create_session
+    from hotdash_release.locks import live_release
+
+    lab, keys = world
+    config = lab.config.read_text()
+    lab.config.write_text(config.replace("wait_minutes = 1", "wait_minutes = 0"))
+    try:
+        folder = create_session(lab.outputs, operator="alice", config_path=lab.config)
+        clicks = {"04-staging_smoke": TICK_EVERY_CHECK, "05-go_no_go": DECIDE_GO}
+        with live_release(folder):
+            for name in SESSION[:5]:
+                path = folder / f"{name}.ipynb"
+                assert execute(path, path, cwd=folder, clicks=clicks.get(name, "")) is None, name
+            shown = (folder / "05-go_no_go.ipynb").read_text()
+            assert "Approval needed before production" in shown and f"runbook approve {folder.name}" in shown
+            deploy = folder / "06-deploy_production.ipynb"
+            refused = execute(deploy, deploy, cwd=folder)
+            assert refused and refused.startswith("DeployRefused") and "who may approve: bob, test-operator" in refused
+            assert _approve(lab, folder.name, APPROVER, keys[APPROVER]).returncode == 0
+            assert execute(deploy, deploy, cwd=folder) is None
+    finally:
+        lab.config.write_text(config)
+    accepted = read_section_result(folder, "deploy_production")["records"]["approvals"]["accepted"]
+    assert [a["approver"] for a in accepted] == [APPROVER]

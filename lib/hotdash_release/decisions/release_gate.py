@@ -41,6 +41,11 @@ ACTIONS = (
     ("", "staging serves now the image this release deployed to it, and answers its health check"),
     ("", "a GO decided after the sections it judged last ran"),
     (
+        "",
+        "[approval] required approvals of the digest of what ships now, signed by approvers in keys/allowed_signers "
+        "(or the CI run's `production` reviewers), none by the operator or who dispatched the run",
+    ),
+    (
         "smoke test, health check, watch (03, 07, 09)",
         "the environment was deployed in this release; its URL is the target's own (on the local platform, never "
         "a configured remote URL)",
