@@ -83,3 +83,13 @@ def test_public_api_is_pinned():
     ]
     for name in hotdash_release.__all__:
         assert hasattr(hotdash_release, name)
+
+
+def test_the_deploy_notebook_documents_every_rehearsal_defect():
+    """Observed: the deploy notebook documented 4 rehearsal_defect values; the app knows 11."""
+    import json
+
+    from hotdash_release.targets.standin_app import DEFECTS
+
+    text = json.dumps(json.loads((RUNBOOKS_DIR / "deploy.ipynb").read_text())["cells"])
+    assert [d for d in DEFECTS if d and d not in text] == []

@@ -16,6 +16,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from hotdash_release.targets.standin_app import DEFECTS as STANDIN_DEFECTS  # documented as the app knows them
+
 OUT = Path(__file__).resolve().parents[1] / "runbooks"
 
 COMMON = [
@@ -171,7 +173,7 @@ records each release (version, status, image) the way Fly does.""",
             (
                 'rehearsal_defect: str = ""',
                 "local rehearsals only: ship a broken build "
-                "(health_failing | slow | crash_at_start | wrong_api_key); empty: a good build",
+                f"({' | '.join(d for d in STANDIN_DEFECTS if d)}); empty: a good build",
             )
         ],
         "steps": [
