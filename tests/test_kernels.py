@@ -697,3 +697,38 @@ def test_a_stopped_section_leaves_no_task_behind_to_end_later(pool):
         assert unhandled == [], [context.get("message") for context in unhandled]
     finally:
         loop.set_exception_handler(None)
+
+
+def test_what_a_kernel_prints_outside_its_cells_never_reaches_the_runners_terminal(tmp_path):
+    """Observed: after SIGINT a kernel's 30-line ZMQError traceback (tornado's "Uncaught exception
+    in ZMQStream callback") reached the runner's stderr, where README promises one line. A kernel
+    writes to its own stdout and stderr descriptors here, as such a traceback does."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_kernels import run_cell
+        from hotdash_release.execution.pool import KernelPool
+        pool = KernelPool("python3", cwd={str(tmp_path)!r}, ahead=0)
+        try:
+            with pool.kernel() as manager:
+                reply = run_cell(manager, "import os; os.write(2, b'KERNEL-NOISE-2\\\\n'); os.write(1, b'KERNEL-NOISE-1\\\\n'); print('in the cell')")
+                assert reply["stdout"] == "in the cell\\n", reply
+            pool.wait_stopped()
+            print("logs:", [p.read_text() for p in pool.kernel_messages()])
+        finally:
+            pool.close()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "KERNEL-NOISE" not in done.stderr
+    logs_line = next(line for line in done.stdout.splitlines() if line.startswith("logs:"))
+    assert "KERNEL-NOISE-2" in logs_line and "KERNEL-NOISE-1" in logs_line
+    assert done.stdout.count("KERNEL-NOISE-2") == 1 and done.stdout.count("KERNEL-NOISE-1") == 1, (
+        "only in the kept log, never on the terminal"
+    )

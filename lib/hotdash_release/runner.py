@@ -636,6 +636,24 @@ def _run_sections_and_seal(record: ReleaseRecord, progress: Progress, own_pool: 
             if record.archive_problems:
                 record.outcome = "error"
                 record.reason = "; ".join(record.archive_problems)
+            _keep_kernel_messages(record, redactor, progress)
+
+
+def _keep_kernel_messages(record: ReleaseRecord, redactor, progress: Progress) -> None:
+    """What the kernels printed outside their cells (a traceback of tornado or zmq at a signal, a
+    warning) went to the pool's log folder, not to the operator's terminal: kept, redacted, beside
+    the archive (OUTPUTS/_logs/, not part of the signed record), and named in one line."""
+    logs = getattr(record.kernels, "kernel_messages", lambda: [])()
+    if not logs:
+        return
+    kept = record.options.outputs / "_logs" / f"{record.release_id}.kernels.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with open(kept, "a", encoding="utf-8") as out:
+        for log in logs:
+            text = log.read_text(encoding="utf-8", errors="replace")
+            out.write(f"== kernel {log.stem}\n{redactor.redact(text) if redactor else '(not kept: no redactor)'}\n")
+            log.unlink()
+    progress(f"kernel messages (not part of the record): {kept}")
 
 
 def _signal_note(record: ReleaseRecord) -> str:

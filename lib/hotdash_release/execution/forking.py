@@ -51,13 +51,13 @@ def launcher_arguments(cmd: list[str]) -> list[str] | None:
     return cmd[3:] if same else None
 
 
-def start_kernel_template(cwd: Path | None = None) -> KernelTemplate | None:
+def start_kernel_template(cwd: Path | None = None, *, kernel_logs: Path | None = None) -> KernelTemplate | None:
     """A template for the runbooks' kernels, started ahead of the release that will use it."""
     if not sys.platform.startswith("linux"):
         return None
     from ..paths import RUNBOOKS_DIR
 
-    return KernelTemplate(cwd or RUNBOOKS_DIR)
+    return KernelTemplate(cwd or RUNBOOKS_DIR, kernel_logs=kernel_logs)
 
 
 class KernelTemplate:
@@ -67,8 +67,11 @@ class KernelTemplate:
     the thread that started it ends, so a runner killed outright leaves no template behind.
     """
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *, kernel_logs: Path | None = None) -> None:
+        """kernel_logs: a folder for what each forked kernel prints outside its cells (see
+        template_process.KERNEL_LOGS_ENV); None: the kernels share the runner's stdout and stderr."""
         self.cwd = Path(cwd)
+        self.kernel_logs = kernel_logs
         self._closed = False
         self._died = False  # exited before anyone closed it
         # What the template's process state was made from (time zone, TLS key log, hash seed ...):
@@ -79,6 +82,7 @@ class KernelTemplate:
             **os.environ,
             "OPENBLAS_NUM_THREADS": "1",  # no BLAS worker threads in a process that forks
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            **({"HOTDASH_KERNEL_LOGS": str(kernel_logs)} if kernel_logs else {}),
         }  # what jupyter_client gives every kernel; read at import
         self._process = subprocess.Popen(
             [sys.executable, "-m", "hotdash_release.execution.template_process", str(theirs.fileno())],

@@ -88,9 +88,12 @@ class KernelPool:
         fork: bool = True,
         template: KernelTemplate | None = None,
         own_template: bool = False,
+        kernel_logs: Path | None = None,
     ) -> None:
         self.kernel_name = kernel_name
         self.cwd = Path(cwd)
+        # What the kernels print outside their cells goes here, never to the operator's terminal.
+        self.kernel_logs = kernel_logs or Path(tempfile.mkdtemp(prefix="hotdash-kernel-logs-"))
         self.ahead = ahead  # kernels kept booting for the sections to come; 0: start on demand
         self.fork = fork
         # A template handed in belongs to the caller, who closes it, unless own_template says
@@ -99,7 +102,7 @@ class KernelPool:
         if not (fork and forkable(kernel_name)):
             template = None
         elif template is None or template.cwd != self.cwd or not template.alive() or not template.current():
-            template = KernelTemplate(cwd)  # in the thread that owns the release: see KernelTemplate
+            template = KernelTemplate(cwd, kernel_logs=self.kernel_logs)  # in the release's thread: see KernelTemplate
             self._own_templates.append(template)
         self.template = template
         self._mode = "forked from a kernel template" if self.template else "spawned"
@@ -144,6 +147,10 @@ class KernelPool:
         kernel.manager.close_clients()
         self._stopping.append(self._stopper.submit(_stop, kernel))
 
+    def kernel_messages(self) -> list[Path]:
+        """The kernels' logs with something in them (what they printed outside their cells)."""
+        return sorted(p for p in self.kernel_logs.glob("*.log") if p.stat().st_size)
+
     def wait_stopped(self) -> None:
         """Wait until every kernel handed out has ended (its atexit handlers and files done):
         before a release is sealed, nothing of its sections may still write."""
@@ -169,6 +176,13 @@ class KernelPool:
         self._stopper.shutdown(wait=True)
         for template in self._own_templates:
             template.close()
+        for log in self.kernel_logs.glob("*.log"):  # the runner keeps what kernels printed; nothing: gone
+            if not log.stat().st_size:
+                log.unlink()
+        try:
+            self.kernel_logs.rmdir()
+        except OSError:  # a log nobody kept yet stays for the runner (or a person) to read
+            pass
 
     def _start_spares(self, count: int) -> None:
         while len(self._spares) < count:
@@ -213,7 +227,7 @@ class KernelPool:
         environment no longer says. The old one ends with the pool: its kernels may still run."""
         with self._lock:
             if self.template is stale:
-                self.template = KernelTemplate(self.cwd)
+                self.template = KernelTemplate(self.cwd, kernel_logs=self.kernel_logs)
                 self._own_templates.append(self.template)
                 self._used_templates.append(self.template)
             return self.template
@@ -350,7 +364,8 @@ def start_kernel_pool(kernel_name: str = "python3") -> KernelPool:
     releases of a runner that keeps it. The caller closes it."""
     from ..paths import RUNBOOKS_DIR
 
-    template = start_kernel_template(RUNBOOKS_DIR)  # first: its imports are the long part
-    pool = KernelPool(kernel_name, cwd=RUNBOOKS_DIR, template=template, own_template=True)
+    logs = Path(tempfile.mkdtemp(prefix="hotdash-kernel-logs-"))
+    template = start_kernel_template(RUNBOOKS_DIR, kernel_logs=logs)  # first: its imports are the long part
+    pool = KernelPool(kernel_name, cwd=RUNBOOKS_DIR, template=template, own_template=True, kernel_logs=logs)
     pool.prestart()
     return pool

@@ -52,6 +52,12 @@ PRELOAD = (
 
 _PR_SET_PDEATHSIG = 1
 _SET_BY_IMPORTS: dict[str, str] = {}
+#: Where each forked kernel writes what it prints outside its cells (its stdout and stderr:
+#: tornado's and zmq's tracebacks at a signal, warnings): `<dir>/<pid>.log`. Set by the runner's
+#: pool (KERNEL_LOGS_ENV), so that none of it reaches the operator's terminal; unset (JupyterLab):
+#: the kernel's output goes where the server's goes, as a started kernel's would.
+KERNEL_LOGS_ENV = "HOTDASH_KERNEL_LOGS"
+_KERNEL_LOGS = ""
 _LAUNCHER = getattr(importlib.util.find_spec("ipykernel_launcher"), "origin", None) or "ipykernel_launcher"
 
 
@@ -62,6 +68,8 @@ def main(argv: list[str]) -> None:
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]
     _die_with_parent()
+    global _KERNEL_LOGS
+    _KERNEL_LOGS = os.environ.pop(KERNEL_LOGS_ENV, "")
     before_imports = dict(os.environ)
     for module in PRELOAD:
         __import__(module)
@@ -157,6 +165,11 @@ def _fork_kernel(request: dict, channel: socket.socket) -> int:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        if _KERNEL_LOGS:
+            log = os.open(os.path.join(_KERNEL_LOGS, f"{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
