@@ -405,3 +405,16 @@ def test_in_a_lab_session_the_go_no_go_names_the_approvers_and_06_waits_for_them
         lab.config.write_text(config)
     accepted = read_section_result(folder, "deploy_production")["records"]["approvals"]["accepted"]
     assert [a["approver"] for a in accepted] == [APPROVER]
+
+
+def test_the_approvals_folder_is_not_an_app_of_the_archive(world):
+    """OUTPUTS/_approvals/<release id>/ looks like an app's release folder: the index, the catalog
+    and verify must not take it for one."""
+    from hotdash_release.archive.catalog import release_folders
+
+    lab, _ = world
+    assert (lab.outputs / "_approvals").is_dir()
+    assert {app for app, _, _ in release_folders(lab.outputs)} == {"hotdash-production"}
+    done = lab.runbook("index", "--outputs", str(lab.outputs))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "_approvals" not in (lab.outputs / "index.html").read_text()

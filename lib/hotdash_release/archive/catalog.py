@@ -201,7 +201,7 @@ def release_folders(root: Path) -> Iterator[tuple[str, str, str]]:
     except FileNotFoundError:
         return
     for app_entry in app_entries:
-        if not app_entry.is_dir() or app_entry.name.startswith("."):
+        if not app_entry.is_dir() or app_entry.name.startswith((".", "_")):  # _approvals, _logs, _audit: not apps
             continue
         for entry in os.scandir(app_entry.path):
             if entry.is_dir() and RELEASE_ID.match(entry.name):
