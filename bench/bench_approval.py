@@ -41,14 +41,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "bob"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        kind, blob = (Path(f"{key}.pub").read_text().split()[:2])
+        kind, blob = Path(f"{key}.pub").read_text().split()[:2]
         signers = Path(tmp) / "allowed_signers"
         signers.write_text(f'bob namespaces="{approval.NAMESPACE}" {kind} {blob}\n')
         a = approval.Approval("r", "d" * 64, "bob", "2026-12-06T05:00:00Z", "ok", "")
         signature = approval.sign(a.statement(), key)
         a = approval.Approval(**{**a.as_row(), "signature": signature})
-        payload = dict(release_id="r", app="hotdash-production", image="img", config_path=DEFAULT_CONFIG,
-                       runbooks=RUNBOOKS_DIR, decision={"decision": "GO"}, criteria=[])
+        payload = dict(
+            release_id="r",
+            app="hotdash-production",
+            image="img",
+            config_path=DEFAULT_CONFIG,
+            runbooks=RUNBOOKS_DIR,
+            decision={"decision": "GO"},
+            criteria=[],
+        )
         figures = {
             "sign (ssh-keygen -Y sign)": timed(lambda: approval.sign(a.statement(), key), rounds),
             "verify (ssh-keygen -Y verify)": timed(

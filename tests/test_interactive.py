@@ -518,7 +518,11 @@ def test_a_decision_after_the_gate_decides_again_and_the_archive_shows_the_recor
         # ... then the person decides in the panel, and nobody runs the gate cell again.
         notebook.cells.append(nbformat.v4.new_code_cell(DECIDE_GO.replace("panel = _  #", "#")))
         NotebookClient(
-            notebook, kernel_name="python3", timeout=120, allow_errors=True, store_widget_state=True,
+            notebook,
+            kernel_name="python3",
+            timeout=120,
+            allow_errors=True,
+            store_widget_state=True,
             resources={"metadata": {"path": str(folder)}},
         ).execute()
         nbformat.write(notebook, decide)

@@ -177,7 +177,7 @@ M = [
         "M23 a refused deploy is REFUSED in the deployments table",
         L + "archive/report.py",
         'badge("refused" if result.get("outcome") == "refused" else',
-        'badge(',
+        "badge(",
         T1 + "::test_the_report_never_headlines_a_go_its_gate_did_not_pass_and_calls_a_refusal_refused",
     ),
     (

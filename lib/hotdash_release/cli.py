@@ -627,9 +627,7 @@ def _audit(args) -> int:
         raise UsageError(f"--outputs: {outputs} is not a folder")
     changes = production_changes(outputs, since=since, until=until, app=args.app)
     span = f"{args.since or 'the first release'} to {args.until or 'now'}"
-    html_path, csv_path = write_audit(
-        changes, out, title=f"HotDash production changes, {span}", archive_root=outputs
-    )
+    html_path, csv_path = write_audit(changes, out, title=f"HotDash production changes, {span}", archive_root=outputs)
     flagged = [c for c in changes if c.exceptions]
     print(f"audit: {len(changes)} production change(s), {len(flagged)} with exceptions")
     for c in flagged:

@@ -430,7 +430,9 @@ def _approval(table: _Table, base: Path) -> ApprovalPolicy:
     if policy.wait_minutes < 0 or policy.wait_minutes > 24 * 60:
         table.fail("approval.wait_minutes", f"must be from 0 to 1440 minutes, got {policy.wait_minutes:g}")
     if required and len([a for a in policy.approvers()]) < required:
-        table.fail("approval.required", f"{required} approvals, but {signers} names {len(policy.approvers())} approver(s)")
+        table.fail(
+            "approval.required", f"{required} approvals, but {signers} names {len(policy.approvers())} approver(s)"
+        )
     return policy
 
 

@@ -552,7 +552,10 @@ class SectionRun:
             "approvals", {**verdict.as_row(), "digest": digest, "unreadable": unreadable, "allowed_signers": signers}
         )
         if not verdict.ok:
-            self._refuse(f"{self.section.title}: refused, nothing deployed: missing: {verdict.line(self.release_id)}", DeployRefused)
+            self._refuse(
+                f"{self.section.title}: refused, nothing deployed: missing: {verdict.line(self.release_id)}",
+                DeployRefused,
+            )
         for given in verdict.accepted:
             self._event(
                 "approval_accepted",

@@ -1008,9 +1008,7 @@ def run_section(record: ReleaseRecord, section: Section, index: int, progress: P
 
 def _say_who_must_approve(record: ReleaseRecord, progress: Progress) -> None:
     """The deploy waits for approvals in its kernel; the operator's terminal says for whom."""
-    request = ((read_section_result(record.release_dir, "go_no_go") or {}).get("records") or {}).get(
-        "approval_request"
-    )
+    request = ((read_section_result(record.release_dir, "go_no_go") or {}).get("records") or {}).get("approval_request")
     if not request:
         return
     who = ", ".join(request.get("who_may_approve") or []) or "nobody (keys/allowed_signers)"

@@ -97,15 +97,20 @@ def _change(folder: Path, manifest: dict, outputs: Path) -> Change | None:
     deploy = results.get("deploy_production") or {}
     records = deploy.get("records") or {}
     production = manifest.get("app")
-    touched = [e for e in log if e["kind"] in ("deploy_verified", "deploy_failed") and e["data"].get("app") == production]
+    touched = [
+        e for e in log if e["kind"] in ("deploy_verified", "deploy_failed") and e["data"].get("app") == production
+    ]
     if not touched and not records.get("deployment"):
         return None
     given = records.get("approvals") or {}
     accepted = given.get("accepted") or []
     requester = str(manifest.get("operator") or deploy.get("operator") or "")
-    approvers = [f"{a.get('approver')} ({a.get('source', 'ssh')}{', ' + a['fingerprint'] if a.get('fingerprint') else ''})" for a in accepted]
+    approvers = [
+        f"{a.get('approver')} ({a.get('source', 'ssh')}{', ' + a['fingerprint'] if a.get('fingerprint') else ''})"
+        for a in accepted
+    ]
     rollback = results.get("rollback") or {}
-    rolled = ((rollback.get("records") or {}).get("rollback") or {})
+    rolled = (rollback.get("records") or {}).get("rollback") or {}
     rolled_back = bool(rolled.get("ok"))
     deployed_at = touched[0]["at"] if touched else deploy.get("finished_at")
     restored_at = next((e["at"] for e in log if e["kind"] == "rollback" and e["data"].get("ok")), None)
@@ -163,13 +168,19 @@ def _exceptions(folder: Path, manifest: dict, results: dict, log: list[dict], re
     if manifest.get("outcome") == "rollback failed":
         found.append("rollback failed")
     ran_under = ((results.get("deploy_production") or {}).get("records") or {}).get("ran_under_decision") or {}
-    if ran_under.get("at") and any(d.get("at", "") > ran_under["at"] and d.get("decision") != ran_under.get("decision") for d in decisions(folder)):
+    if ran_under.get("at") and any(
+        d.get("at", "") > ran_under["at"] and d.get("decision") != ran_under.get("decision") for d in decisions(folder)
+    ):
         found.append("decision changed after deploy")
     if manifest.get("abandoned"):
         found.append("sealed as abandoned")
     problems = verify_release(folder)
     if problems:
-        found.append("record does not verify: " + problems[0].what + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        found.append(
+            "record does not verify: "
+            + problems[0].what
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
     return found
 
 
@@ -204,8 +215,18 @@ def write_audit(changes: list[Change], out: Path, *, title: str, archive_root: P
         f"<p class=lead>{len(changes)} production change(s); {flagged} with exceptions. Each row is drawn from the "
         "release's sealed record, verified as it was read.</p>",
         table(
-            ("Started", "App", "Release", "Requested by", "Approved by", "Decision", "Evidence", "Outcome",
-             "Time to restore", "Exceptions"),
+            (
+                "Started",
+                "App",
+                "Release",
+                "Requested by",
+                "Approved by",
+                "Decision",
+                "Evidence",
+                "Outcome",
+                "Time to restore",
+                "Exceptions",
+            ),
             rows,
         ),
     ]
@@ -220,7 +241,8 @@ def _evidence(c: Change, up: Path):
     links = [link(str(up / c.pages[k]), k) for k in ("staging_smoke", "go_no_go", "production_smoke") if k in c.pages]
     return Html(
         html.escape(f"staging smoke {c.staging_smoke}; production smoke {c.production_smoke}; criteria {c.criteria}")
-        + "<br>" + " · ".join(str(x) for x in links)
+        + "<br>"
+        + " · ".join(str(x) for x in links)
     )
 
 

@@ -136,7 +136,9 @@ def sign(statement: bytes, key: Path) -> str:
         signature = Path(f"{message}.sig")
         if done.returncode != 0 or not signature.is_file():
             problem = (done.stderr or done.stdout).strip().splitlines()
-            raise UsageError(f"--key: ssh-keygen could not sign with {key}: {problem[-1] if problem else 'no signature'}")
+            raise UsageError(
+                f"--key: ssh-keygen could not sign with {key}: {problem[-1] if problem else 'no signature'}"
+            )
         return signature.read_text()
 
 
@@ -148,8 +150,17 @@ def verify_signature(statement: bytes, signature: str, principal: str, allowed_s
         sig.write_text(signature)
         done = subprocess.run(
             [
-                "ssh-keygen", "-Y", "verify", "-f", str(allowed_signers), "-I", principal,
-                "-n", NAMESPACE, "-s", str(sig),
+                "ssh-keygen",
+                "-Y",
+                "verify",
+                "-f",
+                str(allowed_signers),
+                "-I",
+                principal,
+                "-n",
+                NAMESPACE,
+                "-s",
+                str(sig),
             ],
             input=statement,
             capture_output=True,
@@ -314,7 +325,9 @@ def judge(
 # -- runbook approve ---------------------------------------------------------------------------
 
 
-def give_approval(archive_root: Path, release_id: str, *, approver: str, reason: str, key: Path, at: str) -> tuple[Path, dict]:
+def give_approval(
+    archive_root: Path, release_id: str, *, approver: str, reason: str, key: Path, at: str
+) -> tuple[Path, dict]:
     """Sign what a waiting release will ship, as its go/no-go recorded it, and leave the approval
     where its deploy reads it. Refused (UsageError) when there is nothing to approve."""
     from ..record.events import recorded_results, sealed_as

@@ -166,7 +166,9 @@ def _fork_kernel(request: dict, channel: socket.socket) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         if _KERNEL_LOGS:
-            log = os.open(os.path.join(_KERNEL_LOGS, f"{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            log = os.open(
+                os.path.join(_KERNEL_LOGS, f"{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+            )
             os.dup2(log, 1)
             os.dup2(log, 2)
             os.close(log)

@@ -220,7 +220,9 @@ def run_reviews(
     try:
         response = client.get(url, headers=_request_headers(token))
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise DispatchError(hide_token.redact(f"cannot reach the GitHub API at {api_url}: {type(exc).__name__}")) from exc
+        raise DispatchError(
+            hide_token.redact(f"cannot reach the GitHub API at {api_url}: {type(exc).__name__}")
+        ) from exc
     if response.status_code != 200:
         raise DispatchError(
             hide_token.redact(f"GitHub answered {response.status_code} for the run's approvals ({url})"),

@@ -176,8 +176,11 @@ def _superseded_gate(cell, result: Mapping | None) -> dict | None:
     outputs = cell.get("outputs") or []
     shown = "failed" if any(o.get("output_type") == "error" for o in outputs) else "passed" if outputs else None
     recorded_outcome = (result or {}).get("outcome")
-    if shown is None or result is None or recorded_outcome in (None, shown) or (
-        shown == "failed" and recorded_outcome == "refused"
+    if (
+        shown is None
+        or result is None
+        or recorded_outcome in (None, shown)
+        or (shown == "failed" and recorded_outcome == "refused")
     ):
         return None
     import nbformat
