@@ -388,8 +388,19 @@ def test_audit_lists_every_production_change_with_its_approvers_and_exceptions(w
 
     from hotdash_release.record import events
 
-    lab, _ = world
+    lab, keys = world
     config = lab.config.read_text()
+    # A team that allows self-approval: the operator approves their own release (the audit flags it).
+    lab.config.write_text(config.replace("prevent_self_approval = true", "prevent_self_approval = false"))
+    try:
+        before = set(lab.release_dirs())
+        runner = _start(lab)
+        own = _waiting_release(lab, before, runner)
+        assert _approve(lab, own.name, "test-operator", keys["test-operator"]).returncode == 0
+        out, err = runner.communicate(timeout=WAIT_S)
+        assert runner.returncode == 0, out + err
+    finally:
+        lab.config.write_text(config)
     lab.config.write_text(config.replace("required = 1", "required = 0"))
     try:
         broken = lab.release(
@@ -430,6 +441,7 @@ def test_audit_lists_every_production_change_with_its_approvers_and_exceptions(w
     approved = [r for r in table.itertuples() if isinstance(r.approvers, str) and "bob (ssh, SHA256:" in r.approvers]
     assert approved and all(r.requester == "test-operator" for r in approved)
     assert any(isinstance(r.approvers, str) and "carol (github" in r.approvers for r in table.itertuples())
+    assert "approved by its own author" in by_id[own.name].exceptions
     row = by_id[rolled.name]
     assert "no approval recorded" in row.exceptions and "staging check skipped: hotfix, staging busy" in row.exceptions
     assert "rolled back" in row.exceptions and row.rolled_back and row.time_to_restore_s > 0

@@ -507,6 +507,7 @@ class SectionRun:
             "digest": digest,
             "payload": payload,
             "required": policy.required,
+            "prevent_self_approval": policy.prevent_self_approval,
             "who_may_approve": verdict.who_may_approve(),
             "command": f"runbook approve {self.release_id} --reason '...'",
         }
