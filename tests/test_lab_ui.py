@@ -268,7 +268,9 @@ def walk_the_session(page, folder: Path, seal_command: str, env: dict) -> Path:
     checkbox(page, "Test navigation").uncheck()
     wait_text(panel, "1 of 5 not attested yet")
     assert "Test navigation" not in attested(folder, "staging_smoke"), "unticking withdrew it"
-    assert read_section_result(folder, "staging_smoke")["outcome"] == "running", "the gate must run again"
+    # The gate ran before: it decides again at once (no cell to re-run), and the panel says its answer.
+    wait_text(panel, "This section: passed")
+    assert read_section_result(folder, "staging_smoke")["outcome"] == "passed", "the gate decided again"
     checkbox(page, "Test navigation").check()
     wait_text(panel, "all attested")
     assert set(attested(folder, "staging_smoke")) == set(DEFAULT_MANUAL_CHECKS)
@@ -302,6 +304,9 @@ def walk_the_session(page, folder: Path, seal_command: str, env: dict) -> Path:
     wait_text(recorded_view(page, "Recorded"), "Go by alice")
     wait_text(criteria, "all met or acceptable")
     wait_text(recorded_view(page, re.compile(r"^\s*Decision: ")), "GO: all")
+    # The gate failed before the Go: the decision re-ran it, the panel says so, 06 could go now.
+    wait_text(recorded_view(page, "Recorded"), "This section: passed")
+    assert read_section_result(folder, "go_no_go")["outcome"] == "passed"
     rerun_gate(page, cells["05-go_no_go"], cells["05-go_no_go"] + 1)
     assert read_section_result(folder, "go_no_go")["outcome"] == "passed"
     save(page)
