@@ -136,6 +136,8 @@ def test_production_waits_for_an_approval_of_what_ships_and_ships_with_it(world)
     assert accepted["approver"] == APPROVER and accepted["digest"] == request["digest"]
     assert accepted["fingerprint"].startswith("SHA256:")
     assert any(e["kind"] == "approval_accepted" and e["data"]["approver"] == APPROVER for e in _events(folder))
+    report = (folder / "report.html").read_text()
+    assert "<h2>Approvals" in report and accepted["fingerprint"] in report and request["digest"] in report
 
     # Anyone re-checks it with ssh-keygen alone, as README shows.
     signed = approval.Approval(**{k: accepted[k] for k in approval.Approval.__dataclass_fields__})

@@ -95,6 +95,7 @@ def render_report(record, results: dict[str, dict], history: History | None = No
         lead_callouts(results, this, history),
         go_no_go_section(results),
         decision_timeline(record.release_dir, results),
+        approvals_section(results),
         facts_section(record),
         timing_section(record),
         history_section(this, history),
@@ -259,6 +260,39 @@ def decision_timeline(folder: Path, results: dict[str, dict]) -> str:
         for d in taken
     ]
     return "<h2>Decision timeline</h2>" + table(("When", "Who", "Decision", "Why", ""), rows)
+
+
+def approvals_section(results: dict[str, dict]) -> str:
+    """Who approved what shipped ([approval]): each accepted approval with its key, and each one
+    the deploy did not count, with why. Nothing when the release needed none."""
+    records = (results.get("deploy_production") or {}).get("records") or {}
+    given = records.get("approvals")
+    requested = ((results.get("go_no_go") or {}).get("records") or {}).get("approval_request")
+    if not given and not requested:
+        return ""
+    if not given:
+        return (
+            "<h2>Approvals</h2><p>Requested at the GO (digest "
+            f"{text(str(requested.get('digest')))}), never checked: the production deploy did not get that far.</p>"
+        )
+    rows = [
+        (a.get("approver"), a.get("source"), a.get("fingerprint") or "", a.get("at"), a.get("reason"))
+        for a in given.get("accepted") or []
+    ]
+    verdict = badge("passed" if given.get("ok") else "refused")
+    return (
+        f"<h2>Approvals {verdict}</h2>"
+        f"<p>{len(rows)} of {int(given.get('required') or 0)} required approvals of digest "
+        f"{text(str(given.get('digest')))} (what shipped: image, configuration, runbooks, decision and "
+        "measurements); the release's operator "
+        f"{'may not' if given.get('prevent_self_approval', True) else 'may'} approve it.</p>"
+        + table(("Approver", "How", "Key", "At", "Reason"), rows)
+        + (
+            "<h3>Not counted</h3><ul>" + "".join(f"<li>{text(r)}</li>" for r in given.get("rejected") or []) + "</ul>"
+            if given.get("rejected")
+            else ""
+        )
+    )
 
 
 def overrides_table(results: dict[str, dict]) -> str:
