@@ -273,3 +273,20 @@ def test_a_runner_with_nothing_but_the_store_watches_a_release_again_into_the_sa
     manifest = json.loads((world.root / "runner-5" / APP / record / "manifest.json").read_text())
     assert manifest["watched_release"] == third and manifest["previous_release_id"] == before[-1]
     assert world.verify("runner-6").returncode == 0
+
+
+def test_the_audit_reads_the_store_and_its_page_works_offline(world):
+    """`runbook audit --archive URL` on a machine with nothing but the store's address: one row per
+    production change the store holds, and the page's links resolve inside its own folder."""
+    import pandas
+
+    out = world.root / "audit-from-store"
+    done = world.cli("audit", "--archive", URL, "--outputs", str(world.root / "runner-5"), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    ids = [release_id_of(world.runs[f"runner-{i}"]) for i in (1, 2, 3)]
+    table = pandas.read_csv(out / "audit.csv")
+    assert set(ids) <= set(table["release_id"]) and len(table) == len(set(table["release_id"]))
+    page = (out / "audit.html").read_text()
+    for release_id in ids:
+        assert f'href="archive/{APP}/{release_id}/report.html"' in page
+        assert (out / "archive" / APP / release_id / "report.html").is_file(), "the link works offline"
