@@ -525,6 +525,8 @@ class SectionRun:
 
         policy = self.config.approval
         ci = CiRun.from_environ(os.environ)
+        # Read once: GitHub's environment reviewers approved before this job could start.
+        reviews = self._github_reviews(ci) if ci else []
         archive_root = self.release_dir.parent.parent
         deadline = time.monotonic() + policy.wait_minutes * 60
         said = ""
@@ -532,7 +534,10 @@ class SectionRun:
             # Computed again on every look: what ships may change while the deploy waits.
             _, digest = self._shipping_digest(results, world.staging_image or "")
             found, unreadable = approval.read_approvals(archive_root, self.release_id)
-            found += self._github_reviews(digest)
+            found += [
+                approval.Approval(self.release_id, digest, r.login, utc_now(), r.comment, "", source="github")
+                for r in reviews
+            ]
             verdict = approval.judge(
                 policy,
                 found,
@@ -566,26 +571,18 @@ class SectionRun:
                 source=given.get("source", "ssh"),
             )
 
-    def _github_reviews(self, digest: str) -> list[approval.Approval]:
-        """In GitHub Actions: the run's approved reviews of the production environment, as
-        approvals of what ships now (GitHub's reviewer approved this run, which deploys it)."""
+    def _github_reviews(self, ci) -> list:
+        """In GitHub Actions: the run's approved reviews of the production environment (GitHub's
+        reviewer approved this run, which deploys what ships); none when they cannot be read."""
         import os
 
         from .errors import DispatchError
-        from .integrations.github import CiRun
 
-        ci = CiRun.from_environ(os.environ)
-        if ci is None:
-            return []
         try:
-            reviews = ci.production_approvers(os.environ)
+            return ci.production_approvers(os.environ)
         except (DispatchError, UsageError) as exc:
             self._warnings.append(f"GitHub run approvals not read: {self.redactor.redact(str(exc))}")
             return []
-        return [
-            approval.Approval(self.release_id, digest, r.login, utc_now(), r.comment, "", source="github")
-            for r in reviews
-        ]
 
     def _staging_now(self, world: World) -> World:
         """What staging serves now, and whether it answers its health check (one look)."""
