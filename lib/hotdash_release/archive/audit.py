@@ -192,7 +192,8 @@ def write_audit(changes: list[Change], out: Path, *, title: str, archive_root: P
 
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "audit.csv"
-    pandas.DataFrame([c.row() for c in changes], columns=list(COLUMNS)).to_csv(csv, index=False)
+    rows = [{k: _inert(v) for k, v in c.row().items()} for c in changes]
+    pandas.DataFrame(rows, columns=list(COLUMNS)).to_csv(csv, index=False)
     up = Path(os.path.relpath(archive_root, out))
     rows = [
         (
@@ -233,6 +234,14 @@ def write_audit(changes: list[Change], out: Path, *, title: str, archive_root: P
     page_path = out / "audit.html"
     page_path.write_text(page(title, body))
     return page_path, csv
+
+
+def _inert(value):
+    """A cell a spreadsheet will not run: free text from a record (a skip reason, a name) that
+    starts like a formula gets a leading apostrophe (OWASP's advice for CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _evidence(c: Change, up: Path):
